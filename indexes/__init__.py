@@ -1,0 +1,1 @@
+"""The FAISS index layer (per-modality indexes, CPU/GPU placement, persistence)."""
