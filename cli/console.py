@@ -1,0 +1,74 @@
+"""Shared output: results on stdout, messages on stderr, and one-line errors."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+
+from xsearch.errors import XSearchError
+
+out = Console()
+err = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print one error line and return the Exit to raise."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def handle_errors(func: F) -> F:
+    """Turn the engine's errors into one line on stderr and a non-zero exit code, never a
+    traceback (set XSEARCH_DEBUG=1 to see one for unexpected errors)."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        warnings.showwarning = _show_warning
+        try:
+            return func(*args, **kwargs)
+        except XSearchError as e:
+            raise fail(str(e), e.exit_code) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as e:
+            if os.environ.get("XSEARCH_DEBUG"):
+                raise
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise fail(
+                f"unexpected {type(e).__name__}: {first} (set XSEARCH_DEBUG=1 for a traceback)"
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def random_weights_banner(how_to_install: str) -> None:
+    """The loud warning shown whenever random weights are in use."""
+    err.print(
+        Panel(
+            "[bold]Running on RANDOM weights: similarities and rankings are meaningless.[/]\n"
+            f"Install the official AudioCLIP weights: {how_to_install}",
+            title="[bold red]random weights[/]",
+            border_style="red",
+        ),
+        highlight=False,
+    )
+
+
+def is_tty() -> bool:
+    return sys.stdout.isatty()
