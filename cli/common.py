@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 from xsearch.cli.console import err, random_weights_banner
@@ -19,22 +20,13 @@ def install_hint() -> str:
     )
 
 
-def open_encoder(
-    weights: str | None, config: str | None, device: str, batch_size: int
-) -> Encoder:
+def open_encoder(weights: str | None, config: str | None, device: str, batch_size: int) -> Encoder:
     """The encoder for a command, with the random-weights banner when it applies."""
     from xsearch.models import load_encoder
 
-    with err.status("loading model...", spinner="dots") if err.is_terminal else _nothing():
+    loading = err.status("loading model...") if err.is_terminal else nullcontext()
+    with loading:
         encoder = load_encoder(weights, config=config, device=device, batch_size=batch_size)
     if encoder.weights.is_random:
         random_weights_banner(install_hint())
     return encoder
-
-
-class _nothing:  # noqa: N801 - a null context manager without importing contextlib twice
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None

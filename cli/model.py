@@ -83,8 +83,11 @@ def _recorded_sha256(path: Path | None) -> str | None:
 @handle_errors
 def fetch(
     variant: Annotated[
-        Variant, typer.Argument(help="full: trained on AudioSet end to end (the default); "
-                                "partial: audio head only, image/text kept as CLIP's.")
+        Variant,
+        typer.Argument(
+            help="full: trained on AudioSet end to end (the default); "
+            "partial: audio head only, image/text kept as CLIP's."
+        ),
     ] = Variant.full,
     dest_dir: Annotated[
         Path | None, typer.Option("--dir", help="Where to store it (default: the user cache).")

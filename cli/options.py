@@ -27,9 +27,7 @@ Config = Annotated[
 Device = Annotated[
     str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda or cuda:N.")
 ]
-BatchSize = Annotated[
-    int, typer.Option("--batch-size", "-b", min=1, help="Items per model call.")
-]
+BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Items per model call.")]
 Json = Annotated[
     bool, typer.Option("--json", help="One JSON object per line on stdout, for scripts.")
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torchvision
 from torch import nn
-from torch.nn import functional as F  # noqa: N812
+from torch.nn import functional as F
 
 from xsearch.models.audio_frontend import FrequencyBSpline, blackman_harris, log_power_bands
 from xsearch.models.config import AudioConfig

@@ -65,14 +65,20 @@ def _mismatch(state: Mapping[str, torch.Tensor], cfg: ModelConfig) -> str:
     parts = []
     for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shaped)):
         if items:
-            shown = ", ".join(items[:5]) + (f", ... ({len(items)} in all)" if len(items) > 5 else "")
+            shown = ", ".join(items[:5]) + (
+                f", ... ({len(items)} in all)" if len(items) > 5 else ""
+            )
             parts.append(f"{label}: {shown}")
     return "; ".join(parts)
 
 
 def config_for(state: Mapping[str, torch.Tensor], name: str | None = None) -> ModelConfig:
     """The config `state` fits: `name` if given, else the registered config it matches."""
-    names = [name] if name else [DEFAULT_CONFIG, *(n for n in available_configs() if n != DEFAULT_CONFIG)]
+    names = (
+        [name]
+        if name
+        else [DEFAULT_CONFIG, *(n for n in available_configs() if n != DEFAULT_CONFIG)]
+    )
     first_error = ""
     for candidate in names:
         cfg = get_config(candidate)
@@ -90,7 +96,9 @@ def build_model(cfg: ModelConfig, state: Mapping[str, torch.Tensor] | None = Non
         return AudioCLIP(cfg).eval()
     problem = _mismatch(state, cfg)
     if problem:
-        raise CheckpointError(f"checkpoint does not match the {cfg.name!r} architecture ({problem})")
+        raise CheckpointError(
+            f"checkpoint does not match the {cfg.name!r} architecture ({problem})"
+        )
     with torch.device("meta"):
         model = AudioCLIP(cfg)
     floats = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}

@@ -59,11 +59,11 @@ class Encoder(ABC):
         order = sorted(range(len(items)), key=(lambda i: key(items[i])) if key else None)
         groups: list[list[int]] = []
         for i in order:
-            if groups and (key is None or key(items[groups[-1][0]]) == key(items[i])):
-                if len(groups[-1]) < self.batch_size:
-                    groups[-1].append(i)
-                    continue
-            groups.append([i])
+            same_key = groups and (key is None or key(items[groups[-1][0]]) == key(items[i]))
+            if same_key and len(groups[-1]) < self.batch_size:
+                groups[-1].append(i)
+            else:
+                groups.append([i])
         for group in groups:
             rows = step([items[i] for i in group]).float()
             out[group] = torch.nn.functional.normalize(rows, dim=-1).cpu().numpy()
