@@ -1,0 +1,142 @@
+"""Decode the audio track of any file FFmpeg reads into the waveform AudioCLIP expects.
+
+AudioCLIP's audio tower was trained on 44.1 kHz mono waveforms in int16 scale (float samples in
+[-1, 1) times 32768), so that is what `load_audio` returns.
+"""
+
+from __future__ import annotations
+
+import os
+
+import av
+import numpy as np
+
+from xsearch.errors import MediaError
+
+INT16_SCALE = 32768.0
+DEFAULT_MAX_SECONDS = 3 * 60 * 60.0
+
+# Without a maxval, libswresample leaves float downmix matrices unnormalised: stereo -> mono
+# is 0.7071 * (L + R), so a stereo file would come out 3 dB louder than its mono twin.
+_SWR_OPTIONS = {"rematrix_maxval": "1.0"}
+
+
+def load_audio(
+    path: str | os.PathLike[str],
+    sample_rate: int = 44100,
+    *,
+    max_seconds: float | None = DEFAULT_MAX_SECONDS,
+) -> np.ndarray:
+    """Decode the first audio track of `path` to a float32 1-D mono waveform in int16 scale.
+
+    Works for audio files and for the audio track of video files. Multi-channel audio is
+    downmixed with libswresample's mono rematrix, normalised so its coefficients sum to 1: stereo
+    becomes exactly (L + R) / 2, the channel mean AudioCLIP was trained on (librosa's to_mono),
+    and no layout can clip. The waveform is resampled to `sample_rate` by libswresample.
+
+    Raises MediaError (one line, naming the file) when the file cannot be opened, has no audio
+    track, decodes to nothing, or would decode to more than `max_seconds` of audio (None: no
+    limit); the limit keeps a multi-hour file from exhausting memory.
+    """
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    name = os.fspath(path)
+    limit = None if max_seconds is None else int(max_seconds * sample_rate)
+
+    try:
+        container = av.open(name)
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise media_error(name, "cannot open", exc) from exc
+
+    chunks: list[np.ndarray] = []
+    total = 0
+    first_error: Exception | None = None
+    with container:
+        if not container.streams.audio:
+            raise media_error(name, "no audio track")
+        stream = container.streams.audio[0]
+        resampler = _MonoResampler(sample_rate)
+        try:
+            for packet in container.demux(stream):
+                try:
+                    frames = packet.decode()
+                except av.InvalidDataError as exc:
+                    # Like the ffmpeg CLI, skip a damaged packet rather than lose the whole file.
+                    first_error = first_error or exc
+                    continue
+                for frame in frames:
+                    for chunk in resampler.resample(frame):
+                        chunks.append(chunk)
+                        total += chunk.shape[0]
+                    if limit is not None and total > limit:
+                        raise media_error(name, f"audio is longer than the {max_seconds:g} s limit")
+            for chunk in resampler.flush():
+                chunks.append(chunk)
+                total += chunk.shape[0]
+        except (av.FFmpegError, ValueError) as exc:
+            raise media_error(name, "cannot decode audio", exc) from exc
+
+    if limit is not None and total > limit:
+        raise media_error(name, f"audio is longer than the {max_seconds:g} s limit")
+    if total == 0:
+        if first_error is not None:
+            raise media_error(name, "cannot decode audio", first_error)
+        raise media_error(name, "audio track is empty")
+    wave = np.concatenate(chunks) if len(chunks) > 1 else chunks[0].copy()
+    wave *= INT16_SCALE
+    return wave
+
+
+class _MonoResampler:
+    """av.AudioResampler to float mono at a fixed rate, rebuilt if the input format changes.
+
+    PyAV's resampler is configured by its first frame and refuses frames of another format,
+    layout or rate, which some streams (chained Ogg, HE-AAC switching) do produce mid-track.
+    """
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self._resampler: av.AudioResampler | None = None
+        self._source: tuple[str, str, int] | None = None
+
+    def resample(self, frame: av.AudioFrame) -> list[np.ndarray]:
+        source = (frame.format.name, frame.layout.name, frame.sample_rate)
+        out: list[np.ndarray] = []
+        if source != self._source:
+            out.extend(self.flush())
+            self._resampler = av.AudioResampler(
+                format="fltp", layout="mono", rate=self.rate, options=_SWR_OPTIONS
+            )
+            self._source = source
+        assert self._resampler is not None
+        out.extend(_mono(f) for f in self._resampler.resample(frame) if f is not None)
+        return out
+
+    def flush(self) -> list[np.ndarray]:
+        if self._resampler is None:
+            return []
+        # Flushing drains the samples the resampler's filter still holds; a passthrough
+        # resampler answers [None] here, hence the filter on None.
+        frames = self._resampler.resample(None)
+        self._resampler = None
+        self._source = None
+        return [_mono(f) for f in frames if f is not None]
+
+
+def _mono(frame: av.AudioFrame) -> np.ndarray:
+    # fltp mono comes out as shape (1, samples).
+    return frame.to_ndarray()[0].astype(np.float32, copy=False)
+
+
+def media_error(name: str, what: str, exc: BaseException | None = None) -> MediaError:
+    """Build a one-line MediaError "NAME: WHAT: REASON" from a decoder exception."""
+    message = f"{name}: {what}"
+    if exc is not None:
+        message += f": {_reason(exc)}"
+    return MediaError(" ".join(message.splitlines()))
+
+
+def _reason(exc: BaseException) -> str:
+    # FFmpegError's str() repeats the errno and file name; strerror is just the reason.
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return " ".join(str(reason).split())
