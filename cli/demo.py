@@ -31,7 +31,7 @@ def _choose_weights(weights: str | None, fetch: bool) -> str | None:
         try:
             return str(fetch_weights("full").path)
         except DownloadError as e:
-            err.print(f"[yellow]could not fetch the weights:[/] {e}", highlight=False)
+            err.print(f"[yellow]could not fetch the weights:[/] {e}", highlight=False, soft_wrap=True)
     return "random"
 
 
@@ -70,14 +70,10 @@ def demo(
     text_vecs = encoder.embed_text(texts)
     audio_vecs = encoder.embed_audio(waves)
     image_vecs = encoder.embed_images(images)
-    _table("text -> audio", texts, [p.name for p in audio_paths], text_vecs @ audio_vecs.T)
-    _table("text -> image", texts, [p.name for p in image_paths], text_vecs @ image_vecs.T)
-    _table(
-        "audio -> image",
-        [p.name for p in audio_paths],
-        [p.name for p in image_paths],
-        audio_vecs @ image_vecs.T,
-    )
+    audio_names, image_names = [p.stem for p in audio_paths], [p.stem for p in image_paths]
+    _table("text -> audio", texts, audio_names, text_vecs @ audio_vecs.T)
+    _table("text -> image", texts, image_names, text_vecs @ image_vecs.T)
+    _table("audio -> image", audio_names, image_names, audio_vecs @ image_vecs.T)
     source = "random weights" if encoder.weights.is_random else str(encoder.weights.path)
     out.print(f"model: {encoder.config.name} ({source}) on {encoder.device}", highlight=False)
     if keep:
