@@ -31,7 +31,9 @@ def _choose_weights(weights: str | None, fetch: bool) -> str | None:
         try:
             return str(fetch_weights("full").path)
         except DownloadError as e:
-            err.print(f"[yellow]could not fetch the weights:[/] {e}", highlight=False, soft_wrap=True)
+            err.print(
+                f"[yellow]could not fetch the weights:[/] {e}", highlight=False, soft_wrap=True
+            )
     return "random"
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from xsearch import __version__
-from xsearch.cli import demo, embed, model
+from xsearch.cli import demo, embed, ingest, model, status
 
 app = typer.Typer(
     name="xsearch",
@@ -19,7 +19,10 @@ app = typer.Typer(
 )
 app.add_typer(embed.app, name="embed")
 app.add_typer(model.app, name="model")
+app.add_typer(status.index_app, name="index")
 app.command("demo")(demo.demo)
+app.command("ingest")(ingest.ingest)
+app.command("status")(status.status)
 
 
 def _version(value: bool) -> None:

@@ -31,3 +31,9 @@ BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Items
 Json = Annotated[
     bool, typer.Option("--json", help="One JSON object per line on stdout, for scripts.")
 ]
+IndexName = Annotated[
+    str,
+    typer.Option(
+        "--index", "-i", help="Index name (a folder under $XSEARCH_HOME, default ./indexes)."
+    ),
+]

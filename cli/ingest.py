@@ -1,0 +1,128 @@
+"""`xsearch ingest`: bring an index up to date with folders of media."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import nullcontext
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from xsearch.cli.common import open_encoder
+from xsearch.cli.console import err, handle_errors, out
+from xsearch.cli.options import BatchSize, Config, Device, IndexName, Json, Weights
+
+
+class LabelsFrom(str, Enum):
+    folder = "folder"
+
+
+@handle_errors
+def ingest(
+    paths: Annotated[
+        list[str], typer.Argument(help="Folders or files; '-' reads a list of paths from stdin.")
+    ],
+    index: IndexName = "default",
+    weights: Weights = None,
+    config: Config = None,
+    device: Device = "auto",
+    batch_size: BatchSize = 16,
+    workers: Annotated[int, typer.Option(min=0, help="Decoding processes (0: in-process).")] = 2,
+    window: Annotated[
+        float, typer.Option(min=1.0, help="Seconds per audio window (long audio is cut).")
+    ] = 10.0,
+    labels: Annotated[
+        LabelsFrom | None, typer.Option(help="Also label each file with its folder's name.")
+    ] = None,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Remove indexed files that no longer exist.")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(min=1.0, help="Seconds a file may take to decode.")
+    ] = 60.0,
+    memory_mb: Annotated[
+        int, typer.Option(min=64, help="Memory limit of each decoding process, MB.")
+    ] = 2048,
+    as_json: Json = False,
+) -> None:
+    """Embed new and changed files into an index (incremental; bad files are skipped)."""
+    from xsearch.errors import UsageError
+    from xsearch.ingest.pipeline import IngestOptions
+    from xsearch.ingest.pipeline import ingest as run_ingest
+    from xsearch.ingest.scan import find_files, read_file_list
+    from xsearch.store.store import index_dir
+
+    target = index_dir(index)
+    roots = [Path(p).expanduser() for p in paths if p != "-"]
+    for root in roots:
+        if not root.exists():
+            raise UsageError(f"{root}: no such file or folder")
+    files = list(find_files(roots)) if roots else []
+    if "-" in paths:
+        files += read_file_list(sys.stdin)
+    encoder = open_encoder(weights, config, device, batch_size)
+    options = IngestOptions(
+        window_seconds=window,
+        workers=workers,
+        timeout=timeout,
+        memory_mb=memory_mb,
+        labels_from_folder=labels is LabelsFrom.folder,
+        prune=prune,
+    )
+    show = err.is_terminal and not as_json
+    progress = _progress() if show else None
+    with progress or nullcontext():
+        task = progress.add_task("decoding", total=None) if progress else None
+        report = run_ingest(
+            files,
+            target,
+            encoder,
+            options,
+            on_plan=(lambda n: progress.update(task, total=n)) if progress else None,
+            on_file=(lambda p, s: progress.advance(task)) if progress else None,
+        )
+    if as_json:
+        print(json.dumps(report.as_dict() | {"index": index}))
+        return
+    _summary(index, report)
+
+
+def _progress():
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+
+
+def _summary(index: str, report) -> None:
+    items = ", ".join(f"{n} {m}" for m, n in sorted(report.items.items())) or "no new items"
+    out.print(
+        f"{index}: generation {report.generation}; {report.files} files: {report.added} added, "
+        f"{report.changed} changed, {report.renamed} renamed, {report.unchanged} unchanged, "
+        f"{report.removed} removed, {len(report.failed)} failed; {items}; "
+        f"{report.seconds:.1f} s",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for path, reason in report.failed[:20]:
+        err.print(f"[yellow]failed:[/] {path}: {reason}", highlight=False, soft_wrap=True)
+    if len(report.failed) > 20:
+        err.print(f"... and {len(report.failed) - 20} more (`xsearch status --failures`)")

@@ -1,0 +1,321 @@
+"""Opening an index directory for reading, and committing a new generation to it."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from xsearch.errors import UsageError
+from xsearch.store import tables
+from xsearch.store.fsutil import crashpoint, fsync_dir, sha256_file
+from xsearch.store.lock import WriterLock
+from xsearch.store.manifest import FileEntry, Manifest, StoreCorrupt, publish, read_manifest
+
+LOCK = "writer.lock"
+DATA = "data"
+_GEN = re.compile(r"-g(\d+)")
+
+
+def index_root() -> Path:
+    """`XSEARCH_HOME`, else ./indexes."""
+    return Path(os.environ.get("XSEARCH_HOME") or "indexes")
+
+
+def index_dir(name: str, root: Path | None = None) -> Path:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name):
+        raise UsageError(f"bad index name {name!r}: use letters, digits, '.', '_' and '-'")
+    return (root or index_root()) / name
+
+
+class Store:
+    """One generation of an index, read-only. Files are checked against the manifest's
+    checksums before they are trusted."""
+
+    def __init__(self, directory: Path, manifest: Manifest | None) -> None:
+        self.dir = directory
+        self.manifest = manifest
+
+    @classmethod
+    def open(cls, directory: Path, create: bool = False) -> Store:
+        if not directory.is_dir():
+            if not create:
+                raise UsageError(f"no index at {directory} (create one with `xsearch ingest`)")
+            directory.mkdir(parents=True)
+            (directory / DATA).mkdir()
+            fsync_dir(directory.parent)
+        return cls(directory, read_manifest(directory))
+
+    @property
+    def generation(self) -> int:
+        return self.manifest.generation if self.manifest else 0
+
+    def path(self, role: str) -> Path | None:
+        """The verified file for `role`, or None when this generation has none."""
+        if self.manifest is None or role not in self.manifest.files:
+            return None
+        entry = self.manifest.files[role]
+        path = self.dir / entry.path
+        if not path.is_file():
+            raise StoreCorrupt(f"{path}: missing; run `xsearch verify --repair`")
+        if path.stat().st_size != entry.bytes or sha256_file(path) != entry.sha256:
+            raise StoreCorrupt(f"{path}: checksum mismatch; run `xsearch verify --repair`")
+        return path
+
+    def _table(self, role: str, schema: pa.Schema) -> pa.Table:
+        path = self.path(role)
+        return tables.read_parquet(path, schema) if path else schema.empty_table()
+
+    @cached_property
+    def assets(self) -> pa.Table:
+        return self._table("assets", tables.ASSETS)
+
+    @cached_property
+    def items(self) -> pa.Table:
+        return self._table("items", tables.ITEMS)
+
+    @cached_property
+    def failures(self) -> pa.Table:
+        return self._table("failures", tables.FAILURES)
+
+    def embedding_roles(self, modality: str) -> list[str]:
+        files = self.manifest.files if self.manifest else {}
+        return sorted(r for r in files if r.startswith(f"embeddings/{modality}/"))
+
+    def embeddings(self, modality: str) -> tuple[np.ndarray, np.ndarray]:
+        """(item ids, vectors) of the live items of `modality`, in id order."""
+        parts = [tables.read_parquet(self.path(r)) for r in self.embedding_roles(modality)]
+        if not parts:
+            return np.empty(0, np.int64), np.empty((0, 0), np.float32)
+        ids, vectors = tables.embeddings_arrays(pa.concat_tables(parts))
+        live = np.isin(ids, self.item_ids(modality))
+        order = np.argsort(ids[live], kind="stable")
+        return ids[live][order], vectors[live][order]
+
+    def item_ids(self, modality: str) -> np.ndarray:
+        mask = pc.equal(self.items.column("modality"), modality)
+        return self.items.filter(mask).column("item_id").to_numpy()
+
+    def faiss_index(self, modality: str):
+        """The FAISS index of `modality`, or None when it has no items."""
+        from xsearch.indexes.faiss_index import from_bytes
+
+        path = self.path(f"faiss/{modality}")
+        return from_bytes(path.read_bytes()) if path else None
+
+
+@dataclass
+class Changes:
+    """What one commit does to the previous generation."""
+
+    new_assets: list[dict] = field(default_factory=list)
+    new_items: list[dict] = field(default_factory=list)
+    new_vectors: dict[str, list[tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
+    renamed: dict[int, str] = field(default_factory=dict)  # asset id -> new path
+    removed_assets: set[int] = field(default_factory=set)
+    failures: list[dict] | None = None  # None keeps the previous list
+
+    def add_vectors(self, modality: str, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self.new_vectors.setdefault(modality, []).append((ids, vectors))
+
+    def empty(self) -> bool:
+        return (
+            not (self.new_assets or self.new_items or self.renamed or self.removed_assets)
+            and self.failures is None
+        )
+
+
+class Writer:
+    """Holds the index's writer lock; `commit` publishes one new generation atomically.
+
+    Files of generation N are written aside under `data/` with `-gN` in their name and
+    fsynced, then `manifest.json` is replaced in one rename. A crash before the rename leaves
+    generation N-1 published; the next writer deletes the leftovers.
+    """
+
+    def __init__(self, directory: Path, model: dict[str, str]) -> None:
+        Store.open(directory, create=True)  # make sure the directory exists
+        self.lock = WriterLock(directory / LOCK)
+        self.lock.acquire()
+        self.store = Store.open(directory)  # read under the lock
+        self.model = model
+        self._check_model()
+        self._clean_leftovers()
+        m = self.store.manifest
+        self.next_item_id = m.next_item_id if m else 0
+        self.next_asset_id = m.next_asset_id if m else 0
+
+    def close(self) -> None:
+        self.lock.release()
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_model(self) -> None:
+        m = self.store.manifest
+        if m and m.model and m.model != self.model:
+            self.close()
+            raise UsageError(
+                f"index {self.store.dir.name} was built with {describe_model(m.model)}; "
+                f"this run uses {describe_model(self.model)} (use the same weights, or a new index)"
+            )
+
+    def _clean_leftovers(self) -> None:
+        """Delete data files that no published generation needs: those of a crashed commit, and
+        those the last two generations do not use (readers of the previous generation may
+        still be opening its files)."""
+        store = self.store
+        gen = store.generation
+        used = {e.path for e in store.manifest.files.values()} if store.manifest else set()
+        for path in (store.dir / DATA).iterdir():
+            match = _GEN.search(path.name)
+            file_gen = int(match.group(1)) if match else -1
+            unused = f"{DATA}/{path.name}" not in used
+            if unused and (file_gen > gen or file_gen < gen - 1):
+                path.unlink()
+        for path in store.dir.glob(".*.tmp-*"):
+            path.unlink()
+
+    def allocate_items(self, n: int) -> np.ndarray:
+        ids = np.arange(self.next_item_id, self.next_item_id + n, dtype=np.int64)
+        self.next_item_id += n
+        return ids
+
+    def allocate_asset(self) -> int:
+        self.next_asset_id += 1
+        return self.next_asset_id - 1
+
+    def commit(self, changes: Changes) -> Store:
+        """Publish the previous generation plus `changes` as the next generation."""
+        old = self.store
+        gen = old.generation + 1
+        data = old.dir / DATA
+        files = dict(old.manifest.files) if old.manifest else {}
+
+        removed_items = set()
+        if changes.removed_assets:
+            gone = pc.is_in(old.items.column("asset_id"), pa.array(sorted(changes.removed_assets)))
+            removed_items = set(old.items.filter(gone).column("item_id").to_pylist())
+        assets = _apply_assets(old.assets, changes)
+        items = _apply_items(old.items, changes, removed_items)
+
+        written: dict[str, Path] = {}
+        for role, table in (("assets", assets), ("items", items)):
+            written[role] = data / f"{role}-g{gen}.parquet"
+            tables.write_parquet(table, written[role])
+            crashpoint(f"write-{role}")
+        if changes.failures is not None:
+            written["failures"] = data / f"failures-g{gen}.parquet"
+            tables.write_parquet(
+                pa.Table.from_pylist(changes.failures, schema=tables.FAILURES), written["failures"]
+            )
+        for modality in tables.MODALITIES:
+            parts = changes.new_vectors.get(modality, [])
+            dead = np.array(sorted(i for i in removed_items if i in set(old.item_ids(modality))))
+            if not parts and not len(dead):
+                continue
+            ids = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.int64)
+            vecs = np.concatenate([p[1] for p in parts]) if parts else None
+            if parts:
+                role = f"embeddings/{modality}/g{gen:08d}"
+                written[role] = data / f"emb-{modality}-g{gen}.parquet"
+                tables.write_parquet(tables.embeddings_table(ids, vecs), written[role])
+                crashpoint(f"write-embeddings-{modality}")
+            written[f"faiss/{modality}"] = self._write_faiss(old, modality, gen, dead, ids, vecs)
+            crashpoint(f"write-faiss-{modality}")
+
+        return self._publish(files, written, gen)
+
+    def rebuild(self, embeddings: dict[str, tuple[np.ndarray, np.ndarray]], factory: str) -> Store:
+        """Publish a generation whose FAISS files are built afresh from `embeddings`."""
+        from xsearch.indexes.faiss_index import build
+
+        gen = self.store.generation + 1
+        files = dict(self.store.manifest.files) if self.store.manifest else {}
+        written = {
+            f"faiss/{m}": self._write_index(build(ids, vecs, factory), m, gen)
+            for m, (ids, vecs) in embeddings.items()
+            if len(ids)
+        }
+        return self._publish(files, written, gen)
+
+    def _publish(self, files: dict[str, FileEntry], written: dict[str, Path], gen: int) -> Store:
+        directory = self.store.dir
+        fsync_dir(directory / DATA)
+        crashpoint("fsync-data")
+        for role, path in written.items():
+            rel = str(path.relative_to(directory))
+            files[role] = FileEntry(rel, sha256_file(path), path.stat().st_size)
+        manifest = Manifest(
+            generation=gen,
+            model=self.model,
+            files=files,
+            next_item_id=self.next_item_id,
+            next_asset_id=self.next_asset_id,
+        )
+        publish(directory, manifest)
+        crashpoint("publish")
+        self.store = Store(directory, manifest)
+        self._clean_leftovers()
+        return self.store
+
+    def _write_faiss(self, old: Store, modality, gen, dead, ids, vecs) -> Path:
+        """The previous index of `modality` minus `dead` plus the new vectors."""
+        from xsearch.indexes.faiss_index import build, update
+
+        index = old.faiss_index(modality)
+        if index is None:
+            index = build(ids, vecs)
+        else:
+            index = update(index, dead, ids, vecs if vecs is not None else np.empty((0, 0)))
+        return self._write_index(index, modality, gen)
+
+    def _write_index(self, index, modality: str, gen: int) -> Path:
+        from xsearch.indexes.faiss_index import to_bytes
+
+        path = self.store.dir / DATA / f"faiss-{modality}-g{gen}.index"
+        with open(path, "wb") as f:
+            f.write(to_bytes(index))
+            f.flush()
+            os.fsync(f.fileno())
+        return path
+
+
+def _apply_assets(assets: pa.Table, changes: Changes) -> pa.Table:
+    if changes.removed_assets:
+        keep = pc.invert(
+            pc.is_in(assets.column("asset_id"), pa.array(sorted(changes.removed_assets)))
+        )
+        assets = assets.filter(keep)
+    if changes.renamed:
+        rows = assets.to_pylist()
+        for row in rows:
+            row["path"] = changes.renamed.get(row["asset_id"], row["path"])
+        assets = pa.Table.from_pylist(rows, schema=tables.ASSETS)
+    new = pa.Table.from_pylist(changes.new_assets, schema=tables.ASSETS)
+    return pa.concat_tables([assets, new])
+
+
+def _apply_items(items: pa.Table, changes: Changes, removed: set[int]) -> pa.Table:
+    if removed:
+        items = items.filter(
+            pc.invert(pc.is_in(items.column("item_id"), pa.array(sorted(removed))))
+        )
+    new = pa.Table.from_pylist(changes.new_items, schema=tables.ITEMS)
+    return pa.concat_tables([items, new])
+
+
+def describe_model(model: dict[str, str]) -> str:
+    weights = model.get("weights", "?")
+    return (
+        f"{model.get('config', '?')} ({weights[:12] if weights != 'random' else 'random weights'})"
+    )
