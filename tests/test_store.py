@@ -1,0 +1,154 @@
+"""The store: generations, lock, leftovers, model identity, rebuild."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xsearch.errors import UsageError
+from xsearch.store.lock import IndexLocked
+from xsearch.store.manifest import StoreCorrupt
+from xsearch.store.rebuild import rebuild_indexes
+from xsearch.store.store import Changes, Store, Writer, index_dir
+
+MODEL = {"encoder": "audioclip", "config": "audioclip-tiny", "weights": "random"}
+
+
+def unit(n: int, seed: int = 0) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal((n, 1024)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def add_asset(writer: Writer, changes: Changes, path: str, n_audio: int, seed: int = 0) -> int:
+    asset = writer.allocate_asset()
+    changes.new_assets.append(
+        dict(asset_id=asset, path=path, content_hash=f"h-{path}", kind="audio", bytes=1,
+             mtime=0.0, duration=10.0 * n_audio, labels=[])
+    )  # fmt: skip
+    ids = writer.allocate_items(n_audio)
+    for k, item in enumerate(ids):
+        changes.new_items.append(
+            dict(item_id=int(item), asset_id=asset, modality="audio", start=10.0 * k,
+                 end=10.0 * (k + 1), text=None)
+        )  # fmt: skip
+    changes.add_vectors("audio", ids, unit(n_audio, seed))
+    return asset
+
+
+def check_invariants(store: Store) -> None:
+    for modality in ("image", "audio", "text"):
+        ids = store.item_ids(modality)
+        assert len(set(ids)) == len(ids)
+        index = store.faiss_index(modality)
+        if index is None:
+            assert len(ids) == 0
+            continue
+        assert index.ntotal == len(ids)
+        emb_ids, vectors = store.embeddings(modality)
+        assert sorted(emb_ids) == sorted(ids)
+        _, found = index.search(vectors, 1)
+        assert (found[:, 0] == emb_ids).all()  # each item is its own nearest neighbour
+
+
+def test_commit_reopen_and_remove(tmp_path):
+    directory = tmp_path / "idx"
+    with Writer(directory, MODEL) as writer:
+        changes = Changes()
+        a = add_asset(writer, changes, "/m/a.wav", 3, seed=1)
+        add_asset(writer, changes, "/m/b.wav", 2, seed=2)
+        assert writer.commit(changes).generation == 1
+    store = Store.open(directory)
+    assert store.assets.num_rows == 2 and store.items.num_rows == 5
+    check_invariants(store)
+
+    with Writer(directory, MODEL) as writer:
+        changes = Changes(removed_assets={a})
+        changes.renamed[1] = "/m/b-renamed.wav"
+        writer.commit(changes)
+    store = Store.open(directory)
+    assert store.generation == 2
+    assert store.assets.column("path").to_pylist() == ["/m/b-renamed.wav"]
+    assert len(store.item_ids("audio")) == 2
+    check_invariants(store)
+
+
+def test_second_writer_gets_a_clear_error(tmp_path):
+    with Writer(tmp_path / "idx", MODEL), pytest.raises(IndexLocked, match="another process"):
+        Writer(tmp_path / "idx", MODEL)
+
+
+def test_another_model_is_refused(tmp_path):
+    with Writer(tmp_path / "idx", MODEL) as writer:
+        changes = Changes()
+        add_asset(writer, changes, "/m/a.wav", 1)
+        writer.commit(changes)
+    other = {**MODEL, "weights": "abc123"}
+    with pytest.raises(UsageError, match="was built with"):
+        Writer(tmp_path / "idx", other)
+
+
+def test_leftovers_of_a_crashed_commit_are_removed(tmp_path):
+    directory = tmp_path / "idx"
+    with Writer(directory, MODEL) as writer:
+        changes = Changes()
+        add_asset(writer, changes, "/m/a.wav", 1)
+        writer.commit(changes)
+    stray = directory / "data" / "items-g2.parquet"
+    stray.write_bytes(b"half-written")
+    tmp_manifest = directory / ".manifest.json.tmp-123"
+    tmp_manifest.write_bytes(b"{")
+    Writer(directory, MODEL).close()
+    assert not stray.exists() and not tmp_manifest.exists()
+    check_invariants(Store.open(directory))
+
+
+def test_corrupt_file_is_detected_by_checksum(tmp_path):
+    directory = tmp_path / "idx"
+    with Writer(directory, MODEL) as writer:
+        changes = Changes()
+        add_asset(writer, changes, "/m/a.wav", 2)
+        writer.commit(changes)
+    faiss_file = next((directory / "data").glob("faiss-audio-*"))
+    data = bytearray(faiss_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    faiss_file.write_bytes(bytes(data))
+    with pytest.raises(StoreCorrupt, match="checksum mismatch"):
+        Store.open(directory).faiss_index("audio")
+
+
+def test_unreadable_manifest_is_one_clear_error(tmp_path):
+    directory = tmp_path / "idx"
+    (directory / "data").mkdir(parents=True)
+    (directory / "manifest.json").write_bytes(b"")
+    with pytest.raises(StoreCorrupt, match="manifest is unreadable"):
+        Store.open(directory)
+
+
+def test_rebuild_with_another_factory_keeps_results(tmp_path):
+    directory = tmp_path / "idx"
+    with Writer(directory, MODEL) as writer:
+        changes = Changes()
+        add_asset(writer, changes, "/m/a.wav", 50, seed=3)
+        writer.commit(changes)
+    before = Store.open(directory)
+    store = rebuild_indexes(directory, "HNSW32")
+    assert store.generation == before.generation + 1
+    import faiss
+
+    index = store.faiss_index("audio")  # owns what the downcast proxies below point at
+    outer = faiss.downcast_index(index)
+    assert isinstance(faiss.downcast_index(outer.index), faiss.IndexHNSW)
+    check_invariants(store)
+    with pytest.raises(UsageError, match="bad index factory"):
+        rebuild_indexes(directory, "NoSuchIndex")
+
+
+def test_index_names_are_checked():
+    with pytest.raises(UsageError):
+        index_dir("../escape")
+    assert index_dir("music").name == "music"
+
+
+def test_unknown_index_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="no index"):
+        Store.open(tmp_path / "nothing")
