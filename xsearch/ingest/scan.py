@@ -1,0 +1,192 @@
+"""Find the media files to ingest, and the texts and labels that come with them.
+
+Finding is deterministic (sorted, depth-first) so that two runs over the same folders see the
+files in the same order, and it never leaves the folders it was given: a symlink that points out
+of every root is skipped, so ingesting a folder cannot wander into the rest of the disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TextIO
+
+from xsearch.errors import MediaError, UsageError
+from xsearch.media import kind_of
+
+MEDIA_KINDS = frozenset({"audio", "image", "video"})
+
+# Sidecars are short descriptions; anything bigger is a mistake, not a caption.
+MAX_SIDECAR_BYTES = 1 << 20
+
+OnError = Callable[[Path, OSError], None]
+
+
+def find_files(
+    roots: Iterable[str | os.PathLike[str]],
+    follow_symlinks_within_roots: bool = True,
+    *,
+    on_error: OnError | None = None,
+) -> Iterator[Path]:
+    """Yield the audio, image and video files under `roots`, as absolute resolved paths.
+
+    Each folder yields its own files sorted by name, then its subfolders in name order (depth
+    first); a root that is a file is taken as it is, if it is media. Hidden entries (names
+    starting with '.') under a root are skipped, as are text files (they are only read as
+    sidecars), non-regular files (FIFOs, devices) and files already yielded.
+
+    Symlinks are followed only when `follow_symlinks_within_roots` is true and their target lies
+    inside one of the roots; they are followed after the plain walk of every root, so what they
+    reach comes last (mostly nothing new: in-root targets are walked anyway, unless hidden).
+    Every folder is walked once, so symlink loops end. Raises UsageError for a root that does
+    not exist; an entry that cannot be read (a folder without permission, a self-referencing
+    symlink) is passed to `on_error` and skipped.
+    """
+    resolved: list[Path] = []
+    for root in map(Path, roots):
+        if not root.exists():
+            raise UsageError(f"{root}: no such file or directory")
+        resolved.append(root.resolve())
+    folder_roots = [root for root in resolved if root.is_dir()]
+    seen_files: set[Path] = set()
+    seen_dirs: set[Path] = set()
+    links: list[Path] = []
+
+    def report(path: Path, exc: BaseException) -> None:
+        if on_error is not None:
+            on_error(path, exc if isinstance(exc, OSError) else OSError(str(exc)))
+
+    def take(path: Path) -> Iterator[Path]:
+        if path not in seen_files and kind_of(path) in MEDIA_KINDS:
+            seen_files.add(path)
+            yield path
+
+    def walk(top: Path) -> Iterator[Path]:
+        stack = [top]
+        while stack:
+            folder = stack.pop()
+            if folder in seen_dirs:
+                continue
+            seen_dirs.add(folder)
+            try:
+                with os.scandir(folder) as listing:
+                    entries = sorted(listing, key=lambda entry: entry.name)
+            except OSError as exc:
+                report(folder, exc)
+                continue
+            subfolders = []
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                path = folder / entry.name
+                try:
+                    if entry.is_symlink():
+                        if follow_symlinks_within_roots:
+                            links.append(path)
+                    elif entry.is_dir(follow_symlinks=False):
+                        subfolders.append(path)
+                    elif entry.is_file(follow_symlinks=False):
+                        yield from take(path)
+                except OSError as exc:  # vanished mid-walk
+                    report(path, exc)
+            stack.extend(reversed(subfolders))
+
+    for root in resolved:
+        if root.is_dir():
+            yield from walk(root)
+        else:
+            yield from take(root)
+
+    while links:
+        pending, links = links, []
+        for link in pending:
+            try:
+                target = link.resolve()
+                if not any(target.is_relative_to(root) for root in folder_roots):
+                    continue  # never out of the roots
+                if target.is_dir():
+                    yield from walk(target)
+                elif target.is_file():  # also false for a dangling link
+                    yield from take(target)
+            except (OSError, RuntimeError) as exc:
+                # A symlink loop: RuntimeError from resolve() before Python 3.13, ELOOP after.
+                report(link, exc)
+
+
+def read_file_list(stream: TextIO) -> list[Path]:
+    """Paths from a newline-separated list (as `find ... | xsearch ingest -` gives), in order.
+
+    Blank lines are skipped; other lines are taken verbatim (only the line ending is removed),
+    since file names may start or end with spaces.
+    """
+    paths = []
+    for line in stream:
+        name = line.rstrip("\r\n")
+        if name.strip():
+            paths.append(Path(name))
+    return paths
+
+
+def sidecar_texts(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
+    """(texts, labels) from the sidecars next to `path` sharing its stem: `stem.txt`, `stem.json`.
+
+    `stem.txt` gives one text, the whole file stripped (the text tower truncates long ones).
+    `stem.json` is an object with `text` (a string or a list of strings) and/or `labels` (a list
+    of strings, or one comma-separated string); other keys are ignored. Texts from the txt come
+    first. Raises MediaError naming the sidecar when it cannot be read or is not such JSON.
+    """
+    media = Path(path)
+    texts: list[str] = []
+    labels: list[str] = []
+    txt = media.with_suffix(".txt")
+    if txt != media and txt.is_file():
+        text = _read_sidecar(txt).strip()
+        if text:
+            texts.append(text)
+    sidecar = media.with_suffix(".json")
+    if sidecar != media and sidecar.is_file():
+        try:
+            data = json.loads(_read_sidecar(sidecar))
+        except json.JSONDecodeError as exc:
+            raise MediaError(f"{sidecar}: bad JSON sidecar: {exc}") from exc
+        if not isinstance(data, dict):
+            raise MediaError(f"{sidecar}: bad JSON sidecar: expected an object with text/labels")
+        texts.extend(_strings(data.get("text"), sidecar, "text", split=False))
+        labels.extend(_strings(data.get("labels"), sidecar, "labels", split=True))
+    return texts, labels
+
+
+def folder_label(path: str | os.PathLike[str]) -> str:
+    """The name of the folder holding `path`: its label under `--labels folder`."""
+    return Path(path).parent.name
+
+
+def _read_sidecar(path: Path) -> str:
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_SIDECAR_BYTES + 1)
+    except OSError as exc:
+        raise MediaError(f"{path}: cannot read sidecar: {exc.strerror or exc}") from exc
+    if len(data) > MAX_SIDECAR_BYTES:
+        raise MediaError(f"{path}: sidecar larger than {MAX_SIDECAR_BYTES >> 20} MiB")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise MediaError(f"{path}: sidecar is not UTF-8 text") from exc
+
+
+def _strings(value: object, sidecar: Path, key: str, *, split: bool) -> list[str]:
+    """A JSON string or list of strings as stripped non-empty strings (commas split if `split`)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        items = value.split(",") if split else [value]
+    elif isinstance(value, list) and all(isinstance(item, str) for item in value):
+        items = value
+    else:
+        raise MediaError(
+            f"{sidecar}: bad JSON sidecar: {key!r} must be a string or a list of strings"
+        )
+    return [item.strip() for item in items if item.strip()]
