@@ -1,8 +1,7 @@
-"""`xsearch demo`: the whole embedding pipeline on generated samples, as similarity tables."""
+"""`xsearch demo`: the main job on generated media: ingest a folder, then query it."""
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +10,13 @@ import typer
 from xsearch.cli.common import install_hint
 from xsearch.cli.console import err, handle_errors, out, random_weights_banner
 from xsearch.cli.options import BatchSize, Config, Device, Weights
+
+QUERIES = [  # (kind, query, target)
+    ("text", "a police siren", "audio"),
+    ("text", "a red circle", "image"),
+    ("audio", "siren.wav", "image"),
+    ("text", "an orange sunset", "text"),
+]
 
 
 def _choose_weights(weights: str | None, fetch: bool) -> str | None:
@@ -46,52 +52,63 @@ def demo(
     fetch: Annotated[
         bool, typer.Option("--fetch/--no-fetch", help="Fetch the official weights if missing.")
     ] = True,
-    keep: Annotated[
-        Path | None, typer.Option("--keep", help="Write the samples here and keep them.")
-    ] = None,
+    folder: Annotated[
+        Path, typer.Option("--folder", help="Where to write the generated media.")
+    ] = Path("xsearch-demo"),
+    index: Annotated[str, typer.Option("--index", help="Index to build.")] = "demo",
 ) -> None:
-    """Embed generated sounds, pictures and a video, and show which text matches which."""
-    from xsearch.media import load_audio, load_image
+    """Generate sounds, pictures and a video, ingest them into an index, and query it."""
+    from xsearch.ingest.pipeline import IngestOptions, ingest
+    from xsearch.ingest.scan import find_files
     from xsearch.models import load_encoder
-    from xsearch.samples import DESCRIPTIONS, write_samples
+    from xsearch.samples import write_samples
+    from xsearch.search.engine import search
+    from xsearch.store.store import index_dir
 
     chosen = _choose_weights(weights, fetch)
     encoder = load_encoder(chosen, config=config, device=device, batch_size=batch_size)
     if encoder.weights.is_random:
         random_weights_banner(install_hint())
+    write_samples(folder)
+    target_dir = index_dir(index)
+    _reset_if_other_model(target_dir, encoder)
+    report = ingest(find_files([folder]), target_dir, encoder, IngestOptions(workers=1))
+    items = ", ".join(f"{n} {m}" for m, n in sorted(report.items.items())) or "nothing new"
+    out.print(
+        f"ingested {folder}/ into index '{index}' ({target_dir}): {report.added} files added, "
+        f"{report.unchanged} unchanged; {items}; {report.seconds:.1f} s",
+        highlight=False,
+        soft_wrap=True,
+    )
+    from xsearch.media import load_audio
+    from xsearch.store.store import Store
 
-    with tempfile.TemporaryDirectory(prefix="xsearch-demo-") as tmp:
-        folder = keep or Path(tmp)
-        paths = write_samples(folder)
-        audio_paths = [p for p in paths if p.suffix in (".wav", ".mp4")]
-        image_paths = [p for p in paths if p.suffix in (".png", ".mp4")]
-        waves = [load_audio(p) for p in audio_paths]
-        images = [load_image(p) for p in image_paths]
-
-    texts = list(DESCRIPTIONS.values())
-    text_vecs = encoder.embed_text(texts)
-    audio_vecs = encoder.embed_audio(waves)
-    image_vecs = encoder.embed_images(images)
-    audio_names, image_names = [p.stem for p in audio_paths], [p.stem for p in image_paths]
-    _table("text -> audio", texts, audio_names, text_vecs @ audio_vecs.T)
-    _table("text -> image", texts, image_names, text_vecs @ image_vecs.T)
-    _table("audio -> image", audio_names, image_names, audio_vecs @ image_vecs.T)
+    store = Store.open(target_dir)
+    for kind, query, target in QUERIES:
+        vector = (
+            encoder.embed_text([query])[0]
+            if kind == "text"
+            else encoder.embed_audio([load_audio(folder / query)])[0]
+        )
+        hits = search(store, vector, target, k=3)
+        shown = ", ".join(f"{Path(h.path).name} ({h.score:.3f})" for h in hits)
+        out.print(f"[bold]{kind} {query!r} -> {target}:[/] {shown}", highlight=False)
     source = "random weights" if encoder.weights.is_random else str(encoder.weights.path)
     out.print(f"model: {encoder.config.name} ({source}) on {encoder.device}", highlight=False)
-    if keep:
-        out.print(f"samples kept in {keep}", highlight=False)
+    out.print(
+        f"try: xsearch query --index {index} --text 'a ticking clock' --target audio",
+        highlight=False,
+    )
 
 
-def _table(title: str, rows: list[str], cols: list[str], sims) -> None:
-    """Cosine similarities, each row's best match in bold."""
-    from rich.table import Table
+def _reset_if_other_model(directory: Path, encoder) -> None:
+    """The demo owns its index: one built with other weights is rebuilt, not refused."""
+    import shutil
 
-    table = Table(title=title, title_justify="left")
-    table.add_column("query")
-    for c in cols:
-        table.add_column(c, justify="right")
-    for name, row in zip(rows, sims):
-        best = int(row.argmax())
-        cells = [f"[bold]{v:.3f}[/]" if j == best else f"{v:.3f}" for j, v in enumerate(row)]
-        table.add_row(name, *cells)
-    out.print(table)
+    from xsearch.ingest.identity import model_identity
+    from xsearch.store.manifest import read_manifest
+
+    manifest = read_manifest(directory) if directory.is_dir() else None
+    if manifest and manifest.model != model_identity(encoder):
+        err.print(f"rebuilding {directory}: it was built with other weights", highlight=False)
+        shutil.rmtree(directory)

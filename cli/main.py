@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from xsearch import __version__
-from xsearch.cli import demo, embed, ingest, model, status
+from xsearch.cli import demo, embed, ingest, model, query, status
 
 app = typer.Typer(
     name="xsearch",
@@ -22,6 +22,7 @@ app.add_typer(model.app, name="model")
 app.add_typer(status.index_app, name="index")
 app.command("demo")(demo.demo)
 app.command("ingest")(ingest.ingest)
+app.command("query")(query.query)
 app.command("status")(status.status)
 
 

@@ -180,10 +180,14 @@ def test_real_process_errors_have_no_traceback(tmp_path):
     assert result.stderr.strip().startswith("error:") and "nothing.wav" in result.stderr
 
 
-def test_demo_runs_offline_on_random_weights(tmp_path):
-    result = run_cli("demo", "--no-fetch", "--config", "audioclip-tiny", "--keep", str(tmp_path))
+def test_demo_ingests_and_queries_offline_on_random_weights(tmp_path):
+    env = {"XSEARCH_HOME": str(tmp_path / "home")}
+    args = ["demo", "--no-fetch", "--config", "audioclip-tiny", "--folder", str(tmp_path / "m")]
+    result = run_cli(*args, env=env)
     assert result.returncode == 0, result.stderr
     assert "RANDOM weights" in result.stderr
-    for title in ("text -> audio", "text -> image", "audio -> image"):
-        assert title in result.stdout
-    assert (tmp_path / "sunset_beeps.mp4").exists()
+    assert "9 files added" in result.stdout
+    assert "'a police siren' -> audio:" in result.stdout
+    assert (tmp_path / "m" / "sunset_beeps.txt").exists()
+    again = run_cli(*args, env=env)
+    assert "0 files added, 9 unchanged" in again.stdout

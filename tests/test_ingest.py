@@ -138,3 +138,30 @@ def test_cli_errors_are_one_line(tmp_path):
     result = run_cli("ingest", str(tmp_path / "missing"), "-w", "random", env=env)
     assert result.returncode == 2 and "no such file" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_cli_query_after_ingest(tmp_path):
+    root = make_media(tmp_path / "media")
+    env = {"XSEARCH_HOME": str(tmp_path / "home")}
+    built = run_cli("ingest", str(root), "-w", "random", "--config", "audioclip-tiny",
+                    "--workers", "0", env=env)  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    result = run_cli("query", "--text", "dog", "--target", "audio", "-k", "4", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    hits = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [h["rank"] for h in hits] == [1, 2, 3, 4]
+    keys = {"rank", "score", "path", "modality", "start", "end", "labels", "asset_id", "item_id"}
+    assert all(set(h) == keys and h["modality"] == "audio" for h in hits)
+    assert hits[0]["score"] >= hits[-1]["score"]
+    # an indexed file queried against its own modality finds itself first
+    sky = root / "rain" / "sky.png"
+    result = run_cli("query", "--image", str(sky), "--target", "image", "--json", env=env)
+    assert json.loads(result.stdout.splitlines()[0])["path"] == str(sky.resolve())
+    for args, needle in (
+        (["--text", "x", "-k", "0"], "-k"),
+        (["--text", "x", "--index", "nope"], "no index"),
+        ([], "give a query"),
+        (["--audio", str(root / "broken.mp4")], "broken.mp4"),
+    ):
+        bad = run_cli("query", *args, env=env)
+        assert bad.returncode != 0 and needle in bad.stderr and "Traceback" not in bad.stderr

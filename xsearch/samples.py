@@ -115,4 +115,6 @@ def write_samples(folder: Path) -> list[Path]:
     for name, image in image_samples().items():
         image.save(folder / name)
     write_video(folder / "sunset_beeps.mp4")
+    # a text sidecar: ingest turns it into a text item of the video
+    (folder / "sunset_beeps.txt").write_text(DESCRIPTIONS["sunset_beeps.mp4"] + "\n")
     return [folder / name for name in DESCRIPTIONS]

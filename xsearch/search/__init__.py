@@ -1,0 +1,1 @@
+"""Query planning: turning queries into one vector and hits with their files and times."""
