@@ -1,0 +1,210 @@
+"""End-to-end ingest throughput against the model alone, and store open/commit costs.
+
+Part 1 generates videos with sound (320x240, 5 s) and 10 s audio files, then measures
+- model-only items/s: the same items, decoded beforehand, embedded in the same batches;
+- end-to-end items/s: `ingest` of the folder into a fresh index (decode workers, hashing,
+  embedding, commit);
+- pipeline efficiency = end-to-end / model-only (the target is >= 0.8 on 2 cores);
+- decode share: the time to decode every file in one process, over the end-to-end time.
+Part 2 writes synthetic stores (vectors written directly) of growing size and times a full
+commit, opening a reader (manifest, metadata, FAISS index), and a one-file incremental commit.
+
+    .venv/bin/python benchmarks/ingest_speed.py [--videos 8] [--audios 8] [--workers 2]
+        [--config audioclip] [--store-sizes 10000,100000] [--out results.json] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # runnable from a checkout without installing xsearch
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from xsearch.ingest.decode import decode_file  # noqa: E402
+from xsearch.ingest.pipeline import IngestOptions, ingest  # noqa: E402
+from xsearch.ingest.scan import find_files  # noqa: E402
+from xsearch.models import load_encoder  # noqa: E402
+from xsearch.samples import audio_samples, write_video, write_wav  # noqa: E402
+from xsearch.store.store import Changes, Store, Writer  # noqa: E402
+
+console = Console()
+
+
+def make_media(folder: Path, videos: int, audios: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tones = list(audio_samples(seconds=10.0).values())
+    for i in range(videos):
+        write_video(folder / f"video_{i:03d}.mp4", seconds=5.0)
+    for i in range(audios):
+        # distinct content per file, or the content hash would skip the copies
+        wave = np.roll(tones[i % len(tones)], 997 * i) * (0.5 + 0.4 * (i % 5) / 5)
+        write_wav(folder / f"audio_{i:03d}.wav", wave)
+    for i in range(videos):  # make every video's bytes differ too
+        with open(folder / f"video_{i:03d}.mp4", "ab") as f:
+            f.write(i.to_bytes(4, "little"))
+
+
+def model_only(files: list[Path], encoder) -> tuple[float, int, float]:
+    """(seconds embedding, items, seconds decoding) with everything decoded beforehand."""
+    t0 = time.perf_counter()
+    decoded = [decode_file(str(p)) for p in files]
+    decode_s = time.perf_counter() - t0
+    images = [Image.fromarray(d.image) for d in decoded if d.image is not None]
+    waves = [w.wave for d in decoded for w in d.audio]
+    t0 = time.perf_counter()
+    encoder.embed_images(images)
+    encoder.embed_audio(waves)
+    return time.perf_counter() - t0, len(images) + len(waves), decode_s
+
+
+def pipeline_part(args, workdir: Path) -> dict:
+    media = workdir / "media"
+    make_media(media, args.videos, args.audios)
+    files = list(find_files([media]))
+    encoder = load_encoder("random", config=args.config, device="cpu", batch_size=args.batch_size)
+    model_only(files[:2], encoder)  # warm-up
+    model_s, items, decode_s = model_only(files, encoder)
+    t0 = time.perf_counter()
+    report = ingest(files, workdir / "index", encoder, IngestOptions(workers=args.workers))
+    e2e_s = time.perf_counter() - t0
+    e2e_items = sum(report.items.values())
+    assert e2e_items == items, (e2e_items, items)
+    return {
+        "files": len(files),
+        "items": items,
+        "model_only_items_per_s": items / model_s,
+        "end_to_end_items_per_s": items / e2e_s,
+        "pipeline_efficiency": model_s / e2e_s,
+        "decode_share": decode_s / e2e_s,
+        "end_to_end_s": e2e_s,
+        "model_only_s": model_s,
+        "decode_in_process_s": decode_s,
+        "waiting_for_decode_s": report.decode_seconds,
+    }
+
+
+def synthetic_store(directory: Path, n: int, dim: int = 1024) -> float:
+    """Commit `n` audio items of `n // 10` assets in one generation; returns seconds."""
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((n, dim), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    model = {"encoder": "audioclip", "config": "audioclip", "weights": "synthetic"}
+    t0 = time.perf_counter()
+    with Writer(directory, model) as writer:
+        changes = Changes()
+        per_asset = 10
+        for a in range(n // per_asset):
+            asset = writer.allocate_asset()
+            changes.new_assets.append(
+                {"asset_id": asset, "path": f"/media/{a}.wav", "content_hash": f"{a:032x}",
+                 "kind": "audio", "bytes": 1, "mtime": 0.0, "duration": 100.0, "labels": []}
+            )  # fmt: skip
+            for k in range(per_asset):
+                changes.new_items.append(
+                    {"item_id": a * per_asset + k, "asset_id": asset, "modality": "audio",
+                     "start": 10.0 * k, "end": 10.0 * (k + 1), "text": None}
+                )  # fmt: skip
+        ids = writer.allocate_items(n)
+        changes.add_vectors("audio", ids, vectors)
+        writer.commit(changes)
+    return time.perf_counter() - t0
+
+
+def store_part(sizes: list[int], workdir: Path) -> list[dict]:
+    rows = []
+    for n in sizes:
+        directory = workdir / f"store-{n}"
+        commit_s = synthetic_store(directory, n)
+        t0 = time.perf_counter()
+        store = Store.open(directory)
+        _ = store.items, store.assets
+        index = store.faiss_index("audio")
+        open_s = time.perf_counter() - t0
+        assert index.ntotal == n
+        t0 = time.perf_counter()
+        with Writer(directory, store.manifest.model) as writer:
+            changes = Changes()
+            asset = writer.allocate_asset()
+            changes.new_assets.append(
+                {"asset_id": asset, "path": "/media/new.wav", "content_hash": "new",
+                 "kind": "audio", "bytes": 1, "mtime": 0.0, "duration": 10.0, "labels": []}
+            )  # fmt: skip
+            [item] = writer.allocate_items(1)
+            changes.new_items.append(
+                {"item_id": int(item), "asset_id": asset, "modality": "audio", "start": 0.0,
+                 "end": 10.0, "text": None}
+            )  # fmt: skip
+            changes.add_vectors("audio", np.array([item]), np.ones((1, 1024), np.float32) / 32)
+            writer.commit(changes)
+        incremental_s = time.perf_counter() - t0
+        size = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+        rows.append(
+            {"items": n, "first_commit_s": commit_s, "open_s": open_s,
+             "incremental_commit_s": incremental_s, "bytes": size}
+        )  # fmt: skip
+        shutil.rmtree(directory)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--videos", type=int, default=8)
+    parser.add_argument("--audios", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--config", default="audioclip")
+    parser.add_argument("--store-sizes", default="10000,100000")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/ingest_speed.json")
+    parser.add_argument("--quick", action="store_true", help="a small smoke run")
+    args = parser.parse_args()
+    if args.quick:
+        args.videos, args.audios, args.store_sizes = 2, 2, "1000"
+    with tempfile.TemporaryDirectory(prefix="xsearch-bench-") as tmp:
+        pipe = pipeline_part(args, Path(tmp))
+        stores = store_part([int(s) for s in args.store_sizes.split(",")], Path(tmp))
+
+    table = Table(title=f"ingest ({args.config}, {args.workers} decode workers, CPU)")
+    for col in ("files", "items", "model-only items/s", "end-to-end items/s", "efficiency",
+                "decode share"):  # fmt: skip
+        table.add_column(col, justify="right")
+    table.add_row(
+        str(pipe["files"]), str(pipe["items"]), f"{pipe['model_only_items_per_s']:.2f}",
+        f"{pipe['end_to_end_items_per_s']:.2f}", f"{pipe['pipeline_efficiency']:.2f}",
+        f"{pipe['decode_share']:.1%}",
+    )  # fmt: skip
+    console.print(table)
+    st = Table(title="store (synthetic audio items, 1024-d, exact FAISS index)")
+    for col in ("items", "first commit s", "open s", "+1 file commit s", "MB on disk"):
+        st.add_column(col, justify="right")
+    for r in stores:
+        st.add_row(
+            f"{r['items']:,}", f"{r['first_commit_s']:.2f}", f"{r['open_s']:.3f}",
+            f"{r['incremental_commit_s']:.2f}", f"{r['bytes'] / 1e6:.0f}",
+        )  # fmt: skip
+    console.print(st)
+    result = {
+        "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads(), "cpu": platform.processor()},
+        "config": args.config, "workers": args.workers, "pipeline": pipe, "store": stores,
+    }  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    console.print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
