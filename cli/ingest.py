@@ -75,19 +75,36 @@ def ingest(
     show = err.is_terminal and not as_json
     progress = _progress() if show else None
     with progress or nullcontext():
-        task = progress.add_task("decoding", total=None) if progress else None
+        task = progress.add_task("ingesting", total=None, items=0) if progress else None
         report = run_ingest(
             files,
             target,
             encoder,
             options,
             on_plan=(lambda n: progress.update(task, total=n)) if progress else None,
-            on_file=(lambda p, s: progress.advance(task)) if progress else None,
+            on_file=(lambda p, s, n: progress.update(task, advance=1, items=n))
+            if progress
+            else None,
         )
     if as_json:
         print(json.dumps(report.as_dict() | {"index": index}))
         return
     _summary(index, report)
+
+
+def _items_column():
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class ItemsColumn(ProgressColumn):
+        """Items embedded so far and their rate."""
+
+        def render(self, task) -> Text:
+            items = task.fields.get("items", 0)
+            rate = items / task.elapsed if task.elapsed else 0.0
+            return Text(f"{items} items, {rate:.1f} items/s")
+
+    return ItemsColumn()
 
 
 def _progress():
@@ -105,6 +122,7 @@ def _progress():
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("files"),
+        _items_column(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err,

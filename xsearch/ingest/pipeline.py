@@ -140,10 +140,11 @@ def ingest(
     encoder,
     options: IngestOptions | None = None,
     on_plan: Callable[[int], None] | None = None,
-    on_file: Callable[[Path, str], None] | None = None,
+    on_file: Callable[[Path, str, int], None] | None = None,
 ) -> IngestReport:
     """Bring the index at `index_dir` up to date with `files`; returns what was done.
-    `on_plan(n)` is told how many files need decoding, `on_file(path, status)` each result."""
+    `on_plan(n)` is told how many files need decoding; `on_file(path, status, items)` hears
+    each file's result with the number of items embedded so far."""
     options = options or IngestOptions()
     report = IngestReport()
     start = time.perf_counter()
@@ -190,7 +191,7 @@ def ingest(
                     else:
                         report.added += 1
                 if on_file:
-                    on_file(path, reason or "ok")
+                    on_file(path, reason or "ok", sum(report.items.values()))
                 done_since_commit += 1
                 if done_since_commit >= options.commit_every:
                     batcher.flush()
