@@ -30,7 +30,8 @@ format: setup
 	$(BIN)/ruff check --fix .
 
 bench: setup
-	$(BIN)/python benchmarks/embed_speed.py --out benchmarks/results/embed_speed.json
+	$(BIN)/python benchmarks/embed_speed.py --out benchmarks/results/embed_speed_cpu.json
+	$(BIN)/python benchmarks/ingest_speed.py --out benchmarks/results/ingest_speed.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
