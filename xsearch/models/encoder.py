@@ -21,6 +21,10 @@ from xsearch.models.inference import prepare_for_inference
 
 T = TypeVar("T")
 
+# On a CPU the audio tower's activations (~9 MB per 5 s clip after the stem) fall out of the
+# caches in larger batches: 2 clips at a time ran at 197 ms/clip, 8 at once at 236 ms/clip.
+CPU_AUDIO_CHUNK = 2
+
 
 def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
@@ -121,8 +125,9 @@ class AudioCLIPEncoder(Encoder):
     def embed_audio(self, waves: Sequence[np.ndarray]) -> np.ndarray:
         def step(batch: Sequence[np.ndarray]) -> torch.Tensor:
             x = preprocess.audio_tensor(batch).to(self.device)
+            chunk = CPU_AUDIO_CHUNK if self.device.type == "cpu" else len(batch)
             with self._context():
-                return self.model.encode_audio(x)
+                return torch.cat([self.model.encode_audio(part) for part in x.split(chunk)])
 
         # Padding would change the pooled features, so only equal lengths share a batch.
         return self._run(list(waves), step, key=len)
