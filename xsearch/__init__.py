@@ -5,3 +5,10 @@ dependencies (torch, PyAV, FAISS) only when used.
 """
 
 __version__ = "0.1.0"
+
+
+def open(name: str, root=None, device: str = "auto"):
+    """Open the index `name` for searching: `xsearch.open("media").search(text="rain")`."""
+    from xsearch.api import open_index
+
+    return open_index(name, root, device)

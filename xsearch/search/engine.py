@@ -39,8 +39,23 @@ def fuse(vectors: np.ndarray, weights: list[float] | None = None) -> np.ndarray:
     return (v / norm).astype(np.float32)
 
 
-def search(store: Store, query: np.ndarray, target: str, k: int = 10) -> list[Hit]:
+@dataclass(frozen=True)
+class SearchOptions:
+    where: str | None = None  # SQL over the columns of items and assets
+    exclude_assets: frozenset[int] = frozenset()  # e.g. the query file itself
+    nprobe: int | None = None  # IVF indexes: inverted lists visited
+    ef: int | None = None  # HNSW indexes: search breadth
+
+
+def search(
+    store: Store,
+    query: np.ndarray,
+    target: str,
+    k: int = 10,
+    options: SearchOptions | None = None,
+) -> list[Hit]:
     """The `k` items of modality `target` nearest to the unit vector `query`."""
+    options = options or SearchOptions()
     if target not in MODALITIES:
         raise UsageError(f"unknown target {target!r}; use one of {', '.join(MODALITIES)}")
     if k < 1:
@@ -48,13 +63,61 @@ def search(store: Store, query: np.ndarray, target: str, k: int = 10) -> list[Hi
     index = store.faiss_index(target)
     if index is None or index.ntotal == 0:
         raise UsageError(f"index {store.dir.name} has no {target} items")
-    scores, ids = index.search(query.reshape(1, -1).astype(np.float32), min(k, index.ntotal))
+    allowed = _allowed_items(store, target, options)
+    params = _search_parameters(index, allowed, options)
+    n = min(k, index.ntotal if allowed is None else len(allowed))
+    if n == 0:
+        return []
+    scores, ids = index.search(query.reshape(1, -1).astype(np.float32), n, params=params)
     found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
     rows = _metadata(store, [i for i, _ in found])
     return [
         Hit(rank + 1, score, **rows[item_id], item_id=item_id)
         for rank, (item_id, score) in enumerate(found)
     ]
+
+
+def _allowed_items(store: Store, target: str, options: SearchOptions) -> np.ndarray | None:
+    """Item ids that pass `--where` and the exclusions, or None when nothing is filtered."""
+    if not options.where and not options.exclude_assets:
+        return None
+    where = f"({options.where})" if options.where else "TRUE"
+    # The filter is user SQL: it may read the registered tables, never a file or the network.
+    con = duckdb.connect(config={"enable_external_access": False})
+    try:
+        con.register("items", store.items)
+        con.register("assets", store.assets)
+        excluded = pa.array(sorted(options.exclude_assets), type=pa.int64())
+        con.register("excluded", pa.table({"asset_id": excluded}))
+        sql = (
+            "SELECT item_id FROM items JOIN assets USING (asset_id) "
+            f"WHERE modality = ? AND asset_id NOT IN (SELECT asset_id FROM excluded) AND {where}"
+        )
+        ids = np.asarray(con.execute(sql, [target]).fetchnumpy()["item_id"])
+    except duckdb.Error as e:
+        first = str(e).strip().splitlines()[0]
+        raise UsageError(f"bad --where {options.where!r}: {first}") from None
+    finally:
+        con.close()
+    return ids.astype(np.int64)
+
+
+def _search_parameters(index, allowed: np.ndarray | None, options: SearchOptions):
+    """FAISS search parameters: an id filter, and the nprobe / efSearch of approximate types."""
+    import faiss
+
+    inner = faiss.downcast_index(faiss.downcast_index(index).index)
+    selector = faiss.IDSelectorBatch(allowed) if allowed is not None else None
+    if isinstance(inner, faiss.IndexIVF):
+        params = faiss.SearchParametersIVF(nprobe=options.nprobe or inner.nprobe)
+    elif isinstance(inner, faiss.IndexHNSW):
+        params = faiss.SearchParametersHNSW(efSearch=options.ef or inner.hnsw.efSearch)
+    else:
+        params = faiss.SearchParameters()
+    if selector is not None:
+        params.sel = selector
+        params._selector = selector  # keep it alive as long as the parameters
+    return params
 
 
 def _metadata(store: Store, item_ids: list[int]) -> dict[int, dict]:

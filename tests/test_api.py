@@ -1,0 +1,52 @@
+"""The Python API: open an index by name and search it without the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import xsearch
+from tests.test_ingest import make_media
+from xsearch.errors import UsageError
+from xsearch.ingest.pipeline import IngestOptions, ingest
+from xsearch.ingest.scan import find_files
+from xsearch.models import load_encoder
+from xsearch.search.engine import Hit
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    base = tmp_path_factory.mktemp("api")
+    media = make_media(base / "media")
+    encoder = load_encoder("random", config="audioclip-tiny", device="cpu", batch_size=4)
+    ingest(find_files([media]), base / "home" / "media", encoder, IngestOptions(workers=0))
+    return base
+
+
+def test_open_and_search_by_text(home):
+    index = xsearch.open("media", root=home / "home", device="cpu")
+    hits = index.search(text="rain", target="audio", k=3)
+    assert len(hits) == 3 and all(isinstance(h, Hit) for h in hits)
+    assert [h.rank for h in hits] == [1, 2, 3]
+    assert hits[0].score >= hits[1].score >= hits[2].score
+
+
+def test_a_query_file_finds_itself_unless_excluded(home):
+    index = xsearch.open("media", root=home / "home", device="cpu")
+    sky = home / "media" / "rain" / "sky.png"
+    assert index.search(image=sky, target="image", k=1)[0].path == str(sky.resolve())
+    others = index.search(image=sky, target="image", k=5, exclude_self=True)
+    assert str(sky.resolve()) not in {h.path for h in others}
+
+
+def test_where_through_the_api(home):
+    index = xsearch.open("media", root=home / "home", device="cpu")
+    hits = index.search(text="storm", target="audio", k=10, where="start >= 10")
+    assert hits and all(h.start >= 10 for h in hits)
+    assert {Path(h.path).name for h in hits} == {"storm.wav"}
+
+
+def test_unknown_index(tmp_path):
+    with pytest.raises(UsageError, match="no index"):
+        xsearch.open("nothing", root=tmp_path)
