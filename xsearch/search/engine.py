@@ -82,23 +82,18 @@ def _allowed_items(store: Store, target: str, options: SearchOptions) -> np.ndar
     if not options.where and not options.exclude_assets:
         return None
     where = f"({options.where})" if options.where else "TRUE"
-    # The filter is user SQL: it may read the registered tables, never a file or the network.
-    con = duckdb.connect(config={"enable_external_access": False})
+    con = store.sql
+    excluded = pa.array(sorted(options.exclude_assets), type=pa.int64())
+    con.register("excluded", pa.table({"asset_id": excluded}))
+    sql = (
+        "SELECT item_id FROM items JOIN assets USING (asset_id) "
+        f"WHERE modality = ? AND asset_id NOT IN (SELECT asset_id FROM excluded) AND {where}"
+    )
     try:
-        con.register("items", store.items)
-        con.register("assets", store.assets)
-        excluded = pa.array(sorted(options.exclude_assets), type=pa.int64())
-        con.register("excluded", pa.table({"asset_id": excluded}))
-        sql = (
-            "SELECT item_id FROM items JOIN assets USING (asset_id) "
-            f"WHERE modality = ? AND asset_id NOT IN (SELECT asset_id FROM excluded) AND {where}"
-        )
         ids = np.asarray(con.execute(sql, [target]).fetchnumpy()["item_id"])
     except duckdb.Error as e:
         first = str(e).strip().splitlines()[0]
         raise UsageError(f"bad --where {options.where!r}: {first}") from None
-    finally:
-        con.close()
     return ids.astype(np.int64)
 
 
@@ -122,17 +117,12 @@ def _search_parameters(index, allowed: np.ndarray | None, options: SearchOptions
 
 def _metadata(store: Store, item_ids: list[int]) -> dict[int, dict]:
     """One DuckDB query joining the hits' items to their assets."""
-    con = duckdb.connect()
-    try:
-        con.register("items", store.items)
-        con.register("assets", store.assets)
-        con.register("wanted", pa.table({"item_id": pa.array(item_ids, type=pa.int64())}))
-        rows = con.execute(
-            'SELECT i.item_id, a.path, i.modality, i.start, i."end", a.labels, a.asset_id '
-            "FROM wanted w JOIN items i USING (item_id) JOIN assets a USING (asset_id)"
-        ).fetchall()
-    finally:
-        con.close()
+    con = store.sql
+    con.register("wanted", pa.table({"item_id": pa.array(item_ids, type=pa.int64())}))
+    rows = con.execute(
+        'SELECT i.item_id, a.path, i.modality, i.start, i."end", a.labels, a.asset_id '
+        "FROM wanted w JOIN items i USING (item_id) JOIN assets a USING (asset_id)"
+    ).fetchall()
     keys = ("path", "modality", "start", "end", "labels", "asset_id")
     out = {row[0]: dict(zip(keys, row[1:])) for row in rows}
     for row in out.values():

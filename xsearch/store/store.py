@@ -41,6 +41,7 @@ class Store:
     def __init__(self, directory: Path, manifest: Manifest | None) -> None:
         self.dir = directory
         self.manifest = manifest
+        self._indexes: dict[str, object] = {}
 
     @classmethod
     def open(cls, directory: Path, create: bool = False) -> Store:
@@ -103,11 +104,29 @@ class Store:
         return self.items.filter(mask).column("item_id").to_numpy()
 
     def faiss_index(self, modality: str):
-        """The FAISS index of `modality`, or None when it has no items."""
+        """The FAISS index of `modality` (loaded and verified once), or None when it has no
+        items. Writers must not modify it in place: it is this generation's."""
+        if modality not in self._indexes:
+            self._indexes[modality] = self.load_faiss(modality)
+        return self._indexes[modality]
+
+    def load_faiss(self, modality: str):
+        """A fresh copy of the FAISS index of `modality` (or None), verified, for changing."""
         from xsearch.indexes.faiss_index import from_bytes
 
         path = self.path(f"faiss/{modality}")
         return from_bytes(path.read_bytes()) if path else None
+
+    @cached_property
+    def sql(self):
+        """A DuckDB connection with this generation's `items` and `assets` tables. User SQL
+        runs here, so it may read these tables and nothing else (no files, no network)."""
+        import duckdb
+
+        con = duckdb.connect(config={"enable_external_access": False})
+        con.register("items", self.items)
+        con.register("assets", self.assets)
+        return con
 
 
 @dataclass
@@ -272,7 +291,7 @@ class Writer:
         """The previous index of `modality` minus `dead` plus the new vectors."""
         from xsearch.indexes.faiss_index import build, update
 
-        index = old.faiss_index(modality)
+        index = old.load_faiss(modality)  # a copy: the cached one belongs to readers
         if index is None:
             index = build(ids, vecs)
         else:
