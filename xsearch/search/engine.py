@@ -64,17 +64,49 @@ def search(
     if index is None or index.ntotal == 0:
         raise UsageError(f"index {store.dir.name} has no {target} items")
     allowed = _allowed_items(store, target, options)
-    params = _search_parameters(index, allowed, options)
     n = min(k, index.ntotal if allowed is None else len(allowed))
     if n == 0:
         return []
-    scores, ids = index.search(query.reshape(1, -1).astype(np.float32), n, params=params)
-    found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+    query = query.reshape(-1).astype(np.float32)
+    flat = _flat_view(index)
+    if flat is not None:
+        found = _exact_top(*flat, query, n, allowed)
+    else:
+        params = _search_parameters(index, allowed, options)
+        scores, ids = index.search(query[None, :], n, params=params)
+        found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
     rows = _metadata(store, [i for i, _ in found])
     return [
         Hit(rank + 1, score, **rows[item_id], item_id=item_id)
         for rank, (item_id, score) in enumerate(found)
     ]
+
+
+def _flat_view(index) -> tuple[np.ndarray, np.ndarray] | None:
+    """(ids, vectors) of an exact inner-product index, the vectors viewed without a copy;
+    None for other index types. For one query FAISS's flat search runs at about half the
+    memory bandwidth on a CPU, where numpy's matrix-vector product reaches it."""
+    import faiss
+
+    outer = faiss.downcast_index(index)
+    inner = faiss.downcast_index(outer.index)
+    if not (isinstance(inner, faiss.IndexFlat) and inner.metric_type == faiss.METRIC_INNER_PRODUCT):
+        return None
+    n, d = inner.ntotal, inner.d
+    vectors = faiss.rev_swig_ptr(inner.get_xb(), n * d).reshape(n, d)  # lives with `index`
+    return faiss.vector_to_array(outer.id_map), vectors
+
+
+def _exact_top(
+    ids: np.ndarray, vectors: np.ndarray, query: np.ndarray, n: int, allowed: np.ndarray | None
+) -> list[tuple[int, float]]:
+    """The `n` best (id, score) by inner product; equal scores keep index order."""
+    scores = vectors @ query
+    if allowed is not None:
+        scores[~np.isin(ids, allowed)] = -np.inf
+    top = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
+    top = top[np.lexsort((top, -scores[top]))]
+    return [(int(ids[i]), float(scores[i])) for i in top if np.isfinite(scores[i])]
 
 
 def _allowed_items(store: Store, target: str, options: SearchOptions) -> np.ndarray | None:
