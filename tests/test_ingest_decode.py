@@ -143,9 +143,14 @@ def test_decoded_crosses_a_worker_pipe(tmp_path):
     path = tmp_path / "tone.wav"
     write_wav(path, sine(440, 3.0, RATE) * 32767, RATE)
     decoded = decode_file(path)
+    import threading
+
     sender, receiver = Pipe()
-    sender.send(decoded)
+    # the send blocks once the pipe's buffer is full, so it needs its own thread
+    thread = threading.Thread(target=sender.send, args=(decoded,))
+    thread.start()
     again = receiver.recv()
+    thread.join()
     assert isinstance(again, Decoded)
     assert spans(again.audio) == [(0, 3)]
     assert np.array_equal(again.audio[0].wave, decoded.audio[0].wave)
