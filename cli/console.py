@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 from collections.abc import Callable
 from functools import wraps
@@ -68,7 +67,3 @@ def random_weights_banner(how_to_install: str) -> None:
         ),
         highlight=False,
     )
-
-
-def is_tty() -> bool:
-    return sys.stdout.isatty()

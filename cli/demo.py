@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from xsearch.cli.common import install_hint
-from xsearch.cli.console import err, handle_errors, out, random_weights_banner
+from xsearch.cli.common import open_encoder
+from xsearch.cli.console import err, handle_errors, out
 from xsearch.cli.options import BatchSize, Config, Device, Weights
 
 QUERIES = [  # (kind, query, target)
@@ -60,15 +60,12 @@ def demo(
     """Generate sounds, pictures and a video, ingest them into an index, and query it."""
     from xsearch.ingest.pipeline import IngestOptions, ingest
     from xsearch.ingest.scan import find_files
-    from xsearch.models import load_encoder
     from xsearch.samples import write_samples
     from xsearch.search.engine import search
     from xsearch.store.store import index_dir
 
     chosen = _choose_weights(weights, fetch)
-    encoder = load_encoder(chosen, config=config, device=device, batch_size=batch_size)
-    if encoder.weights.is_random:
-        random_weights_banner(install_hint())
+    encoder = open_encoder(chosen, config, device, batch_size)
     write_samples(folder)
     target_dir = index_dir(index)
     _reset_if_other_model(target_dir, encoder)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -39,7 +40,7 @@ def info(
         cfg = get_config(config or DEFAULT_CONFIG)
         from xsearch.models.checkpoint import expected_shapes
 
-        n_params = sum(_numel(s) for s in expected_shapes(cfg).values())
+        n_params = sum(math.prod(s) for s in expected_shapes(cfg).values())
     else:
         state = read_state_dict(choice.path)
         try:
@@ -62,13 +63,6 @@ def info(
     for key, value in facts.items():
         shown = f"{value:,}" if isinstance(value, int) else (value or "-")
         out.print(f"[bold]{key:>10}[/]  {shown}", highlight=False)
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def _recorded_sha256(path: Path | None) -> str | None:

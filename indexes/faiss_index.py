@@ -51,8 +51,3 @@ def to_bytes(index: faiss.Index) -> bytes:
 
 def from_bytes(data: bytes) -> faiss.Index:
     return faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
-
-
-def stored_ids(index: faiss.Index) -> np.ndarray:
-    """The ids an `IndexIDMap2` holds, in insertion order."""
-    return faiss.vector_to_array(faiss.downcast_index(index).id_map)
