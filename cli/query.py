@@ -1,8 +1,9 @@
-"""`xsearch query`: text, image, audio or video queries against one modality of an index."""
+"""`xsearch query`: text, image, audio, video or indexed-item queries against an index."""
 
 from __future__ import annotations
 
 import json
+import re
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -12,28 +13,43 @@ import typer
 from xsearch.cli.common import install_hint
 from xsearch.cli.console import handle_errors, out, random_weights_banner
 from xsearch.cli.options import Device, IndexName, Json
+from xsearch.errors import UsageError
 
 
 class Target(str, Enum):
     audio = "audio"
     image = "image"
     text = "text"
+    video = "video"
+    all = "all"
+
+
+WEIGHT_HELP = " Append ^W to weigh it in the fusion, e.g. 'rain^2' or 'dog.wav^-0.5'."
+_WEIGHT = re.compile(r"^(.*)\^([-+]?(?:\d+\.?\d*|\.\d+))$", re.DOTALL)
 
 
 @handle_errors
 def query(
-    text: Annotated[list[str] | None, typer.Option("--text", "-t", help="Query text.")] = None,
+    text: Annotated[
+        list[str] | None, typer.Option("--text", "-t", help="Query text." + WEIGHT_HELP)
+    ] = None,
     image: Annotated[
-        list[Path] | None, typer.Option("--image", help="Query image file.", show_default=False)
+        list[str] | None, typer.Option("--image", help="Query image file.", show_default=False)
     ] = None,
     audio: Annotated[
-        list[Path] | None, typer.Option("--audio", help="Query audio file.", show_default=False)
+        list[str] | None, typer.Option("--audio", help="Query audio file.", show_default=False)
     ] = None,
     video: Annotated[
-        list[Path] | None,
+        list[str] | None,
         typer.Option("--video", help="Query video (its frame and sound).", show_default=False),
     ] = None,
-    target: Annotated[Target, typer.Option(help="Modality to search.")] = Target.audio,
+    like: Annotated[
+        list[str] | None,
+        typer.Option("--like", help="An indexed item's id: search with its stored vector."),
+    ] = None,
+    target: Annotated[
+        Target, typer.Option(help="What to find: one modality, videos, or everything.")
+    ] = Target.audio,
     k: Annotated[int, typer.Option("-k", help="Number of results.")] = 10,
     index: IndexName = "default",
     where: Annotated[
@@ -42,8 +58,16 @@ def query(
             help="SQL filter over item and asset columns, e.g. \"kind = 'video' AND start > 60\"."
         ),
     ] = None,
+    min_score: Annotated[
+        float | None,
+        typer.Option(
+            help="Relevance cutoff, the same for every pairing (standard deviations above "
+            "the query's mean similarity to that modality; 3 is a good start)."
+        ),
+    ] = None,
     exclude_self: Annotated[
-        bool, typer.Option("--exclude-self", help="Leave out indexed copies of the query files.")
+        bool,
+        typer.Option("--exclude-self", help="Leave out indexed copies of the query files/items."),
     ] = False,
     nprobe: Annotated[
         int | None, typer.Option(min=1, help="IVF indexes: inverted lists to visit.")
@@ -52,21 +76,23 @@ def query(
     device: Device = "auto",
     as_json: Json = False,
 ) -> None:
-    """Find the items of one modality nearest to the queries (several are fused)."""
+    """Find what is nearest to the queries in the shared space (several are fused)."""
     import xsearch
 
     idx = xsearch.open(index, device=device)
     if idx.store.manifest.model.get("weights") == "random":
         random_weights_banner(install_hint())
     hits = idx.search(
-        text=text or (),
-        image=image or (),
-        audio=audio or (),
-        video=video or (),
+        text=[weighted(q, False) for q in text or ()],
+        image=[weighted(q) for q in image or ()],
+        audio=[weighted(q) for q in audio or ()],
+        video=[weighted(q) for q in video or ()],
+        like=[_item(q) for q in like or ()],
         target=target.value,
         k=k,
         where=where,
         exclude_self=exclude_self,
+        min_score=min_score,
         nprobe=nprobe,
         ef=ef,
     )
@@ -77,15 +103,54 @@ def query(
     _table(hits)
 
 
+def weighted(value: str, is_file: bool = True) -> tuple[str, float]:
+    """'query^W' -> (query, W). A file whose own name ends in ^W is taken as it is."""
+    match = _WEIGHT.match(value)
+    if not match or (is_file and Path(value).exists()):
+        return value, 1.0
+    return match.group(1), float(match.group(2))
+
+
+def _item(value: str) -> tuple[int, float]:
+    item, weight = weighted(value, False)
+    try:
+        return int(item), weight
+    except ValueError:
+        raise UsageError(f"--like takes an item id (an integer), not {item!r}") from None
+
+
 def _table(hits) -> None:
     from rich.table import Table
 
+    if not hits:
+        out.print("no results")
+        return
     table = Table()
-    for col in ("#", "score", "path", "modality", "time", "labels"):
-        table.add_column(col, justify="right" if col in ("#", "score") else "left")
+    columns = ("#", "score", "cos", "path", "match", "labels", "item")
+    for col in columns:
+        right = col in ("#", "score", "cos", "item")
+        table.add_column(col, justify="right" if right else "left", overflow="fold")
     for h in hits:
-        span = f"{h.start:.1f}-{h.end:.1f} s" if h.start is not None else ""
-        if h.modality == "image" and h.start is not None:
-            span = f"frame at {h.start:.1f} s"
-        table.add_row(str(h.rank), f"{h.score:.3f}", h.path, h.modality, span, ", ".join(h.labels))
+        table.add_row(
+            str(h.rank),
+            f"{h.score:.2f}",
+            f"{h.cosine:.3f}",
+            h.path,
+            describe_match(h),
+            ", ".join(h.labels),
+            str(h.item_id),
+        )
     out.print(table)
+    out.print(
+        "[dim]score: standard deviations above the query's mean similarity to that modality "
+        "(comparable across modalities); cos: raw cosine[/dim]"
+    )
+
+
+def describe_match(hit) -> str:
+    """Which item of the asset matched, and when: 'audio 10.0-20.0 s', 'frame at 2.5 s'."""
+    if hit.modality == "image" and hit.start is not None:
+        return f"frame at {hit.start:.1f} s"
+    if hit.start is not None:
+        return f"{hit.modality} {hit.start:.1f}-{hit.end:.1f} s"
+    return hit.modality

@@ -191,3 +191,16 @@ def test_demo_ingests_and_queries_offline_on_random_weights(tmp_path):
     assert (tmp_path / "m" / "sunset_beeps.txt").exists()
     again = run_cli(*args, env=env)
     assert "0 files added, 9 unchanged" in again.stdout
+
+
+def test_query_weights_parse_from_a_suffix(tmp_path):
+    from xsearch.cli.query import weighted
+
+    assert weighted("rain^2", is_file=False) == ("rain", 2.0)
+    assert weighted("rain^-0.5", is_file=False) == ("rain", -0.5)
+    assert weighted("x^y", is_file=False) == ("x^y", 1.0)
+    assert weighted("plain", is_file=False) == ("plain", 1.0)
+    odd = tmp_path / "take^2"  # a file whose own name ends in ^2 is that file
+    odd.write_bytes(b"")
+    assert weighted(str(odd)) == (str(odd), 1.0)
+    assert weighted(f"{tmp_path / 'clip.wav'}^3") == (str(tmp_path / "clip.wav"), 3.0)

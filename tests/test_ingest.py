@@ -151,13 +151,38 @@ def test_cli_query_after_ingest(tmp_path):
     hits = [json.loads(line) for line in result.stdout.splitlines()]
     assert [h["rank"] for h in hits] == [1, 2, 3, 4]
     keys = {"rank", "score", "path", "modality", "start", "end", "labels", "asset_id", "item_id"}
+    keys |= {"cosine", "kind"}
     assert all(set(h) == keys and h["modality"] == "audio" for h in hits)
     assert hits[0]["score"] >= hits[-1]["score"]
     # an indexed file queried against its own modality finds itself first
     sky = root / "rain" / "sky.png"
     result = run_cli("query", "--image", str(sky), "--target", "image", "--json", env=env)
     assert json.loads(result.stdout.splitlines()[0])["path"] == str(sky.resolve())
+    sky_hit = json.loads(result.stdout.splitlines()[0])
+    assert sky_hit["cosine"] == pytest.approx(1.0, abs=1e-4)
+
+    def query(*args: str) -> list[dict]:
+        done = run_cli("query", *args, "--json", env=env)
+        assert done.returncode == 0, done.stderr
+        return [json.loads(line) for line in done.stdout.splitlines()]
+
+    videos = query("--text", "dog", "--target", "video")
+    assert {(h["kind"], Path(h["path"]).name) for h in videos} == {("video", "walk.mp4")}
+    everything = query("--text", "dog", "--target", "all", "-k", "20")
+    assert len({h["asset_id"] for h in everything}) == len(everything) == 5  # one per file
+    assert {"image", "audio"} <= {h["modality"] for h in everything}
+    liked = query("--like", str(sky_hit["item_id"]), "--target", "image")
+    assert liked[0]["item_id"] == sky_hit["item_id"]
+    unliked = query("--like", str(sky_hit["item_id"]), "--target", "image", "--exclude-self")
+    assert sky_hit["asset_id"] not in {h["asset_id"] for h in unliked}
+    assert query("--text", "dog", "--min-score", "1000") == []
+    mixed = query("--text", "dog^2", "--image", f"{sky}^-0.5", "--target", "audio", "-k", "2")
+    assert len(mixed) == 2
     for args, needle in (
+        (["--text", "dog^0"], "cancel out"),
+        (["--like", "abc"], "item id"),
+        (["--like", "99999"], "no item 99999"),
+        (["--text", "x", "--target", "sound"], "sound"),
         (["--text", "x", "-k", "0"], "-k"),
         (["--text", "x", "--index", "nope"], "no index"),
         ([], "give a query"),

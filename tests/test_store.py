@@ -9,6 +9,7 @@ from xsearch.errors import UsageError
 from xsearch.store.lock import IndexLocked
 from xsearch.store.manifest import StoreCorrupt
 from xsearch.store.rebuild import rebuild_indexes
+from xsearch.store.reference import bottom_k
 from xsearch.store.store import Changes, Store, Writer, index_dir
 
 MODEL = {"encoder": "audioclip", "config": "audioclip-tiny", "weights": "random"}
@@ -50,6 +51,12 @@ def check_invariants(store: Store) -> None:
         # each item is its own nearest neighbour, up to ties with identical vectors
         assert np.isin(found[:, 0], emb_ids).all()
         assert np.allclose(scores[:, 0], (vectors * vectors).sum(axis=1), atol=1e-4)
+        # the kept reference sample is the bottom-k sketch of the live items
+        assert (len(ids) == 0) == (store.path(f"reference/{modality}") is None)
+        ref_ids, ref_vectors = store.reference(modality)
+        want_ids, want_vectors = bottom_k(emb_ids, vectors)
+        assert ref_ids.tolist() == want_ids.tolist()
+        assert np.array_equal(ref_vectors, want_vectors)
 
 
 def test_commit_reopen_and_remove(tmp_path):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from xsearch.errors import UsageError
 from xsearch.search.engine import Hit, SearchOptions, fuse, search
@@ -22,6 +25,7 @@ class Index:
             raise UsageError(f"index {store.dir.name} is empty")
         self.store = store
         self.device = device
+        self._model_lock = threading.Lock()  # one model call at a time: search is thread-safe
 
     @property
     def name(self) -> str:
@@ -50,57 +54,95 @@ class Index:
         audio: Sequence[str | Path] = (),
         video: Sequence[str | Path] = (),
     ) -> np.ndarray:
-        """One vector per query (a video gives its frame and, if it has one, its sound)."""
+        """One unit vector per query, in the order text, image, audio, video (a video's vector
+        fuses its central frame and, if it has one, its sound)."""
         from xsearch.media import load_audio, load_image
         from xsearch.media.probe import has_audio
 
-        enc = self.encoder
-        parts = []
-        if text:
-            parts.append(enc.embed_text(list(text)))
-        images = [load_image(p) for p in [*image, *video]]
-        if images:
-            parts.append(enc.embed_images(images))
-        sounds = [load_audio(p) for p in [*audio, *(v for v in video if has_audio(v))]]
-        if sounds:
-            parts.append(enc.embed_audio(sounds))
-        if not parts:
-            raise UsageError("give a query: text, image, audio or video")
-        return np.concatenate(parts)
+        images = [load_image(p) for p in [*image, *video]]  # decode all before model work
+        sounded = [has_audio(v) for v in video]
+        sounds = [load_audio(p) for p in [*audio, *(v for v, s in zip(video, sounded) if s)]]
+        if not (text or images or sounds):
+            raise UsageError("give a query: text, image, audio, video or an item id")
+        with self._model_lock:
+            enc = self.encoder
+            texts = enc.embed_text(list(text)) if text else None
+            pictures = enc.embed_images(images) if images else None
+            tracks = enc.embed_audio(sounds) if sounds else None
+        parts = [texts, pictures[: len(image)] if image else None]
+        parts.append(tracks[: len(audio)] if audio else None)
+        video_tracks = iter(tracks[len(audio) :] if tracks is not None else [])
+        for frame, has_sound in zip(pictures[len(image) :] if video else [], sounded):
+            both = np.stack([frame, next(video_tracks)]) if has_sound else frame[None]
+            parts.append(fuse(both)[None])
+        return np.concatenate([p for p in parts if p is not None and len(p)])
 
     def search(
         self,
-        text: str | Sequence[str] = (),
-        image: str | Path | Sequence[str | Path] = (),
-        audio: str | Path | Sequence[str | Path] = (),
-        video: str | Path | Sequence[str | Path] = (),
+        text: Query = (),
+        image: Query = (),
+        audio: Query = (),
+        video: Query = (),
+        like: int | Sequence[int | tuple[int, float]] = (),
         target: str = "audio",
         k: int = 10,
         where: str | None = None,
         exclude_self: bool = False,
+        min_score: float | None = None,
         nprobe: int | None = None,
         ef: int | None = None,
     ) -> list[Hit]:
-        """The `k` nearest items of modality `target` to the fused queries."""
-        text, image, audio, video = (_as_list(q) for q in (text, image, audio, video))
-        vectors = self.embed_queries(text, image, audio, video)
-        excluded = self._assets_of([*image, *audio, *video]) if exclude_self else frozenset()
-        options = SearchOptions(where=where, exclude_assets=excluded, nprobe=nprobe, ef=ef)
-        return search(self.store, fuse(vectors), target, k, options)
+        """The `k` best hits of `target` (audio, image, text, video or all) for the queries,
+        fused into one vector. Each query is a value or a (value, weight) pair; `like` takes
+        indexed item ids. Scores are calibrated (see xsearch/search/calibrate.py), so
+        `min_score` means the same for every pair of modalities."""
+        text, image, audio, video = (_weighted(q) for q in (text, image, audio, video))
+        liked = _weighted([like] if isinstance(like, int) else like)
+        files = [q for q, _ in [*image, *audio, *video]]
+        vectors = []
+        if text or files:
+            vectors.append(
+                self.embed_queries(*([q for q, _ in qs] for qs in (text, image, audio, video)))
+            )
+        if any(not isinstance(i, int) for i, _ in liked):
+            raise UsageError("like: give item ids (integers), or (id, weight) pairs")
+        if liked:
+            vectors.append(self.store.vectors([i for i, _ in liked]))
+        if not vectors:
+            raise UsageError("give a query: text, image, audio, video or an item id")
+        weights = [w for _, w in [*text, *image, *audio, *video, *liked]]
+        excluded = frozenset()
+        if exclude_self:
+            excluded = self._assets_of(files) | self._assets_of_items([i for i, _ in liked])
+        options = SearchOptions(where, excluded, min_score, nprobe, ef)
+        return search(self.store, fuse(np.concatenate(vectors), weights), target, k, options)
 
     def _assets_of(self, files: Sequence[str | Path]) -> frozenset[int]:
         """Assets with the same content as the query files."""
         from xsearch.ingest.identity import content_hash
 
+        if not files:
+            return frozenset()
         hashes = {content_hash(Path(f)) for f in files}
         assets = self.store.assets.to_pylist()
         return frozenset(a["asset_id"] for a in assets if a["content_hash"] in hashes)
 
+    def _assets_of_items(self, item_ids: list[int]) -> frozenset[int]:
+        items = self.store.items
+        wanted = pc.is_in(items.column("item_id"), pa.array(item_ids, type=pa.int64()))
+        return frozenset(items.filter(wanted).column("asset_id").to_pylist())
 
-def _as_list(value) -> list:
-    if isinstance(value, (str, Path)):
-        return [value]
-    return list(value)
+
+Query = str | Path | tuple[str | Path, float] | Sequence[str | Path | tuple[str | Path, float]]
+
+
+def _weighted(value) -> list[tuple]:
+    """A query argument -> [(query, weight), ...]."""
+    single = isinstance(value, (str, Path, int)) or (
+        isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], (str, Path))
+    )
+    queries = [value] if single else list(value)
+    return [(q[0], float(q[1])) if isinstance(q, tuple) else (q, 1.0) for q in queries]
 
 
 def open_index(name: str, root: str | Path | None = None, device: str = "auto") -> Index:

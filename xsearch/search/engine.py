@@ -1,29 +1,36 @@
-"""Search one modality's index of a store and resolve hits to files and times."""
+"""Search a store: nearest items of one modality, or best assets across modalities, resolved
+to files and times."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from xsearch.errors import UsageError
+from xsearch.search.calibrate import relevance
 from xsearch.store.store import Store
 from xsearch.store.tables import MODALITIES
+
+TARGETS = (*MODALITIES, "video", "all")
 
 
 @dataclass(frozen=True)
 class Hit:
     rank: int
-    score: float
+    score: float  # calibrated relevance: comparable across modalities (search/calibrate.py)
+    cosine: float  # the raw cosine of the query and the matched item
     path: str
-    modality: str
-    start: float | None
+    modality: str  # of the matched item
+    start: float | None  # seconds: an audio window, or the time of a video frame
     end: float | None
     labels: list[str]
     asset_id: int
     item_id: int
+    kind: str  # of the asset: video, audio, image, text
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -43,6 +50,7 @@ def fuse(vectors: np.ndarray, weights: list[float] | None = None) -> np.ndarray:
 class SearchOptions:
     where: str | None = None  # SQL over the columns of items and assets
     exclude_assets: frozenset[int] = frozenset()  # e.g. the query file itself
+    min_score: float | None = None  # calibrated relevance cutoff
     nprobe: int | None = None  # IVF indexes: inverted lists visited
     ef: int | None = None  # HNSW indexes: search breadth
 
@@ -54,20 +62,41 @@ def search(
     k: int = 10,
     options: SearchOptions | None = None,
 ) -> list[Hit]:
-    """The `k` items of modality `target` nearest to the unit vector `query`."""
+    """The `k` best hits for the unit vector `query`: items of one modality, or for `video`
+    and `all` assets, each represented by its best-scoring item."""
     options = options or SearchOptions()
-    if target not in MODALITIES:
-        raise UsageError(f"unknown target {target!r}; use one of {', '.join(MODALITIES)}")
+    if target not in TARGETS:
+        raise UsageError(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
     if k < 1:
         raise UsageError("-k must be at least 1")
-    index = store.faiss_index(target)
+    query = query.reshape(-1).astype(np.float32)
+    if target in MODALITIES:
+        if _count(store, target) == 0:
+            raise UsageError(f"index {store.dir.name} has no {target} items")
+        hits = _search_items(store, query, target, k, options)
+    else:
+        hits = _search_assets(store, query, target, k, options)
+    if options.min_score is not None:
+        hits = [h for h in hits if h.score >= options.min_score]
+    return [replace(h, rank=rank) for rank, h in enumerate(hits, 1)]
+
+
+def _count(store: Store, modality: str) -> int:
+    index = store.faiss_index(modality)
+    return 0 if index is None else index.ntotal
+
+
+def _search_items(
+    store: Store, query: np.ndarray, modality: str, k: int, options: SearchOptions, only=None
+) -> list[Hit]:
+    """The `k` nearest items of `modality` (restricted by `only`, SQL), calibrated."""
+    index = store.faiss_index(modality)
     if index is None or index.ntotal == 0:
-        raise UsageError(f"index {store.dir.name} has no {target} items")
-    allowed = _allowed_items(store, target, options)
+        return []
+    allowed = _allowed_items(store, modality, options, only)
     n = min(k, index.ntotal if allowed is None else len(allowed))
     if n == 0:
         return []
-    query = query.reshape(-1).astype(np.float32)
     flat = _flat_view(index)
     if flat is not None:
         found = _exact_top(*flat, query, n, allowed)
@@ -75,11 +104,39 @@ def search(
         params = _search_parameters(index, allowed, options)
         scores, ids = index.search(query[None, :], n, params=params)
         found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+    _, reference = store.reference(modality)
+    scores = relevance(np.array([s for _, s in found]), reference, query)
     rows = _metadata(store, [i for i, _ in found])
     return [
-        Hit(rank + 1, score, **rows[item_id], item_id=item_id)
-        for rank, (item_id, score) in enumerate(found)
+        Hit(0, float(z), cosine, **rows[item_id], item_id=item_id)
+        for (item_id, cosine), z in zip(found, scores)
     ]
+
+
+def _search_assets(
+    store: Store, query: np.ndarray, target: str, k: int, options: SearchOptions
+) -> list[Hit]:
+    """The `k` best assets by their best item: the frame or sound of videos for `video`,
+    every modality for `all`. Calibrated scores make the modalities comparable."""
+    modalities = ("image", "audio") if target == "video" else MODALITIES
+    only = "kind = 'video'" if target == "video" else None
+    kinds = pc.unique(store.assets.column("kind")).to_pylist()
+    no_videos = target == "video" and "video" not in kinds
+    if no_videos or not any(_count(store, m) for m in modalities):
+        raise UsageError(f"index {store.dir.name} has no {target} items")
+    n = 4 * k  # items per modality; a long file has many windows, so widen until k assets
+    while True:
+        hits, exhausted = [], True
+        for modality in modalities:
+            found = _search_items(store, query, modality, n, options, only)
+            hits += found
+            exhausted &= len(found) < n
+        best: dict[int, Hit] = {}
+        for hit in sorted(hits, key=lambda h: (-h.score, h.item_id)):
+            best.setdefault(hit.asset_id, hit)
+        if len(best) >= k or exhausted:
+            return list(best.values())[:k]
+        n *= 4
 
 
 def _flat_view(index) -> tuple[np.ndarray, np.ndarray] | None:
@@ -109,23 +166,28 @@ def _exact_top(
     return [(int(ids[i]), float(scores[i])) for i in top if np.isfinite(scores[i])]
 
 
-def _allowed_items(store: Store, target: str, options: SearchOptions) -> np.ndarray | None:
-    """Item ids that pass `--where` and the exclusions, or None when nothing is filtered."""
-    if not options.where and not options.exclude_assets:
+def _allowed_items(
+    store: Store, target: str, options: SearchOptions, only: str | None = None
+) -> np.ndarray | None:
+    """Item ids that pass `--where`, `only` and the exclusions, or None when nothing is
+    filtered."""
+    if not options.where and not options.exclude_assets and not only:
         return None
     where = f"({options.where})" if options.where else "TRUE"
-    con = store.sql
     excluded = pa.array(sorted(options.exclude_assets), type=pa.int64())
-    con.register("excluded", pa.table({"asset_id": excluded}))
     sql = (
         "SELECT item_id FROM items JOIN assets USING (asset_id) "
-        f"WHERE modality = ? AND asset_id NOT IN (SELECT asset_id FROM excluded) AND {where}"
+        "WHERE modality = ? AND asset_id NOT IN (SELECT asset_id FROM excluded) "
+        f"AND ({only or 'TRUE'}) AND {where}"
     )
-    try:
-        ids = np.asarray(con.execute(sql, [target]).fetchnumpy()["item_id"])
-    except duckdb.Error as e:
-        first = str(e).strip().splitlines()[0]
-        raise UsageError(f"bad --where {options.where!r}: {first}") from None
+    with store.lock:
+        con = store.sql
+        con.register("excluded", pa.table({"asset_id": excluded}))
+        try:
+            ids = np.asarray(con.execute(sql, [target]).fetchnumpy()["item_id"])
+        except duckdb.Error as e:
+            first = str(e).strip().splitlines()[0]
+            raise UsageError(f"bad --where {options.where!r}: {first}") from None
     return ids.astype(np.int64)
 
 
@@ -149,13 +211,14 @@ def _search_parameters(index, allowed: np.ndarray | None, options: SearchOptions
 
 def _metadata(store: Store, item_ids: list[int]) -> dict[int, dict]:
     """One DuckDB query joining the hits' items to their assets."""
-    con = store.sql
-    con.register("wanted", pa.table({"item_id": pa.array(item_ids, type=pa.int64())}))
-    rows = con.execute(
-        'SELECT i.item_id, a.path, i.modality, i.start, i."end", a.labels, a.asset_id '
-        "FROM wanted w JOIN items i USING (item_id) JOIN assets a USING (asset_id)"
-    ).fetchall()
-    keys = ("path", "modality", "start", "end", "labels", "asset_id")
+    with store.lock:
+        con = store.sql
+        con.register("wanted", pa.table({"item_id": pa.array(item_ids, type=pa.int64())}))
+        rows = con.execute(
+            'SELECT i.item_id, a.path, i.modality, i.start, i."end", a.labels, a.asset_id, '
+            "a.kind FROM wanted w JOIN items i USING (item_id) JOIN assets a USING (asset_id)"
+        ).fetchall()
+    keys = ("path", "modality", "start", "end", "labels", "asset_id", "kind")
     out = {row[0]: dict(zip(keys, row[1:])) for row in rows}
     for row in out.values():
         row["labels"] = list(row["labels"] or [])

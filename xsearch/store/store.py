@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -17,6 +18,7 @@ from xsearch.store import tables
 from xsearch.store.fsutil import crashpoint, fsync_dir, sha256_file
 from xsearch.store.lock import WriterLock
 from xsearch.store.manifest import FileEntry, Manifest, StoreCorrupt, publish, read_manifest
+from xsearch.store.reference import bottom_k, updated_sample
 
 LOCK = "writer.lock"
 DATA = "data"
@@ -42,6 +44,9 @@ class Store:
         self.dir = directory
         self.manifest = manifest
         self._indexes: dict[str, object] = {}
+        self._verified: set[str] = set()
+        self._references: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.lock = threading.Lock()  # one DuckDB statement at a time on the shared connection
 
     @classmethod
     def open(cls, directory: Path, create: bool = False) -> Store:
@@ -63,10 +68,13 @@ class Store:
             return None
         entry = self.manifest.files[role]
         path = self.dir / entry.path
+        if role in self._verified:
+            return path
         if not path.is_file():
             raise StoreCorrupt(f"{path}: missing; run `xsearch verify --repair`")
         if path.stat().st_size != entry.bytes or sha256_file(path) != entry.sha256:
             raise StoreCorrupt(f"{path}: checksum mismatch; run `xsearch verify --repair`")
+        self._verified.add(role)  # files of a generation never change once published
         return path
 
     def _table(self, role: str, schema: pa.Schema) -> pa.Table:
@@ -98,6 +106,34 @@ class Store:
         live = np.isin(ids, self.item_ids(modality))
         order = np.argsort(ids[live], kind="stable")
         return ids[live][order], vectors[live][order]
+
+    def vectors(self, item_ids: list[int]) -> np.ndarray:
+        """The stored vectors of `item_ids`, in that order."""
+        import pyarrow.parquet as pq
+
+        wanted = pa.array(item_ids, type=pa.int64())
+        rows = self.items.filter(pc.is_in(self.items.column("item_id"), wanted))
+        missing = set(item_ids) - set(rows.column("item_id").to_pylist())
+        if missing:
+            raise UsageError(f"index {self.dir.name} has no item {min(missing)}")
+        found: dict[int, np.ndarray] = {}
+        for modality in set(rows.column("modality").to_pylist()):
+            for role in self.embedding_roles(modality):
+                part = pq.read_table(self.path(role), filters=[("item_id", "in", item_ids)])
+                ids, vectors = tables.embeddings_arrays(part)
+                found.update(zip(ids.tolist(), vectors))
+        return np.stack([found[i] for i in item_ids])
+
+    def reference(self, modality: str) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of the reference sample of `modality` (see store/reference.py)."""
+        if modality not in self._references:
+            path = self.path(f"reference/{modality}")
+            if path is not None:
+                sample = tables.embeddings_arrays(tables.read_parquet(path))
+            else:  # a store written before samples were kept
+                sample = bottom_k(*self.embeddings(modality))
+            self._references[modality] = sample
+        return self._references[modality]
 
     def item_ids(self, modality: str) -> np.ndarray:
         mask = pc.equal(self.items.column("modality"), modality)
@@ -251,6 +287,8 @@ class Writer:
                 crashpoint(f"write-embeddings-{modality}")
             written[f"faiss/{modality}"] = self._write_faiss(old, modality, gen, dead, ids, vecs)
             crashpoint(f"write-faiss-{modality}")
+            sample = _next_sample(old, modality, dead, ids, vecs)
+            self._write_reference(files, written, modality, gen, sample)
 
         return self._publish(files, written, gen)
 
@@ -260,12 +298,21 @@ class Writer:
 
         gen = self.store.generation + 1
         files = dict(self.store.manifest.files) if self.store.manifest else {}
-        written = {
-            f"faiss/{m}": self._write_index(build(ids, vecs, factory), m, gen)
-            for m, (ids, vecs) in embeddings.items()
-            if len(ids)
-        }
+        written = {}
+        for m, (ids, vecs) in embeddings.items():
+            if len(ids):
+                written[f"faiss/{m}"] = self._write_index(build(ids, vecs, factory), m, gen)
+                self._write_reference(files, written, m, gen, bottom_k(ids, vecs))
         return self._publish(files, written, gen)
+
+    def _write_reference(self, files, written, modality: str, gen: int, sample) -> None:
+        role = f"reference/{modality}"
+        ids, vectors = sample
+        if not len(ids):
+            files.pop(role, None)
+            return
+        written[role] = self.store.dir / DATA / f"ref-{modality}-g{gen}.parquet"
+        tables.write_parquet(tables.embeddings_table(ids, vectors), written[role])
 
     def _publish(self, files: dict[str, FileEntry], written: dict[str, Path], gen: int) -> Store:
         directory = self.store.dir
@@ -307,6 +354,23 @@ class Writer:
             f.flush()
             os.fsync(f.fileno())
         return path
+
+
+def _next_sample(old: Store, modality: str, dead, new_ids, new_vectors):
+    """The reference sample of `modality` once `dead` are removed and the new items added."""
+    dim = new_vectors.shape[1] if new_vectors is not None else None
+    new_vectors = new_vectors if new_vectors is not None else np.empty((0, 0), np.float32)
+    previous = old.reference(modality) if old.manifest else None
+    if previous is None or not len(previous[0]):
+        previous = (np.empty(0, np.int64), np.empty((0, dim or 0), np.float32))
+    sample = updated_sample(previous, dead, new_ids, new_vectors)
+    if sample is None:  # refill from every live vector
+        ids, vectors = old.embeddings(modality)
+        keep = ~np.isin(ids, dead)
+        ids = np.concatenate([ids[keep], new_ids])
+        vectors = np.concatenate([vectors[keep], new_vectors.reshape(-1, vectors.shape[1])])
+        sample = bottom_k(ids, vectors)
+    return sample
 
 
 def _apply_assets(assets: pa.Table, changes: Changes) -> pa.Table:
