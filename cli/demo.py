@@ -16,6 +16,7 @@ QUERIES = [  # (kind, query, target)
     ("text", "a red circle", "image"),
     ("audio", "siren.wav", "image"),
     ("text", "an orange sunset", "text"),
+    ("text", "beeps at sunset", "all"),
 ]
 
 
@@ -88,7 +89,7 @@ def demo(
             else encoder.embed_audio([load_audio(folder / query)])[0]
         )
         hits = search(store, vector, target, k=3)
-        shown = ", ".join(f"{Path(h.path).name} ({h.score:.3f})" for h in hits)
+        shown = ", ".join(f"{Path(h.path).name} ({h.score:.2f})" for h in hits)
         out.print(f"[bold]{kind} {query!r} -> {target}:[/] {shown}", highlight=False)
     source = "random weights" if encoder.weights.is_random else str(encoder.weights.path)
     out.print(f"model: {encoder.config.name} ({source}) on {encoder.device}", highlight=False)

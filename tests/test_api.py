@@ -50,3 +50,27 @@ def test_where_through_the_api(home):
 def test_unknown_index(tmp_path):
     with pytest.raises(UsageError, match="no index"):
         xsearch.open("nothing", root=tmp_path)
+
+
+def test_weights_and_item_queries(home):
+    index = xsearch.open("media", root=home / "home", device="cpu")
+    rain = index.search(text="rain", target="audio", k=50)  # every audio item
+    zero = index.search(text=[("rain", 1.0), ("storm", 0.0)], target="audio", k=50)
+    assert [h.item_id for h in zero] == [h.item_id for h in rain]
+    assert [h.score for h in zero] == pytest.approx([h.score for h in rain], abs=1e-4)
+    # a negative weight turns the query around: the order reverses
+    away = index.search(text=("rain", -1.0), target="audio", k=50)
+    assert [h.item_id for h in away] == [h.item_id for h in reversed(rain)]
+    # an indexed item as the query is the same as its file
+    sky = home / "media" / "rain" / "sky.png"
+    by_file = index.search(image=sky, target="image", k=3)
+    by_item = index.search(like=by_file[0].item_id, target="image", k=3)
+    assert [h.item_id for h in by_item] == [h.item_id for h in by_file]
+    assert by_item[0].cosine == pytest.approx(1.0, abs=1e-5)
+    assert by_file[0].asset_id not in {
+        h.asset_id for h in index.search(like=by_file[0].item_id, target="all", exclude_self=True)
+    }
+    with pytest.raises(UsageError, match="item ids"):
+        index.search(like=["sky"], target="image")
+    with pytest.raises(UsageError, match="give a query"):
+        index.search(target="image")
