@@ -74,3 +74,11 @@ def test_weights_and_item_queries(home):
         index.search(like=["sky"], target="image")
     with pytest.raises(UsageError, match="give a query"):
         index.search(target="image")
+
+
+def test_empty_index(tmp_path):
+    from xsearch.store.store import Writer
+
+    Writer(tmp_path / "fresh", {"encoder": "audioclip"}).close()  # created, nothing committed
+    with pytest.raises(UsageError, match="fresh is empty"):
+        xsearch.open("fresh", root=tmp_path)
