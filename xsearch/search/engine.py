@@ -101,7 +101,7 @@ def _search_items(
     if flat is not None:
         found = _exact_top(*flat, query, n, allowed)
     else:
-        params = _search_parameters(index, allowed, options)
+        params = search_parameters(index, allowed, options)
         scores, ids = index.search(query[None, :], n, params=params)
         found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
     _, reference = store.reference(modality)
@@ -191,7 +191,7 @@ def _allowed_items(
     return ids.astype(np.int64)
 
 
-def _search_parameters(index, allowed: np.ndarray | None, options: SearchOptions):
+def search_parameters(index, allowed: np.ndarray | None, options: SearchOptions):
     """FAISS search parameters: an id filter, and the nprobe / efSearch of approximate types."""
     import faiss
 

@@ -1,0 +1,201 @@
+"""Retrieval quality of an index, measured on the vectors it serves.
+
+For each pairing query modality -> target modality (text, image, audio):
+- text queries are the unique label sets of the index (the paper's protocol), embedded with the
+  index's own model as the labels joined by ", ";
+- image and audio queries are the labelled items of that modality, with their stored vectors;
+- candidates are all items of the target modality; a candidate is relevant when its file's label
+  set equals the query's (`relevance="same"`, the paper's protocol) or shares a label with it
+  (`relevance="any"`);
+- in same-modality retrieval a query never sees the items of its own file;
+- candidates are ranked by the served FAISS index (approximate when the index is), those it
+  does not return ranked last, tied; `exact=True` ranks by the exact inner product instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from xsearch.errors import UsageError
+from xsearch.eval.metrics import interpolated_precision, retrieval_metrics, zero_shot_accuracy
+from xsearch.search.engine import SearchOptions, search_parameters
+from xsearch.store.tables import MODALITIES
+
+RELEVANCE = ("same", "any")
+QUERY_CHUNK = 256  # queries scored at a time: bounds the score matrix's memory
+
+
+@dataclass
+class PairResult:
+    query: str
+    result: str
+    metrics: dict[str, float | int]
+    candidates: int
+    curve: tuple[list[float], list[float]] | None = field(default=None, repr=False)
+
+    def as_dict(self) -> dict:
+        out = {"query": self.query, "result": self.result, "candidates": self.candidates}
+        out |= self.metrics
+        if self.curve is not None:
+            out["pr_curve"] = {"recall": self.curve[0], "precision": self.curve[1]}
+        return out
+
+
+def parse_pairs(spec: str | None) -> list[tuple[str, str]]:
+    """'text:audio,audio:image' -> [("text", "audio"), ("audio", "image")]; None = all nine."""
+    if not spec:
+        return [(q, t) for q in MODALITIES for t in MODALITIES]
+    pairs = []
+    for part in spec.split(","):
+        q, _, t = part.strip().partition(":")
+        if q not in MODALITIES or t not in MODALITIES:
+            raise UsageError(
+                f"bad pairing {part.strip()!r}: use QUERY:RESULT with {', '.join(MODALITIES)}"
+            )
+        pairs.append((q, t))
+    return pairs
+
+
+class Evaluation:
+    """The labelled items of one index generation, ready to score pairings."""
+
+    def __init__(self, index, relevance: str = "same", exact: bool = False, **search_knobs):
+        if relevance not in RELEVANCE:
+            raise UsageError(f"unknown relevance {relevance!r}; use one of {', '.join(RELEVANCE)}")
+        self.index = index
+        self.store = index.store
+        self.relevance = relevance
+        self.exact = exact
+        self.knobs = search_knobs  # nprobe / ef for approximate indexes
+        assets = self.store.assets.to_pylist()
+        self.asset_labels = {a["asset_id"]: frozenset(a["labels"] or ()) for a in assets}
+        items = self.store.items.to_pylist()
+        self.item_asset = {i["item_id"]: i["asset_id"] for i in items}
+        if not any(self.asset_labels.values()):
+            raise UsageError(f"index {self.store.dir.name} has no labels to evaluate against")
+
+    def pairs(self, pairs: Iterable[tuple[str, str]], curves: bool = False) -> list[PairResult]:
+        results = []
+        for query, result in pairs:
+            if self._count(result) == 0 or (query != "text" and self._count(query) == 0):
+                continue  # a modality the index does not have
+            results.append(self.pair(query, result, curves))
+        if not results:
+            raise UsageError("none of the pairings has items on both sides in this index")
+        return results
+
+    def pair(self, query: str, result: str, curve: bool = False) -> PairResult:
+        cand_ids, cand_vectors = self.store.embeddings(result)
+        cand_labels = [self.asset_labels[self.item_asset[int(i)]] for i in cand_ids]
+        cand_assets = np.array([self.item_asset[int(i)] for i in cand_ids])
+        q_labels, q_vectors, q_assets = self._queries(query)
+        parts, curves = [], []
+        for start in range(0, len(q_vectors), QUERY_CHUNK):
+            chunk = slice(start, start + QUERY_CHUNK)
+            scores = self._scores(result, q_vectors[chunk], cand_ids, cand_vectors)
+            relevant = self._relevant(q_labels[chunk], cand_labels)
+            exclude = None
+            if query == result:  # a query never sees its own file
+                exclude = q_assets[chunk, None] == cand_assets[None, :]
+            parts.append(retrieval_metrics(scores, relevant, exclude))
+            if curve:
+                curves.append((interpolated_precision(scores, relevant, exclude)[1], parts[-1]))
+        metrics = _combine(parts)
+        pr = None
+        if curve:
+            levels = np.linspace(0, 1, 101)
+            used = [(c, p["queries"]) for c, p in curves if p["queries"]]
+            mean = sum(c * n for c, n in used) / max(sum(n for _, n in used), 1)
+            pr = (levels.tolist(), np.asarray(mean, dtype=float).tolist())
+        return PairResult(query, result, metrics, len(cand_ids), pr)
+
+    def zero_shot(self, modality: str, assets: set[int] | None = None) -> dict[str, float | int]:
+        """Accuracy of classifying single-label items of `modality` by the nearest class-name
+        text (classes: every single label in the index); multi-label items are skipped."""
+        classes = sorted({next(iter(s)) for s in self.asset_labels.values() if len(s) == 1})
+        if not classes:
+            raise UsageError("zero-shot accuracy needs items with exactly one label")
+        ids, vectors = self.store.embeddings(modality)
+        labels = [self.asset_labels[self.item_asset[int(i)]] for i in ids]
+        keep = [
+            n
+            for n, (i, s) in enumerate(zip(ids, labels))
+            if len(s) == 1 and (assets is None or self.item_asset[int(i)] in assets)
+        ]
+        if not keep:
+            raise UsageError(f"no single-label {modality} items to classify")
+        texts = self.index.embed_queries(text=classes)
+        scores = vectors[keep] @ texts.T
+        truth = np.array([classes.index(next(iter(labels[n]))) for n in keep])
+        return {
+            "accuracy": zero_shot_accuracy(scores, truth),
+            "items": len(keep),
+            "classes": len(classes),
+            "skipped": len(ids) - len(keep),
+        }
+
+    def _count(self, modality: str) -> int:
+        return len(self.store.item_ids(modality))
+
+    def _queries(self, modality: str):
+        """(label sets, vectors, asset ids) of the queries of `modality`."""
+        if modality == "text":
+            sets = sorted({s for s in self.asset_labels.values() if s}, key=sorted)
+            vectors = self.index.embed_queries(text=[", ".join(sorted(s)) for s in sets])
+            return sets, vectors, np.full(len(sets), -1)
+        ids, vectors = self.store.embeddings(modality)
+        assets = np.array([self.item_asset[int(i)] for i in ids])
+        labels = [self.asset_labels[a] for a in assets]
+        keep = np.array([bool(s) for s in labels], dtype=bool)
+        return [s for s, k in zip(labels, keep) if k], vectors[keep], assets[keep]
+
+    def _relevant(self, queries: list[frozenset], candidates: list[frozenset]) -> np.ndarray:
+        """(queries x candidates) relevance: the same label set, or any shared label."""
+        if self.relevance == "same":
+            ids: dict[frozenset, int] = {}
+            q = np.array([ids.setdefault(s, len(ids)) for s in queries])
+            c = np.array([ids.setdefault(s, len(ids)) for s in candidates])
+            return q[:, None] == c[None, :]
+        vocab = {label: n for n, label in enumerate(sorted(set().union(*queries, *candidates)))}
+        return (_multi_hot(queries, vocab) @ _multi_hot(candidates, vocab).T) > 0
+
+    def _scores(self, modality, queries, cand_ids, cand_vectors) -> np.ndarray:
+        """Scores of the queries against every candidate: exact, or through the served index
+        (candidates it does not return get -inf)."""
+        if self.exact:
+            return queries @ cand_vectors.T
+        index = self.store.faiss_index(modality)
+        params = search_parameters(index, None, SearchOptions(**self.knobs))
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        found_scores, found_ids = index.search(queries, len(cand_ids), params=params)
+        column = np.searchsorted(cand_ids, found_ids)  # cand_ids are sorted
+        out = np.full((len(queries), len(cand_ids)), -np.inf)
+        rows = np.repeat(np.arange(len(queries)), found_ids.shape[1])
+        valid = (found_ids >= 0).reshape(-1)
+        out[rows[valid], column.reshape(-1)[valid]] = found_scores.reshape(-1)[valid]
+        return out
+
+
+def _combine(parts: list[dict]) -> dict[str, float | int]:
+    """Query-weighted means of per-chunk metrics."""
+    used = sum(p["queries"] for p in parts)
+    skipped = sum(p["skipped"] for p in parts)
+    names = [k for k in parts[0] if k not in ("queries", "skipped")] if parts else []
+    out: dict[str, float | int] = {
+        k: (
+            sum(p[k] * p["queries"] for p in parts if p["queries"]) / used if used else float("nan")
+        )
+        for k in names
+    }
+    out["queries"], out["skipped"] = used, skipped
+    return out
+
+
+def _multi_hot(sets: list[frozenset], vocab: dict[str, int]) -> np.ndarray:
+    out = np.zeros((len(sets), len(vocab)), dtype=np.float32)
+    for row, labels in enumerate(sets):
+        out[row, [vocab[label] for label in labels]] = 1
+    return out
