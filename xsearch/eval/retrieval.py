@@ -38,7 +38,7 @@ class PairResult:
 
     def as_dict(self) -> dict:
         out = {"query": self.query, "result": self.result, "candidates": self.candidates}
-        out |= self.metrics
+        out |= {k: None if v != v else v for k, v in self.metrics.items()}  # NaN -> null
         if self.curve is not None:
             out["pr_curve"] = {"recall": self.curve[0], "precision": self.curve[1]}
         return out
@@ -105,11 +105,10 @@ class Evaluation:
                 curves.append((interpolated_precision(scores, relevant, exclude)[1], parts[-1]))
         metrics = _combine(parts)
         pr = None
-        if curve:
-            levels = np.linspace(0, 1, 101)
-            used = [(c, p["queries"]) for c, p in curves if p["queries"]]
-            mean = sum(c * n for c, n in used) / max(sum(n for _, n in used), 1)
-            pr = (levels.tolist(), np.asarray(mean, dtype=float).tolist())
+        used = [(c, p["queries"]) for c, p in curves if p["queries"]]
+        if used:  # the query-weighted mean curve
+            mean = sum(c * n for c, n in used) / sum(n for _, n in used)
+            pr = (np.linspace(0, 1, len(mean)).tolist(), mean.tolist())
         return PairResult(query, result, metrics, len(cand_ids), pr)
 
     def zero_shot(self, modality: str, assets: set[int] | None = None) -> dict[str, float | int]:

@@ -1,0 +1,68 @@
+"""`xsearch eval` on a planted index: the table, JSON, the plot and the exact comparison."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+from tests.test_eval_retrieval import CLASSES, DIRECTIONS, build
+from xsearch.store.rebuild import rebuild_indexes
+
+
+@pytest.fixture
+def home(tmp_path):
+    rng = np.random.default_rng(0)
+
+    def near(c):  # the class direction plus a little noise
+        v = DIRECTIONS[c] + 0.05 * rng.standard_normal(1024).astype(np.float32)
+        return v / np.linalg.norm(v)
+
+    files = [([c], {"audio": [near(c)], "image": [near(c)]}) for c in CLASSES for _ in range(5)]
+    build(tmp_path / "home" / "planted", files)
+    return tmp_path
+
+
+def test_eval_an_index(home):
+    env = {"XSEARCH_HOME": str(home / "home")}
+    out, plot = str(home / "e.json"), str(home / "pr.png")
+    done = run_cli("eval", "--index", "planted", "--pairs", "audio:image,image:image",
+                   "--out", out, "--plot", plot, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "audio" in done.stdout and "100.00" in done.stdout and "mAP" in done.stdout
+    report = json.loads((home / "e.json").read_text())
+    assert [(p["query"], p["result"]) for p in report["pairs"]] == [
+        ("audio", "image"),
+        ("image", "image"),
+    ]
+    for p in report["pairs"]:
+        assert p["mAP"] == 1.0 and p["P@1"] == 1.0 and p["queries"] == 15
+        assert len(p["pr_curve"]["recall"]) == 101
+    assert (home / "pr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_compares_an_approximate_index_with_exact(home):
+    env = {"XSEARCH_HOME": str(home / "home")}
+    rebuild_indexes(home / "home" / "planted", "IVF3,Flat")
+    done = run_cli("eval", "--index", "planted", "--pairs", "audio:image", "--nprobe", "1",
+                   "--compare-exact", "--json", env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    (served,), (exact,) = report["pairs"], report["exact"]
+    assert exact["mAP"] == 1.0 and served["mAP"] <= exact["mAP"]
+
+
+def test_eval_errors(home):
+    env = {"XSEARCH_HOME": str(home / "home")}
+    for args, needle in (
+        ([], "--index NAME or --dataset"),
+        (["--index", "planted", "--pairs", "text:video"], "bad pairing"),
+        (["--index", "nothing"], "no index"),
+        (["--index", "planted", "--relevance", "some"], "some"),
+        (["--dataset", "esc51", str(home)], "esc51"),
+    ):
+        done = run_cli("eval", *args, env=env)
+        assert done.returncode != 0 and needle in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr
