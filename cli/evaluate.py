@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from xsearch.cli.common import install_hint, open_encoder
-from xsearch.cli.console import handle_errors, out, random_weights_banner
+from xsearch.cli.console import err, handle_errors, out, random_weights_banner
 from xsearch.cli.options import BatchSize, Config, Device, Json, Weights
 
 
@@ -116,14 +116,15 @@ def evaluate(
 
 def _ingest_dataset(kind: str, root: Path, weights, config, device, batch_size) -> str:
     """Ingest the dataset's files with their labels into index eval-KIND; returns its name."""
-    from xsearch.eval.datasets import build_index, load_dataset
-    from xsearch.ingest.pipeline import IngestOptions
+    from xsearch.eval.datasets import build_index, eval_index_name, load_dataset
     from xsearch.store.store import index_dir
 
     records = load_dataset(kind, root.expanduser())
-    name = f"eval-{kind}"
+    name = eval_index_name(kind)
     encoder = open_encoder(weights, config, device, batch_size)
-    report = build_index(records, index_dir(name), encoder, IngestOptions())
-    if report.failed:
-        out.print(f"[yellow]{len(report.failed)} files could not be read[/]")
+    report = build_index(records, index_dir(name), encoder)
+    left_out = len(report.missing) + len(records.skipped)
+    if left_out:
+        first = (report.missing + records.skipped)[0]
+        err.print(f"[yellow]{left_out} records left out, e.g. {first[0]}: {first[1]}[/]")
     return name

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from xsearch import __version__
-from xsearch.cli import demo, embed, ingest, model, query, status
+from xsearch.cli import demo, embed, evaluate, ingest, model, query, status
 
 app = typer.Typer(
     name="xsearch",
@@ -24,6 +24,7 @@ app.command("demo")(demo.demo)
 app.command("ingest")(ingest.ingest)
 app.command("query")(query.query)
 app.command("status")(status.status)
+app.command("eval")(evaluate.evaluate)
 
 
 def _version(value: bool) -> None:

@@ -66,3 +66,30 @@ def test_eval_errors(home):
         done = run_cli("eval", *args, env=env)
         assert done.returncode != 0 and needle in done.stderr, (args, done.stderr)
         assert "Traceback" not in done.stderr
+
+
+def test_eval_a_dataset_end_to_end_with_the_tiny_model(tmp_path):
+    """ESC-50 layout -> ingest with labels into eval-esc50 -> every pairing it has."""
+    from tests.eval_layouts import write_esc50
+
+    layout = write_esc50(tmp_path / "esc50", classes=3, per_class=2, folds=2)
+    env = {"XSEARCH_HOME": str(tmp_path / "home")}
+    args = ("eval", "--dataset", "esc50", str(layout.root), "-w", "random",
+            "--config", "audioclip-tiny", "--device", "cpu", "--json")  # fmt: skip
+    done = run_cli(*args, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "RANDOM weights" in done.stderr
+    report = json.loads(done.stdout)
+    assert report["index"] == "eval-esc50"
+    pairs = {(p["query"], p["result"]): p for p in report["pairs"]}
+    assert set(pairs) == {("text", "audio"), ("audio", "audio")}  # only audio items exist
+    assert pairs[("text", "audio")]["queries"] == 3  # one query per class name
+    assert pairs[("text", "audio")]["candidates"] == 6
+    assert pairs[("audio", "audio")]["queries"] == 6
+    for p in pairs.values():
+        assert 0 <= p["mAP"] <= 1 and 0 <= p["P@1"] <= 1
+    assert report["zero_shot"]["audio"]["items"] == 6
+    assert report["zero_shot"]["audio"]["classes"] == 3
+    again = run_cli(*args, env=env)  # the same dataset again: incremental, same numbers
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["pairs"] == report["pairs"]

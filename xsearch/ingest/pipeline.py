@@ -9,9 +9,10 @@ commits on long runs so that a crash loses little work).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -23,6 +24,13 @@ from xsearch.media import kind_of
 from xsearch.store.store import Changes, Store, Writer
 
 
+class Annotation(NamedTuple):
+    """Labels and texts given by the caller for one file (a dataset's metadata)."""
+
+    labels: Sequence[str]
+    texts: Sequence[str] = ()
+
+
 @dataclass
 class IngestOptions:
     window_seconds: float = 10.0
@@ -32,6 +40,11 @@ class IngestOptions:
     labels_from_folder: bool = False
     prune: bool = False  # remove assets whose files are gone
     commit_every: int = 500  # files; a long run publishes its progress this often
+    # str(path), as given in `files` -> its Annotation. An annotated file takes its labels and
+    # texts from here, not from sidecars or its folder, so that a dataset's labels are exact.
+    # Only files that are (re)embedded read it: a new annotation on an unchanged file is not
+    # applied (xsearch.eval builds a fresh index instead).
+    annotations: Mapping[str, Annotation] | None = None
 
 
 @dataclass
@@ -220,9 +233,13 @@ def ingest(
 
 def _add_asset(path, decoded, plan, writer, changes, batcher, options, st) -> None:
     asset_id = writer.allocate_asset()
-    texts, labels = sidecar_texts(path)
-    if options.labels_from_folder:
-        labels = [*labels, folder_label(path)]
+    annotation = options.annotations.get(str(path)) if options.annotations else None
+    if annotation is not None:
+        labels, texts = list(annotation[0]), list(annotation[1])
+    else:
+        texts, labels = sidecar_texts(path)
+        if options.labels_from_folder:
+            labels = [*labels, folder_label(path)]
     changes.new_assets.append(
         {
             "asset_id": asset_id,

@@ -1,0 +1,23 @@
+"""Evaluation: retrieval metrics, every pairing of an index's modalities, and labelled
+collections (dataset adapters) ingested into an index built for the evaluation, so that the
+evaluated vectors are the ones a query is served from.
+
+`xsearch.eval.datasets` (the adapters) loads the ingest pipeline; import it where needed."""
+
+from xsearch.eval.metrics import (
+    average_precisions,
+    interpolated_precision,
+    retrieval_metrics,
+    zero_shot_accuracy,
+)
+from xsearch.eval.retrieval import Evaluation, PairResult, parse_pairs
+
+__all__ = [
+    "Evaluation",
+    "PairResult",
+    "average_precisions",
+    "interpolated_precision",
+    "parse_pairs",
+    "retrieval_metrics",
+    "zero_shot_accuracy",
+]
