@@ -1,11 +1,41 @@
-"""Query latency on synthetic stores: a text query end to end, split into its parts.
+"""Query speed on synthetic stores: text-query latency split into its parts, and approximate
+indexes (IVF-PQ, IVF-SQ8, HNSW) against exact search at equal recall.
 
-For stores of 10k, 100k and 1M audio items (vectors written directly, exact FAISS index),
-times `Index.search(text=...)` end to end and its parts (text encoding, vector search,
-metadata lookup), next to a bare numpy matrix-vector product + top-k over the same vectors
-in the same run. p50 and p95 over the repeats, in milliseconds.
+Part 1, latency. For stores of 10k, 100k and 1M audio items, times `Index.search(text=...)`
+end to end and its parts: text encoding (the model's text tower, random weights), vector
+search (the engine's exact numpy path), metadata lookup (DuckDB), and the engine's `search()`
+from a query vector (vector search + metadata); next to a bare numpy matrix-vector product +
+top-k over the same vectors, in the same run. p50 and p95 over the repeats, in milliseconds.
+The target: end-to-end p50 <= 1.5 x (text encoding + bare numpy) at 100k.
 
-    .venv/bin/python benchmarks/query_speed.py [--sizes 10000,100000,1000000] [--repeats 30]
+Part 2, approximate search. On the same store (1M by default), each FAISS index-factory
+string is built with the project's own path (`xsearch.indexes.faiss_index.new_index`, an
+`IndexIDMap2` over inner product, trained on a sample of `--train-size` vectors and filled
+with `update`; a store no larger than the sample is rebuilt with `rebuild_indexes`, the path
+of `xsearch index rebuild --factory`, and published). Its knob (IVF nprobe, HNSW efSearch)
+and, for refined indexes ("...,RFlat"), the re-ranking factor k_factor are swept; for each
+setting the held-out queries run one at a time, like a user's, through the index and through
+the engine's `search()`. recall@10 = |found top 10 & exact top 10| / 10 against exact top 10
+computed with numpy. Exact single-query search (the engine on the flat index) is timed right
+before each index's sweep, so that every speed-up compares two measurements of the same
+minutes. The target: queries/s at recall@10 >= 0.95 at least 10 x exact search at 1M.
+
+Vectors: uniform random vectors in 1024-d have no near neighbours (every pair is at cosine
+~0 +- 0.03) and no ANN method reaches recall on them; embeddings are clustered and
+low-dimensional. `Mixture` draws them as (seed 0, recipe in its fields):
+    x = normalise(shared * m + c_j + spread * (z * s_j) @ R.T),
+with R a random rotation, m a common unit direction (embeddings share a mean: random pairs
+sit at cosine ~0.15), c_j one of 3,000 unit centres drawn with axis variances
+~ 1 / (1 + i) in R (a power-law spectrum, effective dimension ~35), cluster weights
+log-normal (sigma 1: unequal cluster sizes), and per-cluster anisotropic noise z * s_j
+(the same power law times a log-normal factor per cluster and axis, rows of s unit norm).
+Queries are held-out draws of the same mixture (not in the index) with an isotropic
+perturbation of norm `query_noise` (0.5) added, then renormalised. Neighbour statistics
+(cosine of the 1st/10th/100th neighbour, local intrinsic dimensionality) are reported with
+the results.
+
+    .venv/bin/python benchmarks/query_speed.py [--sizes 10000,100000,1000000]
+        [--ann-sizes 1000000] [--ann-factories "IVF4096,SQ8;HNSW32"] [--repeats 30]
         [--config audioclip] [--out results.json] [--quick]
 """
 
@@ -13,27 +43,187 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # runnable from a checkout without installing xsearch
     sys.path.insert(0, str(ROOT))
 
+import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from benchmarks.ingest_speed import synthetic_store  # noqa: E402
 from xsearch.api import Index  # noqa: E402
+from xsearch.indexes.faiss_index import new_index, update  # noqa: E402
 from xsearch.models import load_encoder  # noqa: E402
-from xsearch.search.engine import _metadata, search  # noqa: E402
-from xsearch.store.store import Store  # noqa: E402
+from xsearch.search import engine  # noqa: E402
+from xsearch.search.engine import SearchOptions, search  # noqa: E402
+from xsearch.store.store import Changes, Store, Writer  # noqa: E402
 
+console = Console()
 QUERIES = ["a dog barking", "rain on a tin roof", "church bells", "a car horn in traffic"]
+K = 10
+BLOCK = 50_000  # vectors are drawn in blocks of this size: a smaller store is a prefix
+NPROBES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+EFS = (10, 16, 32, 64, 128, 256, 512)
+K_FACTORS = (1, 2, 4, 8, 16, 32)
+QUICK_FACTORIES = "IVF16,PQ32x4fsr,RFlat;IVF16,SQ8;HNSW16"
+FACTORIES = "IVF4096,PQ64,RFlat;IVF4096,PQ128x4fsr,RFlat;IVF4096,SQ8;HNSW32"
+
+
+# --- synthetic embeddings -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """Clustered unit vectors shaped like CLIP-style embeddings (recipe: module docstring)."""
+
+    dim: int = 1024
+    centres: int = 3000
+    spectrum: float = 1.0  # axis variances fall as 1 / (1 + i) ** spectrum
+    shared: float = 0.5  # weight of the direction all items share
+    spread: float = 0.8  # norm of the within-cluster noise (centres are unit vectors)
+    query_noise: float = 0.5  # norm of the isotropic perturbation of each query
+    seed: int = 0
+
+    @cached_property
+    def _model(self) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng([self.seed, 0])
+        d = self.dim
+        rotation = np.linalg.qr(rng.standard_normal((d, d)))[0].astype(np.float32)
+        axis_std = (1.0 + np.arange(d)) ** (-self.spectrum / 2)
+        axis_std = (axis_std / np.linalg.norm(axis_std)).astype(np.float32)
+        shared = rng.standard_normal(d).astype(np.float32)
+        centres = (rng.standard_normal((self.centres, d), dtype=np.float32) * axis_std) @ rotation.T
+        weights = rng.lognormal(0.0, 1.0, self.centres)
+        noise = axis_std * np.exp(0.5 * rng.standard_normal((self.centres, d))).astype(np.float32)
+        return {
+            "rotation": rotation,
+            "shared": shared / np.linalg.norm(shared),
+            "centres": centres / np.linalg.norm(centres, axis=1, keepdims=True),
+            "weights": weights / weights.sum(),
+            "noise": noise / np.linalg.norm(noise, axis=1, keepdims=True),
+        }
+
+    def _draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        m = self._model
+        cluster = rng.choice(self.centres, size=n, p=m["weights"])
+        z = rng.standard_normal((n, self.dim), dtype=np.float32) * m["noise"][cluster]
+        x = self.shared * m["shared"] + m["centres"][cluster] + self.spread * (z @ m["rotation"].T)
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+    def blocks(self, n: int) -> Iterator[np.ndarray]:
+        """The first `n` points, in blocks of `BLOCK` (block b has its own seed)."""
+        for b, start in enumerate(range(0, n, BLOCK)):
+            yield self._draw(BLOCK, np.random.default_rng([self.seed, 1, b]))[: n - start]
+
+    def queries(self, n: int) -> np.ndarray:
+        """Held-out points of the mixture, perturbed, renormalised."""
+        rng = np.random.default_rng([self.seed, 2])
+        q = self._draw(n, rng)
+        p = rng.standard_normal(q.shape, dtype=np.float32)
+        q += self.query_noise * p / np.linalg.norm(p, axis=1, keepdims=True)
+        return q / np.linalg.norm(q, axis=1, keepdims=True)
+
+    def recipe(self) -> dict:
+        return {**asdict(self), "block": BLOCK, "cluster_weights": "lognormal(0, 1)"}
+
+
+def clustered_store(directory: Path, mixture: Mixture, n: int, per_commit: int = 200_000) -> float:
+    """Commit `n` audio items (10 per asset) through the store's Writer; returns seconds.
+    Large stores go in several commits: one commit holds about five copies of its vectors
+    (the vectors, their concatenation, the FAISS index and two while serialising it)."""
+    model = {"encoder": "audioclip", "config": "audioclip", "weights": "synthetic"}
+    t0, pending, done = time.perf_counter(), [], 0
+    for block in mixture.blocks(n):
+        pending.append(block)
+        done += len(block)
+        if done % per_commit and done < n:
+            continue
+        vectors = np.concatenate(pending) if len(pending) > 1 else pending[0]
+        pending = []
+        with Writer(directory, model) as writer:
+            changes = Changes()
+            ids = writer.allocate_items(len(vectors))
+            for first in range(0, len(ids), 10):
+                asset = writer.allocate_asset()
+                changes.new_assets.append(
+                    {"asset_id": asset, "path": f"/media/{asset}.wav",
+                     "content_hash": f"{asset:032x}", "kind": "audio", "bytes": 1,
+                     "mtime": 0.0, "duration": 100.0, "labels": []}
+                )  # fmt: skip
+                for k, item in enumerate(ids[first : first + 10]):
+                    changes.new_items.append(
+                        {"item_id": int(item), "asset_id": asset, "modality": "audio",
+                         "start": 10.0 * k, "end": 10.0 * (k + 1), "text": None}
+                    )  # fmt: skip
+            changes.add_vectors("audio", ids, vectors)
+            writer.commit(changes)
+        del vectors, changes
+    return time.perf_counter() - t0
+
+
+def flat_vectors(index) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, vectors) of an exact IndexIDMap2, the vectors viewed without a copy."""
+    outer = faiss.downcast_index(index)
+    inner = faiss.downcast_index(outer.index)
+    assert isinstance(inner, faiss.IndexFlat), type(inner)
+    vectors = faiss.rev_swig_ptr(inner.get_xb(), inner.ntotal * inner.d)
+    return faiss.vector_to_array(outer.id_map), vectors.reshape(inner.ntotal, inner.d)
+
+
+def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, scores) of each query's `k` best rows, best first; batched over rows."""
+    best_s = np.full((len(queries), 0), -np.inf, np.float32)
+    best_i = np.zeros((len(queries), 0), np.int64)
+    for start in range(0, len(vectors), 100_000):
+        s = queries @ vectors[start : start + 100_000].T
+        kk = min(k, s.shape[1])
+        part = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
+        best_s = np.concatenate([best_s, np.take_along_axis(s, part, 1)], axis=1)
+        best_i = np.concatenate([best_i, part + start], axis=1)
+        keep = np.argsort(-best_s, axis=1, kind="stable")[:, :k]
+        best_s, best_i = np.take_along_axis(best_s, keep, 1), np.take_along_axis(best_i, keep, 1)
+    return best_i, best_s
+
+
+def neighbour_stats(vectors: np.ndarray, top_scores: np.ndarray) -> dict:
+    """How hard the queries are: neighbour cosines, random-pair cosine, and the local intrinsic
+    dimensionality (maximum-likelihood estimate over the 20 and 100 nearest, median)."""
+    rng = np.random.default_rng(0)
+    m = min(1000, len(vectors))
+    a, b = (vectors[np.sort(rng.choice(len(vectors), m, replace=False))] for _ in range(2))
+    dist = np.sqrt(np.maximum(2 - 2 * top_scores.astype(np.float64), 1e-12))
+
+    def lid(k: int) -> float | None:
+        if dist.shape[1] < k:
+            return None
+        d = dist[:, :k]
+        return float(np.median(-1 / np.mean(np.log(d[:, :-1] / d[:, -1:]), axis=1)))
+
+    k = min(dist.shape[1], 100)
+    return {
+        "random_pair_cosine": float((a @ b.T).mean()),
+        "cosine_1st": float(top_scores[:, 0].mean()),
+        "cosine_10th": float(top_scores[:, min(9, k - 1)].mean()),
+        f"cosine_{k}th": float(top_scores[:, k - 1].mean()),
+        "lid_20": lid(20),
+        "lid_100": lid(100),
+    }
+
+
+# --- measuring ------------------------------------------------------------------------------
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -41,7 +231,7 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 95))
 
 
-def timed(fn, repeats: int) -> list[float]:
+def timed(fn: Callable[[], object], repeats: int) -> list[float]:
     fn()  # warm-up
     out = []
     for _ in range(repeats):
@@ -51,77 +241,375 @@ def timed(fn, repeats: int) -> list[float]:
     return out
 
 
-def measure(n: int, encoder, repeats: int, workdir: Path) -> dict:
-    directory = workdir / f"store-{n}"
-    synthetic_store(directory, n)
-    store = Store.open(directory)
+def one_at_a_time(fn: Callable[[np.ndarray], list[int]], queries: np.ndarray) -> dict:
+    """Run `fn` on each query in turn: its results, queries/s and p50/p95 latency."""
+    fn(queries[0])  # warm-up
+    found, times = [], []
+    for q in queries:
+        t0 = time.perf_counter()
+        found.append(fn(q))
+        times.append(time.perf_counter() - t0)
+    p50, p95 = percentiles(times)
+    return {"found": found, "qps": len(queries) / sum(times), "p50_ms": p50, "p95_ms": p95}
+
+
+def recall_at_k(found: list[list[int]], truth: np.ndarray) -> float:
+    return float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth.tolist())]))
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
+def rss_gb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e9
+
+
+def load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+@contextmanager
+def index_in(store: Store, index) -> Iterator[None]:
+    """Serve `index` as the store's audio index (for an index built in memory, not published:
+    writing a 1M refined index would double its memory while serialising)."""
+    before = store.faiss_index("audio")
+    store._indexes["audio"] = index
+    try:
+        yield
+    finally:
+        store._indexes["audio"] = before
+
+
+def latency(store: Store, encoder, repeats: int) -> dict:
+    """Part 1: p50/p95 of a text query end to end and of its parts."""
     index = Index(store, device="cpu")
     index.__dict__["encoder"] = encoder  # the synthetic store records no real weights
-    faiss_index = store.faiss_index("audio")
-    ids, vectors = store.embeddings("audio")
+    ids, vectors = flat_vectors(store.faiss_index("audio"))
     query = encoder.embed_text([QUERIES[0]])[0]
-    queries = iter(range(10**9))
+    turn = iter(range(10**9))
 
     def end_to_end():
-        index.search(text=QUERIES[next(queries) % len(QUERIES)], target="audio", k=10)
+        index.search(text=QUERIES[next(turn) % len(QUERIES)], target="audio", k=K)
 
     def encode():
-        encoder.embed_text([QUERIES[next(queries) % len(QUERIES)]])
+        encoder.embed_text([QUERIES[next(turn) % len(QUERIES)]])
 
-    def vector_search():
-        faiss_index.search(query[None, :], 10)
+    def vector_search():  # the engine's exact path over the flat index
+        return engine._exact_top(ids, vectors, query, K, None)
 
-    found = [int(i) for i in faiss_index.search(query[None, :], 10)[1][0]]
+    def from_vector():  # the engine from a query vector: vector search + metadata
+        return search(store, query, "audio", K)
+
+    found = [i for i, _ in vector_search()]
 
     def metadata():
-        _metadata(store, found)
+        engine._metadata(store, found)
 
     def bare():
         scores = vectors @ query
-        top = np.argpartition(-scores, 10)[:10]
+        top = np.argpartition(-scores, K)[:K]
         return ids[top[np.argsort(-scores[top])]]
 
-    assert [h.item_id for h in search(store, query, "audio", 10)] == list(bare())
-    row = {"items": n}
+    assert [h.item_id for h in from_vector()] == list(bare()) == found
+    row = {"items": len(ids)}
     for name, fn in (("end_to_end", end_to_end), ("text_encoding", encode),
                      ("vector_search", vector_search), ("metadata", metadata),
-                     ("bare_numpy", bare)):  # fmt: skip
-        p50, p95 = percentiles(timed(fn, repeats))
-        row[f"{name}_p50_ms"], row[f"{name}_p95_ms"] = p50, p95
+                     ("search_from_vector", from_vector), ("bare_numpy", bare)):  # fmt: skip
+        row[f"{name}_p50_ms"], row[f"{name}_p95_ms"] = percentiles(timed(fn, repeats))
     row["ratio_to_encoding_plus_bare"] = row["end_to_end_p50_ms"] / (
         row["text_encoding_p50_ms"] + row["bare_numpy_p50_ms"]
     )
-    shutil.rmtree(directory)
     return row
+
+
+# --- approximate indexes --------------------------------------------------------------------
+
+
+def refine_aware_parameters(index, allowed: np.ndarray | None, options: SearchOptions):
+    """FAISS search parameters for an `IndexIDMap2` over a flat, IVF, HNSW or refined
+    ("...,RFlat") index: what the engine's `search_parameters` needs to become for refined
+    indexes. `IndexRefine` rejects any parameters but `IndexRefineSearchParameters`, hands
+    only `base_index_params` to its base index (so nprobe/efSearch go there), and
+    `IndexIDMap2` translates only the outer parameters' id filter, so the filter is put on
+    the base parameters already translated to the index's internal positions."""
+    outer = faiss.downcast_index(index)
+    inner = faiss.downcast_index(outer.index)
+    refine = inner if isinstance(inner, faiss.IndexRefine) else None
+    base = faiss.downcast_index(refine.base_index) if refine is not None else inner
+    if isinstance(base, faiss.IndexIVF):
+        params = faiss.SearchParametersIVF(nprobe=options.nprobe or base.nprobe)
+    elif isinstance(base, faiss.IndexHNSW):
+        params = faiss.SearchParametersHNSW(efSearch=options.ef or base.hnsw.efSearch)
+    else:
+        params = faiss.SearchParameters()
+    keep = []  # SWIG holds no references: keep the selectors alive with the parameters
+    if allowed is not None:
+        selector = faiss.IDSelectorBatch(allowed)
+        keep.append(selector)
+        if refine is not None:
+            selector = faiss.IDSelectorTranslated(outer.id_map, selector)
+            keep.append(selector)
+        params.sel = selector
+    if refine is not None:
+        k_factor = getattr(options, "k_factor", None) or refine.k_factor
+        keep.append(params)
+        params = faiss.IndexRefineSearchParameters(k_factor=k_factor, base_index_params=params)
+    params._keep = keep
+    return params
+
+
+@contextmanager
+def engine_for(store: Store, probe: np.ndarray) -> Iterator[bool]:
+    """Yields whether the engine had to be given `refine_aware_parameters` to search the
+    store's index (an unpatched engine rejects refined indexes)."""
+    try:
+        search(store, probe, "audio", K)
+        supported = True
+    except RuntimeError:
+        if not hasattr(engine, "search_parameters"):
+            raise
+        supported = False
+    if supported:
+        yield False
+        return
+    original = engine.search_parameters
+    engine.search_parameters = refine_aware_parameters
+    try:
+        search(store, probe, "audio", K)
+        yield True
+    finally:
+        engine.search_parameters = original
+
+
+def build_ann(directory: Path, store: Store, factory: str, train_size: int, seed: int = 0):
+    """(index, build record). A store no larger than the training sample is rebuilt and
+    published with `Writer.rebuild` (what `xsearch index rebuild --factory` runs); a larger
+    one gets the same index type trained on a random sample, filled in memory."""
+    ids, vectors = flat_vectors(store.faiss_index("audio"))
+    rss0, t0 = rss_gb(), time.perf_counter()
+    if len(ids) <= train_size:
+        with Writer(directory, store.manifest.model) as writer:
+            rebuilt = writer.rebuild({"audio": writer.store.embeddings("audio")}, factory)
+        index = rebuilt.faiss_index("audio")
+        total = time.perf_counter() - t0
+        record = {"built_with": "Writer.rebuild", "train_s": None, "add_s": None}
+    else:
+        index = new_index(vectors.shape[1], factory)
+        rng = np.random.default_rng(seed)
+        sample = vectors[np.sort(rng.choice(len(ids), train_size, replace=False))]
+        index.train(sample)
+        del sample
+        train_s = time.perf_counter() - t0
+        update(index, np.empty(0, np.int64), ids, vectors)
+        total = time.perf_counter() - t0
+        record = {"built_with": "new_index + train on a sample + update", "train_s": train_s,
+                  "add_s": total - train_s}  # fmt: skip
+    record.update(build_s=total, train_size=min(train_size, len(ids)),
+                  index_rss_gb=max(rss_gb() - rss0, 0.0), loadavg=load())  # fmt: skip
+    return index, record
+
+
+def exact_baseline(store: Store, queries: np.ndarray, truth: np.ndarray) -> dict:
+    """Single-query exact search over the flat index: engine vector path, engine search()."""
+    ids, vectors = flat_vectors(store.faiss_index("audio"))
+    vec = one_at_a_time(lambda q: [i for i, _ in engine._exact_top(ids, vectors, q, K, None)],
+                        queries)  # fmt: skip
+    eng = one_at_a_time(lambda q: [h.item_id for h in search(store, q, "audio", K)], queries)
+    return {"queries": len(queries), "loadavg": load(),
+            "vector_qps": vec["qps"], "vector_p50_ms": vec["p50_ms"],
+            "engine_qps": eng["qps"], "engine_p50_ms": eng["p50_ms"],
+            "recall_at_10": recall_at_k(eng["found"], truth[: len(queries)])}  # fmt: skip
+
+
+def sweep(store: Store, index, queries: np.ndarray, truth: np.ndarray, exact: dict,
+          engine_queries: int) -> tuple[list[dict], bool]:  # fmt: skip
+    """Recall and single-query speed for each knob setting; (rows, engine patched)."""
+    inner = faiss.downcast_index(faiss.downcast_index(index).index)
+    refine = inner if isinstance(inner, faiss.IndexRefine) else None
+    base = faiss.downcast_index(refine.base_index) if refine is not None else inner
+    if isinstance(base, faiss.IndexIVF):
+        knob, values = "nprobe", [v for v in NPROBES if v <= base.nlist]
+    elif isinstance(base, faiss.IndexHNSW):
+        knob, values = "ef", list(EFS)
+    else:
+        raise SystemExit(f"not an approximate index: {type(base).__name__}")
+    rows = []
+    with index_in(store, index), engine_for(store, queries[0]) as patched:
+        for k_factor in K_FACTORS if refine is not None else (None,):
+            if refine is not None:
+                refine.k_factor = float(k_factor)  # read by the engine as its default
+            for value in values:
+                options = SearchOptions(**{knob: value})
+                params = refine_aware_parameters(index, None, options)
+
+                def vector(q, params=params):
+                    return [int(i) for i in index.search(q[None, :], K, params=params)[1][0]]
+
+                vec = one_at_a_time(vector, queries)
+                eng = one_at_a_time(
+                    lambda q, o=options: [h.item_id for h in search(store, q, "audio", K, o)],
+                    queries[:engine_queries],
+                )
+                same = np.mean([e == v for e, v in zip(eng["found"], vec["found"])])
+                rows.append({
+                    knob: value, "k_factor": k_factor,
+                    "recall_at_10": recall_at_k(vec["found"], truth),
+                    "vector_qps": vec["qps"], "vector_p50_ms": vec["p50_ms"],
+                    "vector_p95_ms": vec["p95_ms"],
+                    "engine_qps": eng["qps"], "engine_p50_ms": eng["p50_ms"],
+                    "engine_same_as_vector": float(same),
+                    "vector_speedup": vec["qps"] / exact["vector_qps"],
+                    "engine_speedup": eng["qps"] / exact["engine_qps"],
+                })  # fmt: skip
+                if rows[-1]["recall_at_10"] >= 0.995 or vec["qps"] < exact["vector_qps"]:
+                    break
+    return rows, patched
+
+
+def best(rows: list[dict], target: float = 0.95) -> dict | None:
+    """The fastest setting (engine queries/s) with recall@10 >= `target`."""
+    good = [r for r in rows if r["recall_at_10"] >= target]
+    return max(good, key=lambda r: r["engine_qps"]) if good else None
+
+
+def ann_part(directory: Path, store: Store, mixture: Mixture, factories: list[str],
+             args) -> dict:  # fmt: skip
+    """Part 2 on one store: ground truth, then each factory's build and sweep."""
+    ids, vectors = flat_vectors(store.faiss_index("audio"))
+    queries = mixture.queries(args.ann_queries)
+    t0 = time.perf_counter()
+    positions, scores = exact_top(vectors, queries, 100)
+    truth = ids[positions[:, :K]]
+    result = {"items": len(ids), "queries": len(queries), "ground_truth_s": time.perf_counter() - t0,
+              "neighbours": neighbour_stats(vectors, scores), "indexes": []}  # fmt: skip
+    for factory in factories:
+        exact = exact_baseline(store, queries[: args.exact_queries], truth)
+        index, build = build_ann(directory, store, factory, args.train_size)
+        rows, patched = sweep(store, index, queries, truth, exact, args.engine_queries)
+        del index
+        entry = {"factory": factory, **build, "exact": exact, "engine_patched": patched,
+                 "sweep": rows, "best": best(rows), "peak_rss_gb": peak_rss_gb()}  # fmt: skip
+        result["indexes"].append(entry)
+        print_ann(result["items"], entry)
+    return result
+
+
+# --- tables ---------------------------------------------------------------------------------
+
+
+def print_latency(rows: list[dict], config: str) -> None:
+    table = Table(title=f"text query latency, ms p50 / p95 ({config}, CPU, exact index)")
+    parts = ("end_to_end", "text_encoding", "vector_search", "metadata", "search_from_vector",
+             "bare_numpy")  # fmt: skip
+    for col in ("items", "end to end", "text encoding", "vector search", "metadata",
+                "search() from vector", "bare numpy X@q", "e2e / (enc + bare)"):  # fmt: skip
+        table.add_column(col, justify="right")
+    for r in rows:
+        cells = [f"{r[f'{k}_p50_ms']:.1f} / {r[f'{k}_p95_ms']:.1f}" for k in parts]
+        table.add_row(f"{r['items']:,}", *cells, f"{r['ratio_to_encoding_plus_bare']:.2f}")
+    console.print(table)
+
+
+def print_ann(items: int, entry: dict) -> None:
+    ex = entry["exact"]
+    train = f", train {entry['train_s']:.0f} s" if entry["train_s"] is not None else ""
+    title = (
+        f"{entry['factory']} on {items:,} items: built in {entry['build_s']:.0f} s{train} "
+        f"({entry['built_with']}); exact: {ex['vector_qps']:.1f} q/s vector, "
+        f"{ex['engine_qps']:.1f} q/s search()"
+        + (" [engine given refine_aware_parameters]" if entry["engine_patched"] else "")
+    )
+    table = Table(title=title)
+    knob = "nprobe" if "nprobe" in entry["sweep"][0] else "ef"
+    for col in (knob, "k_factor", "recall@10", "vector ms p50", "vector q/s", "x exact",
+                "search() q/s", "x exact"):  # fmt: skip
+        table.add_column(col, justify="right")
+    for r in entry["sweep"]:
+        style = "bold green" if r is entry["best"] else None
+        table.add_row(
+            str(r[knob]), str(r["k_factor"] or "-"), f"{r['recall_at_10']:.3f}",
+            f"{r['vector_p50_ms']:.2f}", f"{r['vector_qps']:.0f}", f"{r['vector_speedup']:.1f}",
+            f"{r['engine_qps']:.0f}", f"{r['engine_speedup']:.1f}", style=style,
+        )  # fmt: skip
+    console.print(table)
+
+
+def print_summary(ann: list[dict]) -> None:
+    table = Table(title="fastest setting with recall@10 >= 0.95 (speed-up over exact, same run)")
+    for col in ("items", "factory", "build s", "setting", "recall@10", "vector x exact",
+                "search() x exact"):  # fmt: skip
+        table.add_column(col, justify="right")
+    for part in ann:
+        for e in part["indexes"]:
+            b = e["best"]
+            if b is None:
+                table.add_row(f"{part['items']:,}", e["factory"], f"{e['build_s']:.0f}",
+                              "none reaches 0.95", "", "", "")  # fmt: skip
+                continue
+            knob = "nprobe" if "nprobe" in b else "ef"
+            setting = f"{knob}={b[knob]}" + (f" k_factor={b['k_factor']}" if b["k_factor"] else "")
+            table.add_row(
+                f"{part['items']:,}", e["factory"], f"{e['build_s']:.0f}", setting,
+                f"{b['recall_at_10']:.3f}", f"{b['vector_speedup']:.1f}",
+                f"{b['engine_speedup']:.1f}",
+            )  # fmt: skip
+    console.print(table)
+
+
+# --- main -----------------------------------------------------------------------------------
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--sizes", default="10000,100000,1000000", help="latency part")
+    parser.add_argument("--ann-sizes", default="1000000", help="approximate part ('' for none)")
+    parser.add_argument("--ann-factories", default=FACTORIES, help="';'-separated")
+    parser.add_argument("--ann-queries", type=int, default=500, help="recall and vector speed")
+    parser.add_argument("--engine-queries", type=int, default=200, help="search() speed")
+    parser.add_argument("--exact-queries", type=int, default=100, help="exact baseline")
+    parser.add_argument("--train-size", type=int, default=200_000)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--config", default="audioclip")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/query_speed.json")
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     args = parser.parse_args()
     if args.quick:
-        args.sizes, args.repeats = "2000", 3
+        args.sizes, args.ann_sizes, args.repeats = "2000", "2000", 3
+        args.ann_factories, args.ann_queries = QUICK_FACTORIES, 40
+        args.engine_queries = args.exact_queries = 20
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    ann_sizes = [int(s) for s in args.ann_sizes.split(",") if s]
+    factories = [f.strip() for f in args.ann_factories.split(";") if f.strip()]
+    mixture = Mixture()
     encoder = load_encoder("random", config=args.config, device="cpu")
-    rows = []
+    result = {
+        "machine": {"cpus": os.cpu_count(), "faiss": faiss.__version__, "numpy": np.__version__,
+                    "faiss_threads": faiss.omp_get_max_threads(), "loadavg_start": load()},
+        "config": args.config, "data": mixture.recipe(), "rows": [], "ann": [],
+    }  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="xsearch-query-") as tmp:
-        for n in (int(s) for s in args.sizes.split(",")):
-            rows.append(measure(n, encoder, args.repeats, Path(tmp)))
-    table = Table(title=f"text query latency, ms p50 / p95 ({args.config}, CPU, exact index)")
-    for col in ("items", "end to end", "text encoding", "vector search", "metadata",
-                "bare numpy X@q", "e2e / (enc + bare)"):  # fmt: skip
-        table.add_column(col, justify="right")
-    for r in rows:
-        parts = ("end_to_end", "text_encoding", "vector_search", "metadata", "bare_numpy")
-        cells = [f"{r[f'{k}_p50_ms']:.1f} / {r[f'{k}_p95_ms']:.1f}" for k in parts]
-        table.add_row(f"{r['items']:,}", *cells, f"{r['ratio_to_encoding_plus_bare']:.2f}")
-    Console().print(table)
+        for n in sorted(set(sizes) | set(ann_sizes)):
+            directory = Path(tmp) / f"store-{n}"
+            commit_s = clustered_store(directory, mixture, n)
+            console.print(f"{n:,} items: store written in {commit_s:.0f} s, load {load()}")
+            store = Store.open(directory)
+            if n in sizes:
+                row = latency(store, encoder, args.repeats)
+                row.update(store_commit_s=commit_s, loadavg=load(), peak_rss_gb=peak_rss_gb())
+                result["rows"].append(row)
+                print_latency(result["rows"], args.config)
+            if n in ann_sizes:
+                result["ann"].append(ann_part(directory, store, mixture, factories, args))
+            del store
+            shutil.rmtree(directory)
+    if result["ann"]:
+        print_summary(result["ann"])
+    result["machine"].update(loadavg_end=load(), peak_rss_gb=peak_rss_gb())
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"config": args.config, "rows": rows}, indent=2))
-    print(f"wrote {args.out}")
+    args.out.write_text(json.dumps(result, indent=2))
+    console.print(f"wrote {args.out} (peak memory {peak_rss_gb():.1f} GB)")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from xsearch import __version__
-from xsearch.cli import demo, embed, evaluate, ingest, model, query, status
+from xsearch.cli import demo, embed, evaluate, ingest, model, query, serve, status
 
 app = typer.Typer(
     name="xsearch",
@@ -23,6 +23,7 @@ app.add_typer(status.index_app, name="index")
 app.command("demo")(demo.demo)
 app.command("ingest")(ingest.ingest)
 app.command("query")(query.query)
+app.command("serve")(serve.serve)
 app.command("status")(status.status)
 app.command("eval")(evaluate.evaluate)
 

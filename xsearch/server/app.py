@@ -1,0 +1,375 @@
+"""The HTTP application: a JSON search API, the web page, and the index's files by id.
+
+Requests name files only by integer ids that are looked up in the index's tables; no path from
+a request is ever opened. Every error is JSON `{"error": "<one line>"}`: 4xx for what the
+client can fix, 500 "internal error" (logged, never a traceback) for the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import QueryParams
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from xsearch.errors import XSearchError
+from xsearch.server import uploads
+from xsearch.server.catalog import Catalog
+from xsearch.server.media import ThumbnailCache, indexed_file, media_type
+
+if TYPE_CHECKING:
+    from xsearch.api import Index
+
+log = logging.getLogger("xsearch.server")
+
+TARGETS = ("audio", "image", "text", "video", "all")
+MAX_K = 500
+MAX_WHERE = 2000
+DEFAULT_MAX_UPLOAD = 100_000_000
+_STATIC = {
+    "app.js": "text/javascript; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+}
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; media-src 'self'; object-src 'none'; "
+        b"base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    ),
+]
+
+
+def create_app(
+    index: Index,
+    *,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
+    upload_dir: str | os.PathLike[str] | None = None,
+    allowed_hosts: set[str] | None = None,
+    decode_timeout: float = 30.0,
+    decode_memory_mb: int = 2048,
+    thumbnails: int = 512,
+) -> Starlette:
+    """The application serving `index`: its search API, its page and its files.
+
+    `max_upload_bytes` bounds a query file; uploads are stored under `upload_dir` (default: the
+    system's temporary folder) for the time of one search. `allowed_hosts`, when given, are the
+    only Host header names answered (for a loopback server: refuses DNS-rebinding pages).
+    Query files are decoded once first in a worker with `decode_timeout` seconds and
+    `decode_memory_mb` of memory. `thumbnails` is how many rendered thumbnails are kept.
+    """
+    api = _Api(
+        index,
+        max_upload_bytes=max_upload_bytes,
+        upload_dir=os.fspath(upload_dir) if upload_dir is not None else None,
+        decode_timeout=decode_timeout,
+        decode_memory_mb=decode_memory_mb,
+        thumbnails=thumbnails,
+    )
+    routes = [
+        Route("/", api.page),
+        Route("/static/{name}", api.static),
+        Route("/api/status", api.status),
+        Route("/api/search", api.search, methods=["GET"]),
+        Route("/api/search", api.search_file, methods=["POST"]),
+        Route("/media/{asset_id}", api.media),
+        Route("/thumb/{item_id}", api.thumb),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(_Guard, allowed_hosts=allowed_hosts)],
+        exception_handlers={
+            HTTPException: _http_error,
+            XSearchError: _user_error,
+            Exception: _internal_error,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    text: list[str]
+    target: str
+    k: int
+    where: str | None
+    min_score: float | None
+    like: list[int]
+    exclude_self: bool
+    nprobe: int | None
+    ef: int | None
+
+
+class _Api:
+    def __init__(
+        self,
+        index: Index,
+        *,
+        max_upload_bytes: int,
+        upload_dir: str | None,
+        decode_timeout: float,
+        decode_memory_mb: int,
+        thumbnails: int,
+    ) -> None:
+        self.index = index
+        self.catalog = Catalog(index.store)
+        self.thumbs = ThumbnailCache(self.catalog, entries=thumbnails)
+        self.max_upload_bytes = max_upload_bytes
+        self.upload_dir = upload_dir
+        self.decode_timeout = decode_timeout
+        self.decode_memory_mb = decode_memory_mb
+        self.decoding = threading.BoundedSemaphore(4)  # query files decoded at once
+        static = resources.files("xsearch.server") / "static"
+        self.page_html = (static / "index.html").read_bytes()
+        self.static_files = {name: (static / name).read_bytes() for name in _STATIC}
+        self.facts = self._facts()
+
+    def _facts(self) -> dict:
+        store = self.index.store
+        model = dict(store.manifest.model or {})
+        return {
+            "index": store.dir.name,
+            "generation": store.generation,
+            **self.catalog.counts(),
+            "model": {
+                "encoder": model.get("encoder"),
+                "config": model.get("config"),
+                "random_weights": model.get("weights") == "random",
+            },
+            "max_upload_bytes": self.max_upload_bytes,
+            "targets": list(TARGETS),
+        }
+
+    # --- the page --------------------------------------------------------------------------
+
+    def page(self, request: Request) -> Response:
+        return Response(self.page_html, media_type="text/html; charset=utf-8", headers=_NO_CACHE)
+
+    def static(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in self.static_files:  # a fixed set, read at start: nothing is looked up
+            raise HTTPException(404, "not found")
+        return Response(self.static_files[name], media_type=_STATIC[name], headers=_NO_CACHE)
+
+    # --- the API ---------------------------------------------------------------------------
+
+    def status(self, request: Request) -> JSONResponse:
+        return JSONResponse(self.facts)
+
+    def search(self, request: Request) -> JSONResponse:
+        params = self._params(request.query_params)
+        if not (params.text or params.like):
+            raise HTTPException(400, "give a query: text=..., like=ITEM_ID, or POST a query file")
+        return JSONResponse(self._run(params, {}))
+
+    async def search_file(self, request: Request) -> JSONResponse:
+        params = self._params(request.query_params)
+        content_type = request.headers.get("content-type")
+        kind = uploads.upload_kind(request.query_params.get("as"), content_type)
+        suffix = uploads.suffix_for(kind, content_type)
+        path = await uploads.receive(request, self.max_upload_bytes, self.upload_dir, suffix)
+        try:
+            await run_in_threadpool(self._check_decodes, path)
+            result = await run_in_threadpool(self._run, params, {kind: [path]})
+        except XSearchError as e:
+            # The stored name means nothing to the client: say "the query file" instead.
+            message = _one_line(str(e)).replace(str(path), "the query file")
+            raise HTTPException(400, message) from None
+        finally:
+            path.unlink(missing_ok=True)
+        return JSONResponse(result)
+
+    def _check_decodes(self, path: Path) -> None:
+        with self.decoding:
+            uploads.check_decodes(path, self.decode_timeout, self.decode_memory_mb)
+
+    def _params(self, query: QueryParams) -> SearchParams:
+        target = query.get("target", "audio")
+        if target not in TARGETS:
+            raise HTTPException(400, f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
+        k = _integer(query, "k", 10)
+        if not 1 <= k <= MAX_K:
+            raise HTTPException(400, f"k must be between 1 and {MAX_K}")
+        where = query.get("where") or None
+        if where is not None and len(where) > MAX_WHERE:
+            raise HTTPException(400, f"where is longer than {MAX_WHERE} characters")
+        like = [_integer_value("like", v) for v in query.getlist("like") if v.strip()]
+        for item_id in like:
+            if self.catalog.item(item_id) is None:
+                raise HTTPException(400, f"like: no item {item_id} in this index")
+        min_score = query.get("min_score") or None
+        try:
+            min_score = float(min_score) if min_score is not None else None
+        except ValueError:
+            raise HTTPException(400, "min_score must be a number") from None
+        nprobe, ef = _integer(query, "nprobe", None), _integer(query, "ef", None)
+        if (nprobe is not None and nprobe < 1) or (ef is not None and ef < 1):
+            raise HTTPException(400, "nprobe and ef must be at least 1")
+        return SearchParams(
+            text=[t.strip() for t in query.getlist("text") if t.strip()],
+            target=target,
+            k=k,
+            where=where,
+            min_score=min_score,
+            like=like,
+            exclude_self=query.get("exclude_self", "").lower() in ("1", "true", "yes", "on"),
+            nprobe=nprobe,
+            ef=ef,
+        )
+
+    def _run(self, params: SearchParams, files: dict[str, list[Path]]) -> dict:
+        """Search (in a worker thread: `Index.search` is thread-safe) and describe the hits."""
+        began = time.perf_counter()
+        hits = self.index.search(
+            text=params.text,
+            like=params.like,
+            target=params.target,
+            k=params.k,
+            where=params.where,
+            exclude_self=params.exclude_self,
+            min_score=params.min_score,
+            nprobe=params.nprobe,
+            ef=params.ef,
+            **files,
+        )
+        took = time.perf_counter() - began
+        return {"hits": [self._hit(h) for h in hits], "took_ms": round(took * 1000, 1)}
+
+    def _hit(self, hit) -> dict:
+        out = hit.as_dict()
+        asset = self.catalog.asset(hit.asset_id)
+        kind = out.get("kind") or (asset.kind if asset else None)
+        out["kind"] = kind
+        out["name"] = os.path.basename(hit.path)
+        out["media_url"] = f"/media/{hit.asset_id}"
+        out["thumb_url"] = f"/thumb/{hit.item_id}" if kind not in (None, "text") else None
+        if hit.modality == "text":
+            item = self.catalog.item(hit.item_id)
+            out["text"] = (item.text or "")[:500] if item else None
+        return out
+
+    # --- files by id -----------------------------------------------------------------------
+
+    def media(self, request: Request) -> Response:
+        asset_id = _path_id(request, "asset_id")
+        asset = self.catalog.asset(asset_id) if asset_id is not None else None
+        if asset is None:
+            raise HTTPException(404, "no such media in this index")
+        st = indexed_file(asset)
+        if st is None:
+            raise HTTPException(404, f"media {asset_id} is gone or changed since it was indexed")
+        # Ranges (206, for seeking in audio and video) are FileResponse's own.
+        return FileResponse(asset.path, media_type=media_type(asset.path), stat_result=st)
+
+    def thumb(self, request: Request) -> Response:
+        item_id = _path_id(request, "item_id")
+        item = self.catalog.item(item_id) if item_id is not None else None
+        if item is None:
+            raise HTTPException(404, "no such item in this index")
+        data = self.thumbs.get(item)
+        if data is None:
+            raise HTTPException(404, f"item {item_id} has no thumbnail")
+        return Response(
+            data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
+        )
+
+
+_NO_CACHE = {"Cache-Control": "no-cache"}
+
+
+def _integer(query: QueryParams, name: str, default: int | None) -> int | None:
+    value = query.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return _integer_value(name, value)
+
+
+def _integer_value(name: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise HTTPException(400, f"{name} must be an integer") from None
+
+
+def _path_id(request: Request, name: str) -> int | None:
+    value = request.path_params[name]
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = exc.detail if exc.status_code != 404 or exc.detail != "Not Found" else "not found"
+    return JSONResponse(
+        {"error": _one_line(str(message))}, status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def _user_error(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"error": _one_line(str(exc))}, status_code=400)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    # One line here; Starlette re-raises the exception after this response, so the server
+    # (uvicorn) logs its traceback too.
+    reason = _one_line(str(exc))[:200]
+    log.error("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, reason)
+    return JSONResponse({"error": "internal error"}, status_code=500)
+
+
+# --- every response --------------------------------------------------------------------------
+
+
+class _Guard:
+    """Refuses Host names outside `allowed_hosts` (when given) and adds security headers."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: set[str] | None = None) -> None:
+        self.app = app
+        self.allowed = {h.lower() for h in allowed_hosts} if allowed_hosts else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.allowed is not None:
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            if _hostname(host) not in self.allowed:
+                response = JSONResponse({"error": "unexpected Host header"}, status_code=421)
+                await response(scope, receive, send)
+                return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *_SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _hostname(host: str) -> str:
+    """The name in a Host header, without the port ("[::1]:8765" -> "::1")."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host

@@ -1,0 +1,109 @@
+"""Assets and items of one index generation, looked up by id: the server's only way from a
+request to a file. A request names an integer id; the path comes from the index's own table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from xsearch.store.store import Store
+from xsearch.store.tables import MODALITIES
+
+ASSET_KINDS = ("audio", "image", "video", "text")
+
+
+@dataclass(frozen=True)
+class Asset:
+    asset_id: int
+    path: str  # absolute, as ingest recorded it
+    kind: str  # audio, image, video, text
+    bytes: int  # size when ingested: a file of another size is not the indexed content
+    duration: float | None
+
+
+@dataclass(frozen=True)
+class Item:
+    item_id: int
+    asset_id: int
+    modality: str  # audio, image, text
+    start: float | None
+    end: float | None
+    text: str | None
+
+
+class _ById:
+    """Row lookup in an Arrow table by an integer id column (binary search, no per-row dicts)."""
+
+    def __init__(self, table: pa.Table, column: str) -> None:
+        self.table = table
+        ids = table.column(column).to_numpy()
+        self.order = np.argsort(ids, kind="stable")
+        self.ids = ids[self.order]
+
+    def row(self, key: int) -> dict | None:
+        i = int(np.searchsorted(self.ids, key))
+        if i == len(self.ids) or self.ids[i] != key:
+            return None
+        return self.table.slice(int(self.order[i]), 1).to_pylist()[0]
+
+
+class Catalog:
+    """Read-only views of a store's `assets` and `items` tables, safe to share across threads."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._assets = _ById(
+            store.assets.select(["asset_id", "path", "kind", "bytes", "duration"]), "asset_id"
+        )
+        self._items = _ById(
+            store.items.select(["item_id", "asset_id", "modality", "start", "end", "text"]),
+            "item_id",
+        )
+        self._frames = self._video_frames(store)
+
+    @staticmethod
+    def _video_frames(store: Store) -> dict[int, list[float]]:
+        """Asset id -> times of the video frames indexed as image items of that asset."""
+        kinds = dict(
+            zip(
+                store.assets.column("asset_id").to_pylist(), store.assets.column("kind").to_pylist()
+            )
+        )
+        images = store.items.filter(pc.equal(store.items.column("modality"), "image"))
+        frames: dict[int, list[float]] = {}
+        for asset_id, start in zip(
+            images.column("asset_id").to_pylist(), images.column("start").to_pylist()
+        ):
+            if kinds.get(asset_id) == "video" and start is not None:
+                frames.setdefault(asset_id, []).append(start)
+        return {a: sorted(times) for a, times in frames.items()}
+
+    def asset(self, asset_id: int) -> Asset | None:
+        row = self._assets.row(asset_id)
+        return Asset(**row) if row else None
+
+    def item(self, item_id: int) -> Item | None:
+        row = self._items.row(item_id)
+        return Item(**row) if row else None
+
+    def frame_near(self, asset_id: int, seconds: float) -> float | None:
+        """The time of the asset's indexed video frame nearest to `seconds`, if it has one."""
+        times = self._frames.get(asset_id)
+        return min(times, key=lambda t: abs(t - seconds)) if times else None
+
+    def counts(self) -> dict:
+        """Items per modality and assets per kind."""
+        items = _count(self.store.items.column("modality"))
+        assets = _count(self.store.assets.column("kind"))
+        return {
+            "items": {m: items.get(m, 0) for m in MODALITIES},
+            "assets": {k: assets.get(k, 0) for k in ASSET_KINDS},
+        }
+
+
+def _count(column: pa.ChunkedArray) -> dict[str, int]:
+    counts = pc.value_counts(column).to_pylist()
+    return {c["values"]: c["counts"] for c in counts}

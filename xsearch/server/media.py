@@ -1,0 +1,207 @@
+"""The files a result shows: the asset's own file, and a small JPEG of the matched moment.
+
+Every file opened here is an asset path from the index's table, never a path from a request.
+"""
+
+from __future__ import annotations
+
+import io
+import mimetypes
+import os
+import stat
+import threading
+from collections import OrderedDict
+from fractions import Fraction
+
+import av
+import numpy as np
+from PIL import Image, ImageDraw
+
+from xsearch.errors import MediaError
+from xsearch.media import load_image, video_central_frame
+from xsearch.media.audio import media_error
+from xsearch.server.catalog import Asset, Catalog, Item
+
+THUMB_SIZE = (320, 240)
+WAVE_SIZE = (320, 120)
+# A waveform picture shows at most this much of a window (items are 10 s by default).
+WAVE_MAX_SECONDS = 60.0
+_WAVE_RATE = 8000
+_WAVE_BACKGROUND = (30, 41, 59)
+_WAVE_COLOUR = (56, 189, 248)
+
+# What browsers need to play or show a file; anything else is served as bytes.
+_MEDIA_TYPES = {
+    ".wav": "audio/wav",
+    ".flac": "audio/flac",
+    ".mp3": "audio/mpeg",
+    ".ogg": "audio/ogg",
+    ".oga": "audio/ogg",
+    ".opus": "audio/ogg",
+    ".m4a": "audio/mp4",
+    ".aac": "audio/aac",
+    ".mp4": "video/mp4",
+    ".m4v": "video/mp4",
+    ".mov": "video/quicktime",
+    ".webm": "video/webm",
+    ".mkv": "video/x-matroska",
+    ".txt": "text/plain; charset=utf-8",
+    ".json": "application/json",
+}
+
+
+def media_type(path: str) -> str:
+    ext = os.path.splitext(path)[1].lower()
+    return _MEDIA_TYPES.get(ext) or mimetypes.guess_type(path)[0] or "application/octet-stream"
+
+
+def indexed_file(asset: Asset) -> os.stat_result | None:
+    """The stat of the asset's file when it is still the regular file of the recorded size that
+    was indexed; None when it is gone or was replaced by something else."""
+    try:
+        st = os.stat(asset.path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_size != asset.bytes:
+        return None
+    return st
+
+
+class ThumbnailCache:
+    """Bounded LRU of rendered thumbnails (JPEG bytes by item id), shared by request threads;
+    at most `parallel` thumbnails are rendered at once."""
+
+    def __init__(self, catalog: Catalog, entries: int = 512, parallel: int = 4) -> None:
+        self.catalog = catalog
+        self.entries = entries
+        self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+        self._rendering = threading.BoundedSemaphore(parallel)
+
+    def get(self, item: Item) -> bytes | None:
+        """The item's thumbnail, or None when it has no picture (a text) or cannot be drawn."""
+        with self._lock:
+            if item.item_id in self._cache:
+                self._cache.move_to_end(item.item_id)
+                return self._cache[item.item_id] or None
+        asset = self.catalog.asset(item.asset_id)
+        if asset is None or asset.kind == "text" or indexed_file(asset) is None:
+            return None
+        with self._rendering:
+            try:
+                data = _jpeg(self._picture(item, asset))
+            except MediaError:
+                data = b""  # remembered: a file that fails is not decoded again and again
+        with self._lock:
+            self._cache[item.item_id] = data
+            while len(self._cache) > self.entries:
+                self._cache.popitem(last=False)
+        return data or None
+
+    def _picture(self, item: Item, asset: Asset) -> Image.Image:
+        if asset.kind == "image":
+            return load_image(asset.path)
+        if asset.kind == "video":
+            return video_frame(asset.path, self._frame_time(item, asset))
+        start = item.start or 0.0
+        end = item.end if item.end is not None else (asset.duration or WAVE_MAX_SECONDS)
+        return waveform(asset.path, start, min(end, start + WAVE_MAX_SECONDS))
+
+    def _frame_time(self, item: Item, asset: Asset) -> float | None:
+        """An image item's own time; for a sound or text of a video, the indexed frame nearest
+        to it (else the start of the window)."""
+        if item.modality == "image":
+            return item.start
+        middle = (item.start + item.end) / 2 if item.start is not None and item.end else 0.0
+        near = self.catalog.frame_near(asset.asset_id, middle)
+        return near if near is not None else item.start
+
+
+def _jpeg(picture: Image.Image) -> bytes:
+    picture = picture.convert("RGB")
+    picture.thumbnail(THUMB_SIZE)
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=82)
+    return buffer.getvalue()
+
+
+def video_frame(path: str, seconds: float | None) -> Image.Image:
+    """The frame on screen `seconds` into the video stream (the central frame when None)."""
+    if seconds is None:
+        return video_central_frame(path)[0]
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise media_error(path, "no video track")
+            stream = container.streams.video[0]
+            start = Fraction(stream.start_time or 0) * stream.time_base
+            target = start + Fraction(seconds).limit_denominator(1_000_000)
+            container.seek(int(target / stream.time_base), stream=stream)  # keyframe before
+            chosen = None
+            for frame in container.decode(stream):
+                if chosen is not None and frame.time is not None and frame.time > target:
+                    break
+                chosen = frame
+            if chosen is None:
+                raise media_error(path, "video track is empty")
+            image = chosen.to_image()
+            rotation = chosen.rotation
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise media_error(path, "cannot decode video", exc) from exc
+    return image.rotate(rotation, expand=True) if rotation else image
+
+
+def waveform(path: str, start: float, end: float) -> Image.Image:
+    """A picture of the sound between `start` and `end` seconds: its min/max envelope."""
+    wave = _decode_span(path, start, end)
+    width, height = WAVE_SIZE
+    picture = Image.new("RGB", WAVE_SIZE, _WAVE_BACKGROUND)
+    draw = ImageDraw.Draw(picture)
+    middle = height / 2
+    draw.line([(0, middle), (width, middle)], fill=(71, 85, 105))
+    if len(wave) == 0:
+        return picture
+    columns = np.array_split(wave, min(width, len(wave)))
+    low = np.array([c.min() for c in columns])
+    high = np.array([c.max() for c in columns])
+    peak = max(float(np.abs(wave).max()), 1e-3)  # silence stays a flat line
+    scale = (middle - 4) / peak
+    step = width / len(columns)
+    for x, (lo, hi) in enumerate(zip(low, high)):
+        left = x * step
+        draw.rectangle(
+            [left, middle - hi * scale, left + max(step - 1, 0), middle - lo * scale],
+            fill=_WAVE_COLOUR,
+        )
+    return picture
+
+
+def _decode_span(path: str, start: float, end: float) -> np.ndarray:
+    """Mono float samples at a low rate between `start` and `end` seconds of the first audio
+    track (a picture needs no more)."""
+    chunks: list[np.ndarray] = []
+    try:
+        with av.open(path) as container:
+            if not container.streams.audio:
+                raise media_error(path, "no audio track")
+            stream = container.streams.audio[0]
+            if start > 0 and stream.time_base:
+                container.seek(int(start / stream.time_base), stream=stream)
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=_WAVE_RATE)
+            position = None
+            for frame in container.decode(stream):
+                if position is None or frame.time is not None:
+                    position = frame.time if frame.time is not None else 0.0
+                if position >= end:
+                    break
+                for out in resampler.resample(frame):
+                    samples = out.to_ndarray().reshape(-1)
+                    skip = max(0, round((start - position) * _WAVE_RATE))
+                    chunks.append(samples[skip:])
+                    position += len(samples) / _WAVE_RATE
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise media_error(path, "cannot decode audio", exc) from exc
+    if not chunks:
+        return np.zeros(0, np.float32)
+    wave = np.concatenate(chunks)
+    return wave[: max(0, round((end - start) * _WAVE_RATE))]

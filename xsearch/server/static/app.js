@@ -1,0 +1,288 @@
+// xsearch's page: search by text, by a dropped file or by a result ("more like this").
+// Plain JavaScript, no build step; every value from the server goes in through textContent.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const form = $("search-form");
+  const q = $("q");
+  const target = $("target");
+  const k = $("k");
+  const where = $("where");
+  const minScore = $("min-score");
+  const drop = $("drop");
+  const fileInput = $("file");
+  const results = $("results");
+  const errorBox = $("error");
+  const summary = $("summary");
+
+  const KINDS = ["audio", "image", "video"];
+  const EXTENSION_KIND = {};
+  for (const e of "wav flac mp3 ogg oga opus m4a aac wma aiff aif".split(" ")) EXTENSION_KIND[e] = "audio";
+  for (const e of "jpg jpeg png webp bmp gif tif tiff".split(" ")) EXTENSION_KIND[e] = "image";
+  for (const e of "mp4 m4v mov mkv webm avi mpg mpeg".split(" ")) EXTENSION_KIND[e] = "video";
+
+  let queryFile = null;
+  let latest = 0; // only the newest search's answer is shown
+
+  // --- talking to the API -------------------------------------------------------------------
+
+  async function fetchJSON(url, options) {
+    const response = await fetch(url, options);
+    let body = null;
+    try {
+      body = await response.json();
+    } catch (_) {
+      body = null;
+    }
+    if (!response.ok) {
+      throw new Error((body && body.error) || `HTTP ${response.status}`);
+    }
+    return body;
+  }
+
+  async function loadStatus() {
+    try {
+      const s = await fetchJSON("/api/status");
+      const items = s.items;
+      $("index-info").textContent =
+        `index ${s.index} · generation ${s.generation} · ` +
+        `${items.audio} audio, ${items.image} image, ${items.text} text items`;
+      $("random-banner").hidden = !s.model.random_weights;
+      document.body.dataset.ready = "true";
+    } catch (e) {
+      showError(e.message);
+    }
+  }
+
+  function fileKind(file) {
+    const major = (file.type || "").split("/")[0];
+    if (KINDS.includes(major)) return major;
+    const ext = file.name.includes(".") ? file.name.split(".").pop().toLowerCase() : "";
+    return EXTENSION_KIND[ext] || null;
+  }
+
+  function queryParams(extra, withText) {
+    const p = new URLSearchParams();
+    const text = q.value.trim();
+    if (withText && text) p.append("text", text);
+    p.set("target", target.value);
+    p.set("k", k.value || "12");
+    if (where.value.trim()) p.set("where", where.value.trim());
+    if (minScore.value.trim()) p.set("min_score", minScore.value.trim());
+    for (const [key, value] of Object.entries(extra || {})) p.set(key, value);
+    return p;
+  }
+
+  async function search(like) {
+    const p = queryParams(like ? { like: like.item_id, exclude_self: "1" } : {}, !like);
+    let url = `/api/search?${p}`;
+    let options = { headers: { Accept: "application/json" } };
+    let what = like ? `like ${like.name}` : "";
+    if (queryFile && !like) {
+      const kind = fileKind(queryFile);
+      if (!kind) {
+        showError(`${queryFile.name}: not an audio, image or video file`);
+        return;
+      }
+      p.set("as", kind);
+      url = `/api/search?${p}`;
+      options = {
+        method: "POST",
+        body: queryFile,
+        headers: { Accept: "application/json", "Content-Type": queryFile.type || "application/octet-stream" },
+      };
+      what = `with ${queryFile.name}` + (p.has("text") ? " and the text" : "");
+    } else if (!p.has("text") && !p.has("like")) {
+      showError("Type a query, drop a file, or choose “more like this” on a result.");
+      return;
+    }
+    const mine = ++latest;
+    hideError();
+    results.setAttribute("aria-busy", "true");
+    summary.textContent = "Searching…";
+    try {
+      const data = await fetchJSON(url, options);
+      if (mine !== latest) return;
+      render(data.hits);
+      const n = data.hits.length;
+      summary.textContent =
+        `${n} result${n === 1 ? "" : "s"} in ${target.selectedOptions[0].textContent}` +
+        (what ? ` ${what}` : "") + ` (${data.took_ms} ms)`;
+    } catch (e) {
+      if (mine !== latest) return;
+      results.replaceChildren();
+      summary.textContent = "";
+      showError(e.message);
+    } finally {
+      if (mine === latest) results.removeAttribute("aria-busy");
+    }
+  }
+
+  // --- results --------------------------------------------------------------------------------
+
+  function el(tag, attributes, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attributes || {})) {
+      if (value !== null && value !== undefined && value !== false) node.setAttribute(key, value === true ? "" : value);
+    }
+    for (const child of children) {
+      if (child !== null && child !== undefined) node.append(child);
+    }
+    return node;
+  }
+
+  const seconds = (t) => `${Number(t).toFixed(1)} s`;
+
+  function span(hit) {
+    if (hit.start === null || hit.start === undefined) return "";
+    if (hit.modality === "image") return `frame at ${seconds(hit.start)}`;
+    if (hit.end !== null && hit.end !== undefined && hit.end > hit.start) {
+      return `${Number(hit.start).toFixed(1)}–${seconds(hit.end)}`;
+    }
+    return `at ${seconds(hit.start)}`;
+  }
+
+  // A player that starts at the hit's time and, for a window, stops at its end once.
+  function player(hit) {
+    const tag = hit.kind === "video" ? "video" : "audio";
+    const start = hit.start || 0;
+    const end = hit.modality !== "image" && hit.end > start ? hit.end : null;
+    // A media fragment (#t=start,end) makes the native controls start there, and stop at the
+    // end of a window; the handlers below do the same where fragments are not supported.
+    const fragment = `#t=${+start.toFixed(3)}${end !== null ? `,${+end.toFixed(3)}` : ""}`;
+    const media = el(tag, {
+      controls: true,
+      preload: tag === "video" ? "none" : "metadata", // a video shows its matched frame as poster
+      src: hit.media_url + fragment,
+      poster: tag === "video" ? hit.thumb_url : null,
+      "aria-label": `${tag === "video" ? "Video" : "Audio"}: ${hit.name}`,
+    });
+    let stopAtEnd = end !== null;
+    media.addEventListener("loadedmetadata", () => {
+      if (start > 0 && Math.abs(media.currentTime - start) > 0.25) media.currentTime = start;
+    });
+    media.addEventListener("timeupdate", () => {
+      if (stopAtEnd && media.currentTime >= end) {
+        stopAtEnd = false;
+        media.pause();
+      }
+    });
+    const play = el("button", { type: "button", class: "play" }, `▶ Play ${span(hit) || "from the start"}`);
+    play.addEventListener("click", () => {
+      for (const other of results.querySelectorAll("audio, video")) if (other !== media) other.pause();
+      stopAtEnd = end !== null;
+      media.currentTime = start;
+      media.play().catch((e) => showError(`cannot play ${hit.name}: ${e.message}`));
+    });
+    return [media, play];
+  }
+
+  function thumbnail(hit) {
+    if (!hit.thumb_url || hit.kind === "video") return null;
+    const what = hit.kind === "audio" ? `Waveform of ${hit.name}` : hit.name;
+    const img = el("img", { src: hit.thumb_url, alt: `${what}${span(hit) ? `, ${span(hit)}` : ""}`, loading: "lazy" });
+    img.addEventListener("error", () => img.replaceWith(el("div", { class: "no-preview" }, "no preview")));
+    if (hit.kind === "image") {
+      return el("a", { href: hit.media_url, target: "_blank", rel: "noopener", class: "thumb" }, img);
+    }
+    return el("div", { class: "thumb" }, img);
+  }
+
+  function card(hit) {
+    const li = el("li", {
+      class: "card",
+      "data-item-id": hit.item_id,
+      "data-kind": hit.kind,
+      "data-modality": hit.modality,
+      "data-start": hit.start,
+      "data-end": hit.end,
+    });
+    const thumb = thumbnail(hit);
+    if (thumb) li.append(thumb);
+    let media = null;
+    let play = null;
+    if (hit.kind === "audio" || hit.kind === "video") [media, play] = player(hit);
+    if (media) li.append(media);
+    if (hit.modality === "text" && hit.text) li.append(el("blockquote", { class: "text" }, hit.text));
+    if (!thumb && !media && !(hit.modality === "text" && hit.text)) li.append(el("div", { class: "no-preview" }, "no preview"));
+
+    const labels = el("ul", { class: "labels", "aria-label": "Labels" });
+    for (const label of hit.labels || []) labels.append(el("li", {}, label));
+    const score = el("span", {
+      class: "score",
+      title: hit.cosine !== undefined ? `cosine ${Number(hit.cosine).toFixed(4)}` : null,
+    }, `score ${Number(hit.score).toFixed(3)}`);
+    const when = span(hit);
+    li.append(
+      el("h2", { class: "name", title: hit.path }, el("span", { class: "rank" }, `${hit.rank}.`), " ", hit.name),
+      el(
+        "p",
+        { class: "where" },
+        el("span", {}, `${hit.modality}${hit.kind && hit.kind !== hit.modality ? ` of ${hit.kind}` : ""}${when ? ` · ${when}` : ""}`),
+        score,
+      ),
+      labels,
+    );
+    const more = el("button", { type: "button", class: "like" }, "More like this");
+    more.addEventListener("click", () => search(hit));
+    li.append(el("div", { class: "actions" }, play, more));
+    return li;
+  }
+
+  function render(hits) {
+    results.replaceChildren(...hits.map(card));
+  }
+
+  // --- errors and the query file -------------------------------------------------------------
+
+  function showError(message) {
+    errorBox.textContent = message;
+    errorBox.hidden = false;
+  }
+
+  function hideError() {
+    errorBox.hidden = true;
+    errorBox.textContent = "";
+  }
+
+  function setFile(file) {
+    queryFile = file || null;
+    $("query-file").hidden = !queryFile;
+    $("query-file-name").textContent = queryFile ? queryFile.name : "";
+    if (queryFile) search(null);
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    search(null);
+  });
+  target.addEventListener("change", () => {
+    if (q.value.trim() || queryFile) search(null);
+  });
+  fileInput.addEventListener("change", () => setFile(fileInput.files[0]));
+  $("clear-file").addEventListener("click", () => {
+    fileInput.value = "";
+    setFile(null);
+    q.focus();
+  });
+  drop.addEventListener("click", () => fileInput.click());
+  drop.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") {
+      event.preventDefault();
+      fileInput.click();
+    }
+  });
+  drop.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    drop.classList.add("over");
+  });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    if (event.dataTransfer.files.length) setFile(event.dataTransfer.files[0]);
+  });
+
+  loadStatus();
+})();
