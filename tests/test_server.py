@@ -605,3 +605,33 @@ def test_concurrent_requests_equal_serial_results(live, home, index):
         else:
             assert status == 200
             assert value == serial[key], key
+
+
+def test_the_server_follows_new_generations(tmp_path):
+    """Ingests while serving: each shows at the next request, also after the writer has
+    deleted the generation the server started with."""
+    from xsearch.samples import image_samples
+
+    folder = tmp_path / "media"
+    folder.mkdir()
+    pictures = list(image_samples((64, 48)).items())
+    pictures[0][1].save(folder / pictures[0][0])
+    encoder = load_encoder("random", config="audioclip-tiny", device="cpu", batch_size=4)
+    directory = tmp_path / "home" / "live"
+    ingest(find_files([folder]), directory, encoder, IngestOptions(workers=0))
+    index = xsearch.open("live", root=tmp_path / "home", device="cpu")
+    index.__dict__["encoder"] = encoder
+    with TestClient(create_app(index), raise_server_exceptions=False) as c:
+        assert c.get("/api/status").json()["generation"] == 1
+        for n, (name, picture) in enumerate(pictures[1:4], start=2):
+            picture.save(folder / name)
+            ingest(find_files([folder]), directory, encoder, IngestOptions(workers=0))
+            assert c.get("/api/status").json()["generation"] == n
+            hits = c.get("/api/search", params={"text": "x", "target": "image", "k": 10})
+            assert hits.status_code == 200, hits.text
+            assert name in {h["name"] for h in hits.json()["hits"]}
+            newest = next(h for h in hits.json()["hits"] if h["name"] == name)
+            assert c.get(newest["thumb_url"]).status_code == 200
+            liked = c.get("/api/search", params={"like": newest["item_id"], "target": "image"})
+            assert liked.status_code == 200 and liked.json()["hits"][0]["name"] == name
+    assert not (directory / "data" / "assets-g1.parquet").exists()  # generation 1 is gone

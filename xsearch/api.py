@@ -31,6 +31,18 @@ class Index:
     def name(self) -> str:
         return self.store.dir.name
 
+    def refresh(self) -> bool:
+        """Move to the index's newest generation, keeping the loaded model; True if it moved.
+        A long-lived reader (the server) calls it so that it follows ingests, whose writers
+        delete the files of generations older than the previous one."""
+        from xsearch.store.manifest import read_manifest
+
+        manifest = read_manifest(self.store.dir)
+        if manifest is None or manifest.generation == self.store.generation:
+            return False
+        self.store = Store(self.store.dir, manifest)
+        return True
+
     @cached_property
     def encoder(self):
         """The encoder of the weights the index was built with (refuses other weights)."""
@@ -106,29 +118,34 @@ class Index:
             )
         if any(not isinstance(i, int) for i, _ in liked):
             raise UsageError("like: give item ids (integers), or (id, weight) pairs")
+        store = self.store  # one generation for the whole search, even if refreshed meanwhile
         if liked:
-            vectors.append(self.store.vectors([i for i, _ in liked]))
+            vectors.append(store.vectors([i for i, _ in liked]))
         if not vectors:
             raise UsageError("give a query: text, image, audio, video or an item id")
         weights = [w for _, w in [*text, *image, *audio, *video, *liked]]
         excluded = frozenset()
         if exclude_self:
-            excluded = self._assets_of(files) | self._assets_of_items([i for i, _ in liked])
+            excluded = self._assets_of(store, files) | self._assets_of_items(
+                store, [i for i, _ in liked]
+            )
         options = SearchOptions(where, excluded, min_score, nprobe, ef)
-        return search(self.store, fuse(np.concatenate(vectors), weights), target, k, options)
+        return search(store, fuse(np.concatenate(vectors), weights), target, k, options)
 
-    def _assets_of(self, files: Sequence[str | Path]) -> frozenset[int]:
+    @staticmethod
+    def _assets_of(store: Store, files: Sequence[str | Path]) -> frozenset[int]:
         """Assets with the same content as the query files."""
         from xsearch.ingest.identity import content_hash
 
         if not files:
             return frozenset()
         hashes = {content_hash(Path(f)) for f in files}
-        assets = self.store.assets.to_pylist()
+        assets = store.assets.to_pylist()
         return frozenset(a["asset_id"] for a in assets if a["content_hash"] in hashes)
 
-    def _assets_of_items(self, item_ids: list[int]) -> frozenset[int]:
-        items = self.store.items
+    @staticmethod
+    def _assets_of_items(store: Store, item_ids: list[int]) -> frozenset[int]:
+        items = store.items
         wanted = pc.is_in(items.column("item_id"), pa.array(item_ids, type=pa.int64()))
         return frozenset(items.filter(wanted).column("asset_id").to_pylist())
 

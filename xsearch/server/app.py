@@ -127,8 +127,10 @@ class _Api:
         thumbnails: int,
     ) -> None:
         self.index = index
+        self.thumbnails = thumbnails
         self.catalog = Catalog(index.store)
         self.thumbs = ThumbnailCache(self.catalog, entries=thumbnails)
+        self.following = threading.Lock()
         self.max_upload_bytes = max_upload_bytes
         self.upload_dir = upload_dir
         self.decode_timeout = decode_timeout
@@ -138,6 +140,14 @@ class _Api:
         self.page_html = (static / "index.html").read_bytes()
         self.static_files = {name: (static / name).read_bytes() for name in _STATIC}
         self.facts = self._facts()
+
+    def _follow(self) -> None:
+        """Serve the newest generation: an ingest while serving shows at the next request."""
+        with self.following:
+            if self.index.refresh():
+                self.catalog = Catalog(self.index.store)
+                self.thumbs = ThumbnailCache(self.catalog, entries=self.thumbnails)
+                self.facts = self._facts()
 
     def _facts(self) -> dict:
         store = self.index.store
@@ -169,15 +179,18 @@ class _Api:
     # --- the API ---------------------------------------------------------------------------
 
     def status(self, request: Request) -> JSONResponse:
+        self._follow()
         return JSONResponse(self.facts)
 
     def search(self, request: Request) -> JSONResponse:
+        self._follow()
         params = self._params(request.query_params)
         if not (params.text or params.like):
             raise HTTPException(400, "give a query: text=..., like=ITEM_ID, or POST a query file")
         return JSONResponse(self._run(params, {}))
 
     async def search_file(self, request: Request) -> JSONResponse:
+        await run_in_threadpool(self._follow)
         params = self._params(request.query_params)
         content_type = request.headers.get("content-type")
         kind = uploads.upload_kind(request.query_params.get("as"), content_type)
@@ -266,6 +279,7 @@ class _Api:
     # --- files by id -----------------------------------------------------------------------
 
     def media(self, request: Request) -> Response:
+        self._follow()
         asset_id = _path_id(request, "asset_id")
         asset = self.catalog.asset(asset_id) if asset_id is not None else None
         if asset is None:
@@ -277,6 +291,7 @@ class _Api:
         return FileResponse(asset.path, media_type=media_type(asset.path), stat_result=st)
 
     def thumb(self, request: Request) -> Response:
+        self._follow()
         item_id = _path_id(request, "item_id")
         item = self.catalog.item(item_id) if item_id is not None else None
         if item is None:
