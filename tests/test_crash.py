@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
+from tests.reliability import record
 from tests.test_store import check_invariants
 from xsearch.ingest.pipeline import IngestOptions, ingest
 from xsearch.ingest.scan import find_files
@@ -23,10 +24,13 @@ STEPS = [
     "write-items",
     "write-embeddings-image",
     "write-faiss-image",
+    "write-reference-image",
     "write-embeddings-audio",
     "write-faiss-audio",
+    "write-reference-audio",
     "write-embeddings-text",
     "write-faiss-text",
+    "write-reference-text",
     "fsync-data",
     "manifest-written",
     "manifest-renamed",
@@ -100,3 +104,4 @@ def test_kill_at_each_commit_step(scenario, tmp_path, step):
     leftovers = {p.name for p in (home / "idx").glob(".*")}
     assert leftovers == set()
     assert json.loads((home / "idx" / "manifest.json").read_text())["generation"] >= 2
+    record("crash points", step, tried=1, survived=1)  # reached only when every check held

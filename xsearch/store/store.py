@@ -313,6 +313,7 @@ class Writer:
             return
         written[role] = self.store.dir / DATA / f"ref-{modality}-g{gen}.parquet"
         tables.write_parquet(tables.embeddings_table(ids, vectors), written[role])
+        crashpoint(f"write-reference-{modality}")
 
     def _publish(self, files: dict[str, FileEntry], written: dict[str, Path], gen: int) -> Store:
         directory = self.store.dir
