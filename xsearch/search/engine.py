@@ -210,16 +210,18 @@ def search_parameters(index, allowed: np.ndarray | None, options: SearchOptions)
 
 
 def _metadata(store: Store, item_ids: list[int]) -> dict[int, dict]:
-    """One DuckDB query joining the hits' items to their assets."""
-    with store.lock:
-        con = store.sql
-        con.register("wanted", pa.table({"item_id": pa.array(item_ids, type=pa.int64())}))
-        rows = con.execute(
-            'SELECT i.item_id, a.path, i.modality, i.start, i."end", a.labels, a.asset_id, '
-            "a.kind FROM wanted w JOIN items i USING (item_id) JOIN assets a USING (asset_id)"
-        ).fetchall()
-    keys = ("path", "modality", "start", "end", "labels", "asset_id", "kind")
-    out = {row[0]: dict(zip(keys, row[1:])) for row in rows}
-    for row in out.values():
-        row["labels"] = list(row["labels"] or [])
-    return out
+    """The hits' item and asset columns, by id lookups in the generation's tables."""
+    items = store.items_by_id.rows(item_ids)
+    assets = store.assets_by_id.rows([i["asset_id"] for i in items])
+    return {
+        item["item_id"]: {
+            "path": asset["path"],
+            "modality": item["modality"],
+            "start": item["start"],
+            "end": item["end"],
+            "labels": list(asset["labels"] or []),
+            "asset_id": asset["asset_id"],
+            "kind": asset["kind"],
+        }
+        for item, asset in zip(items, assets)
+    }

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from xsearch.store.lookup import RowsById
 from xsearch.store.store import Store
 from xsearch.store.tables import MODALITIES
 
@@ -34,31 +34,15 @@ class Item:
     text: str | None
 
 
-class _ById:
-    """Row lookup in an Arrow table by an integer id column (binary search, no per-row dicts)."""
-
-    def __init__(self, table: pa.Table, column: str) -> None:
-        self.table = table
-        ids = table.column(column).to_numpy()
-        self.order = np.argsort(ids, kind="stable")
-        self.ids = ids[self.order]
-
-    def row(self, key: int) -> dict | None:
-        i = int(np.searchsorted(self.ids, key))
-        if i == len(self.ids) or self.ids[i] != key:
-            return None
-        return self.table.slice(int(self.order[i]), 1).to_pylist()[0]
-
-
 class Catalog:
     """Read-only views of a store's `assets` and `items` tables, safe to share across threads."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._assets = _ById(
+        self._assets = RowsById(
             store.assets.select(["asset_id", "path", "kind", "bytes", "duration"]), "asset_id"
         )
-        self._items = _ById(
+        self._items = RowsById(
             store.items.select(["item_id", "asset_id", "modality", "start", "end", "text"]),
             "item_id",
         )

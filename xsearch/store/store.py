@@ -17,6 +17,7 @@ from xsearch.errors import UsageError
 from xsearch.store import tables
 from xsearch.store.fsutil import crashpoint, fsync_dir, sha256_file
 from xsearch.store.lock import WriterLock
+from xsearch.store.lookup import RowsById
 from xsearch.store.manifest import FileEntry, Manifest, StoreCorrupt, publish, read_manifest
 from xsearch.store.reference import bottom_k, updated_sample
 
@@ -92,6 +93,14 @@ class Store:
     @cached_property
     def failures(self) -> pa.Table:
         return self._table("failures", tables.FAILURES)
+
+    @cached_property
+    def items_by_id(self) -> RowsById:
+        return RowsById(self.items, "item_id")
+
+    @cached_property
+    def assets_by_id(self) -> RowsById:
+        return RowsById(self.assets, "asset_id")
 
     def embedding_roles(self, modality: str) -> list[str]:
         files = self.manifest.files if self.manifest else {}
