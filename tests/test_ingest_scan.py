@@ -174,3 +174,11 @@ def test_bad_sidecar_raises_naming_it(tmp_path, content):
 def test_folder_label(tmp_path):
     assert folder_label(tmp_path / "dogs" / "rex.jpg") == "dogs"
     assert folder_label("birds/robin.wav") == "birds"
+
+
+def test_a_fifo_named_directly_is_skipped_not_read(tmp_path):
+    fifo = tmp_path / "stream.wav"
+    os.mkfifo(fifo)
+    errors = []
+    assert list(find_files([fifo], on_error=lambda p, e: errors.append(str(e)))) == []
+    assert errors == [f"{fifo}: not a regular file"]

@@ -96,8 +96,10 @@ def find_files(
     for root in resolved:
         if root.is_dir():
             yield from walk(root)
-        else:
+        elif root.is_file():
             yield from take(root)
+        else:  # a FIFO or a device named directly: reading it could block for ever
+            report(root, OSError(f"{root}: not a regular file"))
 
     while links:
         pending, links = links, []
