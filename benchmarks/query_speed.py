@@ -11,9 +11,9 @@ The target: end-to-end p50 <= 1.5 x (text encoding + bare numpy) at 100k.
 Part 2, approximate search. On the same store (1M by default), each FAISS index-factory
 string is built with the project's own path (`xsearch.indexes.faiss_index.new_index`, an
 `IndexIDMap2` over inner product, trained on a sample of `--train-size` vectors and filled
-with `update`; a store no larger than the sample is rebuilt with `rebuild_indexes`, the path
-of `xsearch index rebuild --factory`, and published). Its knob (IVF nprobe, HNSW efSearch)
-and, for refined indexes ("...,RFlat"), the re-ranking factor k_factor are swept; for each
+with `update`; a store no larger than the sample is rebuilt and published with
+`Writer.rebuild`, what `xsearch index rebuild --factory` runs). Its knob (IVF nprobe, HNSW
+efSearch) and, for refined indexes ("...,RFlat"), the re-ranking factor k_factor are swept; for each
 setting the held-out queries run one at a time, like a user's, through the index and through
 the engine's `search()`. recall@10 = |found top 10 & exact top 10| / 10 against exact top 10
 computed with numpy. Exact single-query search (the engine on the flat index) is timed right
@@ -42,6 +42,7 @@ the results.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -71,14 +72,14 @@ from xsearch.search import engine  # noqa: E402
 from xsearch.search.engine import SearchOptions, search  # noqa: E402
 from xsearch.store.store import Changes, Store, Writer  # noqa: E402
 
-console = Console()
+console = Console(width=150)
 QUERIES = ["a dog barking", "rain on a tin roof", "church bells", "a car horn in traffic"]
 K = 10
 BLOCK = 50_000  # vectors are drawn in blocks of this size: a smaller store is a prefix
 NPROBES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 EFS = (10, 16, 32, 64, 128, 256, 512)
-K_FACTORS = (1, 2, 4, 8, 16, 32)
-QUICK_FACTORIES = "IVF16,PQ32x4fsr,RFlat;IVF16,SQ8;HNSW16"
+K_FACTORS = (1, 4, 8, 16, 32)  # 1: the base index's own top k, as without refinement
+QUICK_FACTORIES = "IVF16,PQ64x4fsr,RFlat;IVF16,SQ8"
 FACTORIES = "IVF4096,PQ64,RFlat;IVF4096,PQ128x4fsr,RFlat;IVF4096,SQ8;HNSW32"
 
 
@@ -241,16 +242,50 @@ def timed(fn: Callable[[], object], repeats: int) -> list[float]:
     return out
 
 
-def one_at_a_time(fn: Callable[[np.ndarray], list[int]], queries: np.ndarray) -> dict:
+@contextmanager
+def threads(n: int | None, user_api: str | None = None) -> Iterator[None]:
+    """Limit the BLAS and OpenMP pools (numpy's and FAISS's) to `n` threads; None: as they
+    are. On a 2-core machine shared with other work, a pool's second thread is often
+    descheduled, and a call that waits for it takes milliseconds instead of microseconds."""
+    if n is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=n, user_api=user_api):
+        yield
+
+
+def one_at_a_time(
+    fn: Callable[[np.ndarray], list[int]], queries: np.ndarray, n_threads: int | None = None
+) -> dict:
     """Run `fn` on each query in turn: its results, queries/s and p50/p95 latency."""
-    fn(queries[0])  # warm-up
     found, times = [], []
-    for q in queries:
-        t0 = time.perf_counter()
-        found.append(fn(q))
-        times.append(time.perf_counter() - t0)
+    with threads(n_threads):
+        fn(queries[0])  # warm-up
+        gc.collect()
+        gc.disable()  # no collector pauses inside the timings
+        try:
+            for q in queries:
+                t0 = time.perf_counter()
+                found.append(fn(q))
+                times.append(time.perf_counter() - t0)
+        finally:
+            gc.enable()
     p50, p95 = percentiles(times)
     return {"found": found, "qps": len(queries) / sum(times), "p50_ms": p50, "p95_ms": p95}
+
+
+def both_modes(fn: Callable[[np.ndarray], list[int]], queries: np.ndarray, prefix: str) -> dict:
+    """`one_at_a_time` with the thread pools as they are and with one thread each:
+    {prefix_qps, prefix_p50_ms, prefix_qps_1t, prefix_p50_ms_1t, ...} and the results."""
+    out = {}
+    for suffix, n_threads in (("", None), ("_1t", 1)):
+        r = one_at_a_time(fn, queries, n_threads)
+        out[f"{prefix}_qps{suffix}"] = r["qps"]
+        out[f"{prefix}_p50_ms{suffix}"], out[f"{prefix}_p95_ms{suffix}"] = r["p50_ms"], r["p95_ms"]
+        out[f"_found{suffix}"] = r["found"]
+    return out
 
 
 def recall_at_k(found: list[list[int]], truth: np.ndarray) -> float:
@@ -282,8 +317,9 @@ def index_in(store: Store, index) -> Iterator[None]:
         store._indexes["audio"] = before
 
 
-def latency(store: Store, encoder, repeats: int) -> dict:
-    """Part 1: p50/p95 of a text query end to end and of its parts."""
+def latency(store: Store, encoder, repeats: int, n_threads: int | None = None) -> dict:
+    """Part 1: p50/p95 of a text query end to end and of its parts, with the thread pools
+    (torch's, BLAS, OpenMP) as they are or limited to `n_threads`."""
     index = Index(store, device="cpu")
     index.__dict__["encoder"] = encoder  # the synthetic store records no real weights
     ids, vectors = flat_vectors(store.faiss_index("audio"))
@@ -313,11 +349,12 @@ def latency(store: Store, encoder, repeats: int) -> dict:
         return ids[top[np.argsort(-scores[top])]]
 
     assert [h.item_id for h in from_vector()] == list(bare()) == found
-    row = {"items": len(ids)}
-    for name, fn in (("end_to_end", end_to_end), ("text_encoding", encode),
-                     ("vector_search", vector_search), ("metadata", metadata),
-                     ("search_from_vector", from_vector), ("bare_numpy", bare)):  # fmt: skip
-        row[f"{name}_p50_ms"], row[f"{name}_p95_ms"] = percentiles(timed(fn, repeats))
+    row = {"items": len(ids), "threads": n_threads or "as is"}
+    with threads(n_threads):
+        for name, fn in (("end_to_end", end_to_end), ("text_encoding", encode),
+                         ("vector_search", vector_search), ("metadata", metadata),
+                         ("search_from_vector", from_vector), ("bare_numpy", bare)):  # fmt: skip
+            row[f"{name}_p50_ms"], row[f"{name}_p95_ms"] = percentiles(timed(fn, repeats))
     row["ratio_to_encoding_plus_bare"] = row["end_to_end_p50_ms"] / (
         row["text_encoding_p50_ms"] + row["bare_numpy_p50_ms"]
     )
@@ -412,34 +449,36 @@ def build_ann(directory: Path, store: Store, factory: str, train_size: int, seed
 
 
 def exact_baseline(store: Store, queries: np.ndarray, truth: np.ndarray) -> dict:
-    """Single-query exact search over the flat index: engine vector path, engine search()."""
+    """Single-query exact search over the flat index: the engine's vector path and its
+    search(), each with the thread pools as they are and with one thread."""
     ids, vectors = flat_vectors(store.faiss_index("audio"))
-    vec = one_at_a_time(lambda q: [i for i, _ in engine._exact_top(ids, vectors, q, K, None)],
-                        queries)  # fmt: skip
-    eng = one_at_a_time(lambda q: [h.item_id for h in search(store, q, "audio", K)], queries)
-    return {"queries": len(queries), "loadavg": load(),
-            "vector_qps": vec["qps"], "vector_p50_ms": vec["p50_ms"],
-            "engine_qps": eng["qps"], "engine_p50_ms": eng["p50_ms"],
-            "recall_at_10": recall_at_k(eng["found"], truth[: len(queries)])}  # fmt: skip
+    vec = both_modes(lambda q: [i for i, _ in engine._exact_top(ids, vectors, q, K, None)],
+                     queries, "vector")  # fmt: skip
+    eng = both_modes(lambda q: [h.item_id for h in search(store, q, "audio", K)], queries,
+                     "engine")  # fmt: skip
+    recall = recall_at_k(eng.pop("_found"), truth[: len(queries)])
+    return {"queries": len(queries), "loadavg": load(), "recall_at_10": recall,
+            **{k: v for k, v in {**vec, **eng}.items() if not k.startswith("_")}}  # fmt: skip
 
 
 def sweep(store: Store, index, queries: np.ndarray, truth: np.ndarray, exact: dict,
-          engine_queries: int) -> tuple[list[dict], bool]:  # fmt: skip
+          engine_queries: int, grid: dict[str, list[int]]) -> tuple[list[dict], bool]:  # fmt: skip
     """Recall and single-query speed for each knob setting; (rows, engine patched)."""
     inner = faiss.downcast_index(faiss.downcast_index(index).index)
     refine = inner if isinstance(inner, faiss.IndexRefine) else None
     base = faiss.downcast_index(refine.base_index) if refine is not None else inner
     if isinstance(base, faiss.IndexIVF):
-        knob, values = "nprobe", [v for v in NPROBES if v <= base.nlist]
+        knob, values = "nprobe", [v for v in grid["nprobes"] if v <= base.nlist]
     elif isinstance(base, faiss.IndexHNSW):
-        knob, values = "ef", list(EFS)
+        knob, values = "ef", grid["efs"]
     else:
         raise SystemExit(f"not an approximate index: {type(base).__name__}")
     rows = []
     with index_in(store, index), engine_for(store, queries[0]) as patched:
-        for k_factor in K_FACTORS if refine is not None else (None,):
+        for k_factor in grid["k_factors"] if refine is not None else (None,):
             if refine is not None:
                 refine.k_factor = float(k_factor)  # read by the engine as its default
+            recalls = []
             for value in values:
                 options = SearchOptions(**{knob: value})
                 params = refine_aware_parameters(index, None, options)
@@ -447,113 +486,159 @@ def sweep(store: Store, index, queries: np.ndarray, truth: np.ndarray, exact: di
                 def vector(q, params=params):
                     return [int(i) for i in index.search(q[None, :], K, params=params)[1][0]]
 
-                vec = one_at_a_time(vector, queries)
-                eng = one_at_a_time(
+                vec = both_modes(vector, queries, "vector")
+                eng = both_modes(
                     lambda q, o=options: [h.item_id for h in search(store, q, "audio", K, o)],
-                    queries[:engine_queries],
-                )
-                same = np.mean([e == v for e, v in zip(eng["found"], vec["found"])])
-                rows.append({
-                    knob: value, "k_factor": k_factor,
-                    "recall_at_10": recall_at_k(vec["found"], truth),
-                    "vector_qps": vec["qps"], "vector_p50_ms": vec["p50_ms"],
-                    "vector_p95_ms": vec["p95_ms"],
-                    "engine_qps": eng["qps"], "engine_p50_ms": eng["p50_ms"],
-                    "engine_same_as_vector": float(same),
-                    "vector_speedup": vec["qps"] / exact["vector_qps"],
-                    "engine_speedup": eng["qps"] / exact["engine_qps"],
-                })  # fmt: skip
-                if rows[-1]["recall_at_10"] >= 0.995 or vec["qps"] < exact["vector_qps"]:
+                    queries[:engine_queries], "engine",
+                )  # fmt: skip
+                found = vec.pop("_found")
+                same = np.mean([e == v for e, v in zip(eng.pop("_found"), found)])
+                row = {knob: value, "k_factor": k_factor,
+                       "recall_at_10": recall_at_k(found, truth),
+                       "recall_at_10_1t": recall_at_k(vec.pop("_found_1t"), truth),
+                       "engine_same_as_vector": float(same)}  # fmt: skip
+                eng.pop("_found_1t")
+                row.update(vec, **eng)
+                row.update(speedups(row, exact))
+                rows.append(row)
+                recalls.append(row["recall_at_10"])
+                saturated = len(recalls) >= 3 and recalls[-1] - recalls[-3] < 0.003
+                if recalls[-1] >= 0.995 or saturated:  # more breadth buys nothing here
                     break
     return rows, patched
 
 
+def speedups(row: dict, exact: dict) -> dict:
+    """queries/s over exact: in the same thread mode, and each at its better mode."""
+    out = {}
+    for part in ("vector", "engine"):
+        for suffix in ("", "_1t"):
+            out[f"{part}_speedup{suffix}"] = (
+                row[f"{part}_qps{suffix}"] / exact[f"{part}_qps{suffix}"]
+            )
+        ann = max(row[f"{part}_qps"], row[f"{part}_qps_1t"])
+        out[f"{part}_speedup_best"] = ann / max(exact[f"{part}_qps"], exact[f"{part}_qps_1t"])
+    return out
+
+
 def best(rows: list[dict], target: float = 0.95) -> dict | None:
-    """The fastest setting (engine queries/s) with recall@10 >= `target`."""
+    """The fastest setting (engine queries/s, thread pools as they are) with recall@10 >=
+    `target`."""
     good = [r for r in rows if r["recall_at_10"] >= target]
     return max(good, key=lambda r: r["engine_qps"]) if good else None
 
 
+def smallest(rows: list[dict], knob: str, target: float = 0.95) -> list[dict]:
+    """Per k_factor, the smallest knob value with recall@10 >= `target`."""
+    out = {}
+    for r in rows:
+        if r["recall_at_10"] >= target and r["k_factor"] not in out:
+            out[r["k_factor"]] = {knob: r[knob], "k_factor": r["k_factor"],
+                                  "recall_at_10": r["recall_at_10"]}  # fmt: skip
+    return list(out.values())
+
+
 def ann_part(directory: Path, store: Store, mixture: Mixture, factories: list[str],
-             args) -> dict:  # fmt: skip
-    """Part 2 on one store: ground truth, then each factory's build and sweep."""
+             args, save: Callable[[dict], None]) -> dict:  # fmt: skip
+    """Part 2 on one store: ground truth, then each factory's build and sweep (`save` is
+    called with the part after each factory)."""
     ids, vectors = flat_vectors(store.faiss_index("audio"))
     queries = mixture.queries(args.ann_queries)
     t0 = time.perf_counter()
     positions, scores = exact_top(vectors, queries, 100)
     truth = ids[positions[:, :K]]
-    result = {"items": len(ids), "queries": len(queries), "ground_truth_s": time.perf_counter() - t0,
+    result = {"items": len(ids), "queries": len(queries),
+              "ground_truth_s": time.perf_counter() - t0,
               "neighbours": neighbour_stats(vectors, scores), "indexes": []}  # fmt: skip
     for factory in factories:
         exact = exact_baseline(store, queries[: args.exact_queries], truth)
         index, build = build_ann(directory, store, factory, args.train_size)
-        rows, patched = sweep(store, index, queries, truth, exact, args.engine_queries)
+        grid = {name: [int(v) for v in getattr(args, name).split(",")]
+                for name in ("nprobes", "efs", "k_factors")}  # fmt: skip
+        rows, patched = sweep(store, index, queries, truth, exact, args.engine_queries, grid)
         del index
+        knob = "nprobe" if "nprobe" in rows[0] else "ef"
         entry = {"factory": factory, **build, "exact": exact, "engine_patched": patched,
-                 "sweep": rows, "best": best(rows), "peak_rss_gb": peak_rss_gb()}  # fmt: skip
+                 "knob": knob, "sweep": rows, "best": best(rows),
+                 "smallest": smallest(rows, knob), "peak_rss_gb": peak_rss_gb()}  # fmt: skip
         result["indexes"].append(entry)
         print_ann(result["items"], entry)
+        save(result)
     return result
 
 
 # --- tables ---------------------------------------------------------------------------------
 
 
+def pair(a: float, b: float, fmt: str = ".0f") -> str:
+    return f"{a:{fmt}} / {b:{fmt}}"
+
+
 def print_latency(rows: list[dict], config: str) -> None:
     table = Table(title=f"text query latency, ms p50 / p95 ({config}, CPU, exact index)")
     parts = ("end_to_end", "text_encoding", "vector_search", "metadata", "search_from_vector",
              "bare_numpy")  # fmt: skip
-    for col in ("items", "end to end", "text encoding", "vector search", "metadata",
+    for col in ("items", "threads", "end to end", "text encoding", "vector search", "metadata",
                 "search() from vector", "bare numpy X@q", "e2e / (enc + bare)"):  # fmt: skip
         table.add_column(col, justify="right")
     for r in rows:
-        cells = [f"{r[f'{k}_p50_ms']:.1f} / {r[f'{k}_p95_ms']:.1f}" for k in parts]
-        table.add_row(f"{r['items']:,}", *cells, f"{r['ratio_to_encoding_plus_bare']:.2f}")
+        cells = [pair(r[f"{k}_p50_ms"], r[f"{k}_p95_ms"], ".1f") for k in parts]
+        table.add_row(f"{r['items']:,}", str(r["threads"]), *cells,
+                      f"{r['ratio_to_encoding_plus_bare']:.2f}")  # fmt: skip
     console.print(table)
 
 
 def print_ann(items: int, entry: dict) -> None:
-    ex = entry["exact"]
-    train = f", train {entry['train_s']:.0f} s" if entry["train_s"] is not None else ""
+    ex, knob = entry["exact"], entry["knob"]
+    train = f", trained in {entry['train_s']:.0f} s" if entry["train_s"] is not None else ""
     title = (
         f"{entry['factory']} on {items:,} items: built in {entry['build_s']:.0f} s{train} "
-        f"({entry['built_with']}); exact: {ex['vector_qps']:.1f} q/s vector, "
-        f"{ex['engine_qps']:.1f} q/s search()"
+        f"({entry['built_with']}). Exact, q/s as is / 1 thread: vector "
+        f"{pair(ex['vector_qps'], ex['vector_qps_1t'], '.1f')}, search() "
+        f"{pair(ex['engine_qps'], ex['engine_qps_1t'], '.1f')}"
         + (" [engine given refine_aware_parameters]" if entry["engine_patched"] else "")
     )
     table = Table(title=title)
-    knob = "nprobe" if "nprobe" in entry["sweep"][0] else "ef"
-    for col in (knob, "k_factor", "recall@10", "vector ms p50", "vector q/s", "x exact",
-                "search() q/s", "x exact"):  # fmt: skip
+    for col in (knob, "k_factor", "recall@10", "vector ms p50", "vector q/s (as is / 1t)",
+                "x exact (as is / best)", "search() q/s (as is / 1t)",
+                "x exact (as is / best)"):  # fmt: skip
         table.add_column(col, justify="right")
     for r in entry["sweep"]:
-        style = "bold green" if r is entry["best"] else None
         table.add_row(
             str(r[knob]), str(r["k_factor"] or "-"), f"{r['recall_at_10']:.3f}",
-            f"{r['vector_p50_ms']:.2f}", f"{r['vector_qps']:.0f}", f"{r['vector_speedup']:.1f}",
-            f"{r['engine_qps']:.0f}", f"{r['engine_speedup']:.1f}", style=style,
+            f"{r['vector_p50_ms']:.2f}", pair(r["vector_qps"], r["vector_qps_1t"]),
+            pair(r["vector_speedup"], r["vector_speedup_best"], ".1f"),
+            pair(r["engine_qps"], r["engine_qps_1t"]),
+            pair(r["engine_speedup"], r["engine_speedup_best"], ".1f"),
+            style="bold green" if r is entry["best"] else None,
         )  # fmt: skip
     console.print(table)
 
 
 def print_summary(ann: list[dict]) -> None:
-    table = Table(title="fastest setting with recall@10 >= 0.95 (speed-up over exact, same run)")
+    table = Table(
+        title="fastest setting with recall@10 >= 0.95: speed-up over exact single-query search "
+        "(same run; thread pools as is / each at its better thread mode)"
+    )
     for col in ("items", "factory", "build s", "setting", "recall@10", "vector x exact",
-                "search() x exact"):  # fmt: skip
+                "search() x exact", "smallest knob per k_factor"):  # fmt: skip
         table.add_column(col, justify="right")
     for part in ann:
         for e in part["indexes"]:
-            b = e["best"]
+            b, knob = e["best"], e["knob"]
+            first = (f"{part['items']:,}", e["factory"], f"{e['build_s']:.0f}")
             if b is None:
-                table.add_row(f"{part['items']:,}", e["factory"], f"{e['build_s']:.0f}",
-                              "none reaches 0.95", "", "", "")  # fmt: skip
+                table.add_row(*first, "none reaches 0.95", "", "", "", "")
                 continue
-            knob = "nprobe" if "nprobe" in b else "ef"
-            setting = f"{knob}={b[knob]}" + (f" k_factor={b['k_factor']}" if b["k_factor"] else "")
+            setting = f"{knob}={b[knob]}" + (f", k_factor={b['k_factor']}" if b["k_factor"] else "")
+            small = ", ".join(
+                f"{m[knob]}" + (f" (kf {m['k_factor']})" if m["k_factor"] else "")
+                for m in e["smallest"]
+            )
             table.add_row(
-                f"{part['items']:,}", e["factory"], f"{e['build_s']:.0f}", setting,
-                f"{b['recall_at_10']:.3f}", f"{b['vector_speedup']:.1f}",
-                f"{b['engine_speedup']:.1f}",
+                *first, setting, f"{b['recall_at_10']:.3f}",
+                pair(b["vector_speedup"], b["vector_speedup_best"], ".1f"),
+                pair(b["engine_speedup"], b["engine_speedup_best"], ".1f"), small,
             )  # fmt: skip
     console.print(table)
 
@@ -569,6 +654,9 @@ def main() -> None:
     parser.add_argument("--ann-queries", type=int, default=500, help="recall and vector speed")
     parser.add_argument("--engine-queries", type=int, default=200, help="search() speed")
     parser.add_argument("--exact-queries", type=int, default=100, help="exact baseline")
+    parser.add_argument("--nprobes", default=",".join(map(str, NPROBES)), help="IVF sweep")
+    parser.add_argument("--efs", default=",".join(map(str, EFS)), help="HNSW sweep")
+    parser.add_argument("--k-factors", default=",".join(map(str, K_FACTORS)), help="refine")
     parser.add_argument("--train-size", type=int, default=200_000)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--config", default="audioclip")
@@ -577,8 +665,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.ann_sizes, args.repeats = "2000", "2000", 3
-        args.ann_factories, args.ann_queries = QUICK_FACTORIES, 40
-        args.engine_queries = args.exact_queries = 20
+        args.ann_factories, args.ann_queries, args.k_factors = QUICK_FACTORIES, 20, "4,32"
+        args.engine_queries = args.exact_queries = 10
+        args.nprobes, args.efs = "1,4,16", "16,64"
     sizes = [int(s) for s in args.sizes.split(",") if s]
     ann_sizes = [int(s) for s in args.ann_sizes.split(",") if s]
     factories = [f.strip() for f in args.ann_factories.split(";") if f.strip()]
@@ -587,8 +676,15 @@ def main() -> None:
     result = {
         "machine": {"cpus": os.cpu_count(), "faiss": faiss.__version__, "numpy": np.__version__,
                     "faiss_threads": faiss.omp_get_max_threads(), "loadavg_start": load()},
-        "config": args.config, "data": mixture.recipe(), "rows": [], "ann": [],
+        "config": args.config, "data": mixture.recipe(), "rows": [], "rows_1_thread": [], "ann": [],
     }  # fmt: skip
+
+    def save(ann_part_so_far: dict | None = None) -> None:
+        ann = result["ann"] + ([ann_part_so_far] if ann_part_so_far else [])
+        result["machine"].update(loadavg_now=load(), peak_rss_gb=peak_rss_gb())
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({**result, "ann": ann}, indent=2))
+
     with tempfile.TemporaryDirectory(prefix="xsearch-query-") as tmp:
         for n in sorted(set(sizes) | set(ann_sizes)):
             directory = Path(tmp) / f"store-{n}"
@@ -596,19 +692,19 @@ def main() -> None:
             console.print(f"{n:,} items: store written in {commit_s:.0f} s, load {load()}")
             store = Store.open(directory)
             if n in sizes:
-                row = latency(store, encoder, args.repeats)
-                row.update(store_commit_s=commit_s, loadavg=load(), peak_rss_gb=peak_rss_gb())
-                result["rows"].append(row)
-                print_latency(result["rows"], args.config)
+                for key, n_threads in (("rows", None), ("rows_1_thread", 1)):
+                    row = latency(store, encoder, args.repeats, n_threads)
+                    row.update(store_commit_s=commit_s, loadavg=load(), peak_rss_gb=peak_rss_gb())
+                    result[key].append(row)
+                print_latency(result["rows"] + result["rows_1_thread"], args.config)
+                save()
             if n in ann_sizes:
-                result["ann"].append(ann_part(directory, store, mixture, factories, args))
+                result["ann"].append(ann_part(directory, store, mixture, factories, args, save))
             del store
             shutil.rmtree(directory)
     if result["ann"]:
         print_summary(result["ann"])
-    result["machine"].update(loadavg_end=load(), peak_rss_gb=peak_rss_gb())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    save()
     console.print(f"wrote {args.out} (peak memory {peak_rss_gb():.1f} GB)")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import warnings
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 
 from xsearch.errors import XSearchError
@@ -22,12 +24,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print one error line and return the Exit to raise."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
 
 
 def handle_errors(func: F) -> F:
@@ -46,6 +48,8 @@ def handle_errors(func: F) -> F:
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as e:
+            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise fail(_no_space(e)) from None
             if os.environ.get("XSEARCH_DEBUG"):
                 raise
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""
@@ -54,6 +58,16 @@ def handle_errors(func: F) -> F:
             ) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _no_space(e: OSError) -> str:
+    """A full disk or quota: what to do. A commit publishes all or nothing, so an index being
+    written keeps its last complete generation, and the next writer removes the rest."""
+    where = f" writing {e.filename}" if e.filename else ""
+    return (
+        f"disk full{where} ({os.strerror(e.errno)}): free some space and "
+        "run it again; the index keeps its last complete generation"
+    )
 
 
 def random_weights_banner(how_to_install: str) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import nullcontext
+from contextlib import nullcontext, redirect_stdout
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from xsearch.cli.common import open_encoder
 from xsearch.cli.console import err, handle_errors, out
@@ -30,7 +31,9 @@ def ingest(
     config: Config = None,
     device: Device = "auto",
     batch_size: BatchSize = 16,
-    workers: Annotated[int, typer.Option(min=0, help="Decoding processes (0: in-process).")] = 2,
+    workers: Annotated[
+        int, typer.Option(min=0, help="Decoding processes (0: in-process; not with --ray).")
+    ] = 2,
     window: Annotated[
         float, typer.Option(min=1.0, help="Seconds per audio window (long audio is cut).")
     ] = 10.0,
@@ -46,6 +49,30 @@ def ingest(
     memory_mb: Annotated[
         int, typer.Option(min=64, help="Memory limit of each decoding process, MB.")
     ] = 2048,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="Decode and embed on Ray: a local instance, or the cluster of --ray-address.",
+        ),
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="The Ray cluster to join (HOST:PORT, or 'auto'); implies --ray.",
+            show_default=False,
+        ),
+    ] = None,
+    ray_actors: Annotated[
+        int | None,
+        typer.Option(
+            "--ray-actors",
+            min=1,
+            help="Embedding actors on Ray (default: one per GPU, else one).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Embed new and changed files into an index (incremental; bad files are skipped)."""
@@ -60,9 +87,22 @@ def ingest(
     for root in roots:
         if not root.exists():
             raise UsageError(f"{root}: no such file or folder")
-    files = list(find_files(roots)) if roots else []
-    if "-" in paths:
-        files += read_file_list(sys.stdin)
+
+    def skipped(path: Path, exc: OSError) -> None:
+        err.print(f"[yellow]skipped:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+
+    if "-" in paths:  # listed files pass the same checks as found ones (no FIFO is read)
+        roots += [p for p in read_file_list(sys.stdin) if p not in roots]
+    files = list(find_files(roots, on_error=skipped)) if roots else []
+    backend = None
+    if ray or ray_address:
+        from xsearch.ingest.ray_backend import RayBackend, import_ray, starts_local
+
+        import_ray(starts_local(ray_address))  # before anything slow: is it installed?
+        backend = RayBackend(ray_address, actors=ray_actors, device=device)
+        device = "cpu"  # this process only plans and commits; the actors embed
+    elif ray_actors is not None:
+        raise UsageError("--ray-actors needs --ray (or --ray-address)")
     encoder = open_encoder(weights, config, device, batch_size)
     options = IngestOptions(
         window_seconds=window,
@@ -74,7 +114,9 @@ def ingest(
     )
     show = err.is_terminal and not as_json
     progress = _progress() if show else None
-    with progress or nullcontext():
+    # Ray starts when first needed, and prints its workers' troubles to stdout: stderr here.
+    quiet_stdout = redirect_stdout(sys.stderr) if backend else nullcontext()
+    with quiet_stdout, backend or nullcontext(), progress or nullcontext():
         task = progress.add_task("ingesting", total=None, items=0) if progress else None
         report = run_ingest(
             files,
@@ -85,6 +127,7 @@ def ingest(
             on_file=(lambda p, s, n: progress.update(task, advance=1, items=n))
             if progress
             else None,
+            backend=backend,
         )
     if as_json:
         print(json.dumps(report.as_dict() | {"index": index}))

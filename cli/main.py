@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from xsearch import __version__
-from xsearch.cli import demo, embed, evaluate, ingest, model, query, serve, status
+from xsearch.cli import demo, embed, evaluate, ingest, model, query, serve, status, verify
 
 app = typer.Typer(
     name="xsearch",
@@ -26,6 +26,7 @@ app.command("query")(query.query)
 app.command("serve")(serve.serve)
 app.command("status")(status.status)
 app.command("eval")(evaluate.evaluate)
+app.command("verify")(verify.verify)
 
 
 def _version(value: bool) -> None:

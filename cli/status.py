@@ -70,10 +70,51 @@ def rebuild(
     factory: Annotated[
         str, typer.Option(help="FAISS index factory string, e.g. Flat, HNSW32, IVF1024,PQ64.")
     ] = "Flat",
+    on_disk: Annotated[
+        bool,
+        typer.Option(
+            "--on-disk",
+            help="IVF indexes: keep the inverted lists in a file beside the index that "
+            "searches map instead of loading (for indexes larger than memory).",
+        ),
+    ] = False,
+    train_sample: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Vectors to train on, drawn uniformly from the stored embeddings "
+            "(default: at least 100,000 and 40 per IVF list).",
+            show_default=False,
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Vectors read from the stored embeddings at a time.")
+    ] = 65_536,
+    as_json: Json = False,
 ) -> None:
-    """Rebuild the FAISS indexes from the stored embeddings (no re-embedding)."""
-    from xsearch.store.rebuild import rebuild_indexes
+    """Rebuild the FAISS indexes from the stored embeddings (no re-embedding), streaming
+    them: memory holds one batch and the training sample, not the collection."""
+    from dataclasses import asdict
+
+    from xsearch.store.rebuild import RebuildOptions
+    from xsearch.store.rebuild import rebuild as run_rebuild
     from xsearch.store.store import index_dir
 
-    store = rebuild_indexes(index_dir(index), factory)
+    options = RebuildOptions(
+        factory=factory, train_sample=train_sample, batch_size=batch_size, on_disk=on_disk
+    )
+    store, reports = run_rebuild(index_dir(index), options)
+    if as_json:
+        facts = {"index": index, "generation": store.generation, "factory": factory}
+        facts.update(on_disk=on_disk, modalities=[asdict(r) for r in reports])
+        print(json.dumps(facts))
+        return
     out.print(f"{index}: rebuilt as {factory}, generation {store.generation}", highlight=False)
+    for r in reports:
+        size = sum(r.files.values()) / 1e6
+        trained = f", trained on {r.train_sample:,} in {r.train_s:.1f} s" if r.train_sample else ""
+        out.print(
+            f"  {r.modality}: {r.items:,} items{trained}, added in {r.add_s:.1f} s, "
+            f"{size:.1f} MB" + (" (lists on disk)" if f"ivfdata/{r.modality}" in r.files else ""),
+            highlight=False,
+        )

@@ -82,3 +82,25 @@ def test_empty_index(tmp_path):
     Writer(tmp_path / "fresh", {"encoder": "audioclip"}).close()  # created, nothing committed
     with pytest.raises(UsageError, match="fresh is empty"):
         xsearch.open("fresh", root=tmp_path)
+
+
+def test_a_reader_follows_when_its_generation_is_gone(tmp_path):
+    """The writer deletes generation g's files once g + 2 is published: an open index then
+    moves to the newest generation and answers from it alone."""
+    from xsearch.samples import image_samples
+
+    folder = tmp_path / "media"
+    folder.mkdir()
+    pictures = list(image_samples((64, 48)).items())
+    encoder = load_encoder("random", config="audioclip-tiny", device="cpu", batch_size=4)
+    directory = tmp_path / "home" / "live"
+    for name, picture in pictures[:3]:
+        picture.save(folder / name)
+        ingest(find_files([folder]), directory, encoder, IngestOptions(workers=0))
+        if name == pictures[0][0]:
+            index = xsearch.open("live", root=tmp_path / "home", device="cpu")
+            index.__dict__["encoder"] = encoder
+    assert index.store.generation == 1
+    hits = index.search(text="sky", target="image", k=10)  # generation 1's files are gone
+    assert index.store.generation == 3
+    assert {Path(h.path).name for h in hits} == {name for name, _ in pictures[:3]}

@@ -204,3 +204,34 @@ def test_query_weights_parse_from_a_suffix(tmp_path):
     odd.write_bytes(b"")
     assert weighted(str(odd)) == (str(odd), 1.0)
     assert weighted(f"{tmp_path / 'clip.wav'}^3") == (str(tmp_path / "clip.wav"), 3.0)
+
+
+def test_error_lines_keep_square_brackets(tmp_path):
+    """Messages are text, not markup: a path like '[live] trip.wav' is printed as it is."""
+    odd = tmp_path / "[live] trip.wav"
+    odd.write_bytes(b"not audio")
+    done = run_cli("embed", "audio", str(odd), "-w", "random", "--config", "audioclip-tiny")
+    assert done.returncode != 0 and "[live] trip.wav" in done.stderr, done.stderr
+
+
+def test_ingest_reads_a_file_list_from_stdin_and_skips_what_is_not_a_file(tmp_path):
+    import os
+    from pathlib import Path
+
+    waves = audio_samples(seconds=1.0)
+    names = sorted(waves)[:2]
+    for name in names:
+        write_wav(tmp_path / name, waves[name])
+    os.mkfifo(tmp_path / "stream.wav")  # reading it would block for ever
+    listing = "\n".join(str(tmp_path / n) for n in [*names, "stream.wav"]) + "\n"
+    exe = Path(sys.executable).with_name("xsearch")
+    done = subprocess.run(
+        [str(exe), "ingest", "-", "-w", "random", "--config", "audioclip-tiny", "--workers", "0",
+         "--json"],
+        input=listing, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "XSEARCH_HOME": str(tmp_path / "home")},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "stream.wav: not a regular file" in done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["added"] == 2 and report["files"] == 2

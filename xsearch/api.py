@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pyarrow.compute as pc
 
 from xsearch.errors import UsageError
 from xsearch.search.engine import Hit, SearchOptions, fuse, search
+from xsearch.store.manifest import StoreCorrupt
 from xsearch.store.store import Store, index_dir
 
 
@@ -110,26 +112,35 @@ class Index:
         `min_score` means the same for every pair of modalities."""
         text, image, audio, video = (_weighted(q) for q in (text, image, audio, video))
         liked = _weighted([like] if isinstance(like, int) else like)
-        files = [q for q, _ in [*image, *audio, *video]]
-        vectors = []
-        if text or files:
-            vectors.append(
-                self.embed_queries(*([q for q, _ in qs] for qs in (text, image, audio, video)))
-            )
         if any(not isinstance(i, int) for i, _ in liked):
             raise UsageError("like: give item ids (integers), or (id, weight) pairs")
-        store = self.store  # one generation for the whole search, even if refreshed meanwhile
-        if liked:
-            vectors.append(store.vectors([i for i, _ in liked]))
-        if not vectors:
+        files = [q for q, _ in [*image, *audio, *video]]
+        if not (text or files or liked):
             raise UsageError("give a query: text, image, audio, video or an item id")
+        embedded = None
+        if text or files:
+            embedded = self.embed_queries(
+                *([q for q, _ in qs] for qs in (text, image, audio, video))
+            )
         weights = [w for _, w in [*text, *image, *audio, *video, *liked]]
+        request = (embedded, weights, files, [i for i, _ in liked])
+        options = SearchOptions(None, frozenset(), min_score, nprobe, ef)
+        store = self.store  # one generation for the whole search, even if refreshed meanwhile
+        try:
+            return self._search_in(store, request, target, k, where, exclude_self, options)
+        except StoreCorrupt:
+            # A reader's files go once a generation two newer is published: follow and retry.
+            if not self.refresh():
+                raise
+            return self._search_in(self.store, request, target, k, where, exclude_self, options)
+
+    def _search_in(self, store, request, target, k, where, exclude_self, options) -> list[Hit]:
+        embedded, weights, files, liked = request
+        vectors = [v for v in (embedded, store.vectors(liked) if liked else None) if v is not None]
         excluded = frozenset()
         if exclude_self:
-            excluded = self._assets_of(store, files) | self._assets_of_items(
-                store, [i for i, _ in liked]
-            )
-        options = SearchOptions(where, excluded, min_score, nprobe, ef)
+            excluded = self._assets_of(store, files) | self._assets_of_items(store, liked)
+        options = replace(options, where=where, exclude_assets=excluded)
         return search(store, fuse(np.concatenate(vectors), weights), target, k, options)
 
     @staticmethod

@@ -4,15 +4,22 @@ Stages: plan (what is new, renamed, changed, gone, by size/mtime and content has
 (worker processes, each file with a time and memory limit) -> embed (batched, in this
 process, overlapping the workers' decoding) -> commit (one atomic generation, plus periodic
 commits on long runs so that a crash loses little work).
+
+Where decode and embed run is a `Backend`: `LocalBackend` (the default: this machine's decode
+workers, the model in this process), or `xsearch.ingest.ray_backend.RayBackend` (a Ray
+cluster). Planning, ids, sidecars and labels, and every commit stay here, whatever the backend.
 """
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
 from PIL import Image
@@ -22,6 +29,9 @@ from xsearch.ingest.scan import folder_label, sidecar_texts
 from xsearch.ingest.workers import DecodePool
 from xsearch.media import kind_of
 from xsearch.store.store import Changes, Store, Writer
+
+if TYPE_CHECKING:
+    from xsearch.ingest.decode import Decoded
 
 
 class Annotation(NamedTuple):
@@ -77,12 +87,19 @@ class _Plan:
 
 
 def _plan(files: list[Path], store: Store, changes: Changes, report: IngestReport) -> _Plan:
-    """Sort files into unchanged, renamed, changed and new, hashing only when needed."""
+    """Sort files into unchanged, renamed, changed and new, hashing only when needed.
+
+    Content that is indexed already is never embedded again. A file holding it takes over an
+    asset whose own path is gone or now holds other content (a rename: also one over an
+    indexed file, or a swap of two names); while the content is still in place under another
+    path, the file is a duplicate and gets no asset. An asset whose path now holds other
+    content and that no file takes over is replaced (once the new content is embedded) or,
+    when the new content is indexed elsewhere, removed."""
     assets = store.assets.to_pylist()
     by_path = {a["path"]: a for a in assets}
-    by_hash = {a["content_hash"]: a for a in assets}
     failed_before = {(f["path"], f["bytes"], f["mtime"]): f for f in store.failures.to_pylist()}
     plan = _Plan()
+    differs: dict[Path, str] = {}  # file -> its content hash, unlike what its path had
     for path in files:
         st = path.stat()
         known = by_path.get(str(path))
@@ -98,31 +115,126 @@ def _plan(files: list[Path], store: Store, changes: Changes, report: IngestRepor
         if known and known["content_hash"] == digest:
             report.unchanged += 1  # touched, same bytes
             continue
-        twin = by_hash.get(digest)
-        if twin and not Path(twin["path"]).exists():
-            changes.renamed[twin["asset_id"]] = str(path)
+        differs[path] = digest
+
+    overwritten = {str(p) for p in differs}
+    # assets whose content is no longer at their path: their file is gone or holds other bytes
+    vacated = {
+        a["asset_id"] for a in assets if a["path"] in overwritten or not Path(a["path"]).exists()
+    }
+    by_hash: dict[str, list[dict]] = {}
+    for asset in assets:
+        by_hash.setdefault(asset["content_hash"], []).append(asset)
+    for path, digest in differs.items():
+        twins = by_hash.get(digest, [])
+        free = [a["asset_id"] for a in twins if a["asset_id"] in vacated]
+        if free and len(free) == len(twins):
+            changes.renamed[free[0]] = str(path)
+            vacated.discard(free[0])  # taken: a second copy is a duplicate of this one
             report.renamed += 1
-            continue
-        if twin:
+        elif twins:
             report.unchanged += 1  # the same content is indexed under another path
-            continue
-        if known:
-            plan.replaced[path] = known["asset_id"]
-        plan.hashes[path] = digest
-        plan.to_decode.append(path)
+        else:
+            plan.hashes[path] = digest
+            plan.to_decode.append(path)
+    for path in differs:
+        known = by_path.get(str(path))
+        if known is None or known["asset_id"] in changes.renamed:
+            continue  # new, or its old content was moved to another path
+        if path in plan.hashes:
+            plan.replaced[path] = known["asset_id"]  # removed once the new content is in
+        else:
+            changes.removed_assets.add(known["asset_id"])
+            report.removed += 1
     return plan
 
 
-class _Batcher:
-    """Collects decoded items and embeds them a batch at a time."""
+# (path as given, its Decoded or None, None or the reason it failed), as each file finishes
+DecodeResult = tuple[str, "Decoded | None", "str | None"]
 
-    def __init__(self, encoder, writer: Writer, changes: Changes, report: IngestReport):
-        self.encoder, self.writer, self.changes, self.report = encoder, writer, changes, report
+
+class Embedder(Protocol):
+    """Embeds batches of one modality, here or elsewhere, now or later."""
+
+    batch_size: int
+
+    def submit(self, modality: str, payloads: list, done: Callable[[np.ndarray], None]) -> None:
+        """Embed `payloads`; `done(vectors)` is called (now, or by a later call) with the rows."""
+
+    def wait(self) -> None:
+        """Return once every submitted batch is done."""
+
+
+class Backend(Protocol):
+    """Where the decode and embed stages run."""
+
+    def decoding(
+        self, paths: list[str], options: IngestOptions, encoder
+    ) -> AbstractContextManager[Iterator[DecodeResult]]:
+        """Decode `paths` with `options`' limits, for `encoder`'s input sizes."""
+
+    def embedding(self, encoder) -> AbstractContextManager[Embedder]:
+        """Embed with `encoder`'s model (or the same model, loaded elsewhere)."""
+
+
+class LocalBackend:
+    """Decode in this machine's worker processes (DecodePool), embed in this process."""
+
+    @contextmanager
+    def decoding(
+        self, paths: list[str], options: IngestOptions, encoder
+    ) -> Iterator[Iterator[DecodeResult]]:
+        with DecodePool(options.workers, **decode_settings(options, encoder)) as pool:
+            yield pool.imap(paths)
+
+    @contextmanager
+    def embedding(self, encoder) -> Iterator[Embedder]:
+        yield _InProcessEmbedder(encoder)
+
+
+class _InProcessEmbedder:
+    def __init__(self, encoder) -> None:
+        self.encoder = encoder
+        self.batch_size = encoder.batch_size
+
+    def submit(self, modality: str, payloads: list, done: Callable[[np.ndarray], None]) -> None:
+        done(embed_batch(self.encoder, modality, payloads))
+
+    def wait(self) -> None:
+        pass
+
+
+def decode_settings(options: IngestOptions, encoder) -> dict:
+    """DecodePool's arguments (but the number of workers) for `options` and `encoder`."""
+    return {
+        "timeout": options.timeout,
+        "memory_mb": options.memory_mb,
+        "window_seconds": options.window_seconds,
+        "image_size": encoder.config.vision.image_size,
+        "sample_rate": encoder.sample_rate,
+    }
+
+
+def embed_batch(encoder, modality: str, payloads: list) -> np.ndarray:
+    """One batch of `modality` items -> their [n, dim] rows."""
+    if modality == "image":
+        return encoder.embed_images(payloads)
+    if modality == "audio":
+        return encoder.embed_audio(payloads)
+    return encoder.embed_text(payloads)
+
+
+class _Batcher:
+    """Collects decoded items and embeds them a batch at a time. The embedder may finish a
+    batch later (on a cluster): `finish` waits for every one, and comes before a commit."""
+
+    def __init__(self, embedder: Embedder, writer: Writer, changes: Changes, report: IngestReport):
+        self.embedder, self.writer, self.changes, self.report = embedder, writer, changes, report
         self.pending: dict[str, list[tuple[dict, object]]] = {"image": [], "audio": [], "text": []}
 
     def add(self, modality: str, item: dict, payload: object) -> None:
         self.pending[modality].append((item, payload))
-        if len(self.pending[modality]) >= self.encoder.batch_size:
+        if len(self.pending[modality]) >= self.embedder.batch_size:
             self.flush(modality)
 
     def flush(self, modality: str | None = None) -> None:
@@ -130,21 +242,21 @@ class _Batcher:
             batch, self.pending[m] = self.pending[m], []
             if not batch:
                 continue
-            t0 = time.perf_counter()
-            payloads = [p for _, p in batch]
-            if m == "image":
-                vectors = self.encoder.embed_images(payloads)
-            elif m == "audio":
-                vectors = self.encoder.embed_audio(payloads)
-            else:
-                vectors = self.encoder.embed_text(payloads)
-            self.report.embed_seconds += time.perf_counter() - t0
             ids = self.writer.allocate_items(len(batch))
             for item_id, (item, _) in zip(ids, batch):
                 item["item_id"] = int(item_id)
                 self.changes.new_items.append(item)
-            self.changes.add_vectors(m, ids, vectors)
             self.report.items[m] = self.report.items.get(m, 0) + len(batch)
+            t0 = time.perf_counter()
+            done = partial(self.changes.add_vectors, m, ids)
+            self.embedder.submit(m, [p for _, p in batch], done)
+            self.report.embed_seconds += time.perf_counter() - t0
+
+    def finish(self) -> None:
+        self.flush()
+        t0 = time.perf_counter()
+        self.embedder.wait()
+        self.report.embed_seconds += time.perf_counter() - t0
 
 
 def ingest(
@@ -154,34 +266,35 @@ def ingest(
     options: IngestOptions | None = None,
     on_plan: Callable[[int], None] | None = None,
     on_file: Callable[[Path, str, int], None] | None = None,
+    backend: Backend | None = None,
 ) -> IngestReport:
     """Bring the index at `index_dir` up to date with `files`; returns what was done.
     `on_plan(n)` is told how many files need decoding; `on_file(path, status, items)` hears
-    each file's result with the number of items embedded so far."""
+    each file's result with the number of items embedded so far. `backend` runs decoding and
+    embedding (default: `LocalBackend`)."""
     options = options or IngestOptions()
+    backend = backend or LocalBackend()
     report = IngestReport()
     start = time.perf_counter()
     files = list(files)
     report.files = len(files)
+    files, unnamed = _split_unstorable_names(files)
+    report.failed += [(f["path"], f["reason"]) for f in unnamed]
     with Writer(index_dir, model_identity(encoder)) as writer:
         changes = Changes()
         plan = _plan(files, writer.store, changes, report)
-        batcher = _Batcher(encoder, writer, changes, report)
         if on_plan:
             on_plan(len(plan.to_decode))
-        new_failures: list[dict] = []
+        new_failures: list[dict] = list(unnamed)
         done_since_commit = 0
-        size = encoder.config.vision.image_size
-        with DecodePool(
-            options.workers,
-            timeout=options.timeout,
-            memory_mb=options.memory_mb,
-            window_seconds=options.window_seconds,
-            image_size=size,
-            sample_rate=encoder.sample_rate,
-        ) as pool:
+        paths = [str(p) for p in plan.to_decode]
+        with (
+            backend.embedding(encoder) as embedder,
+            backend.decoding(paths, options, encoder) as decoded_files,
+        ):
+            batcher = _Batcher(embedder, writer, changes, report)
             waited = time.perf_counter()
-            for path, decoded, reason in pool.imap([str(p) for p in plan.to_decode]):
+            for path, decoded, reason in decoded_files:
                 report.decode_seconds += time.perf_counter() - waited
                 path = Path(path)
                 st = path.stat() if path.exists() else None
@@ -207,12 +320,12 @@ def ingest(
                     on_file(path, reason or "ok", sum(report.items.values()))
                 done_since_commit += 1
                 if done_since_commit >= options.commit_every:
-                    batcher.flush()
+                    batcher.finish()
                     writer.commit(changes)
                     changes = batcher.changes = Changes()
                     done_since_commit = 0
                 waited = time.perf_counter()
-        batcher.flush()
+            batcher.finish()
         if options.prune:
             present = {str(p) for p in files}
             for asset in writer.store.assets.to_pylist():
@@ -220,15 +333,37 @@ def ingest(
                 if gone and asset["asset_id"] not in changes.renamed:
                     changes.removed_assets.add(asset["asset_id"])
                     report.removed += 1
-        seen = {str(p) for p in files}
+        seen = {str(p) for p in files} | {f["path"] for f in unnamed}
         elsewhere = [f for f in writer.store.failures.to_pylist() if f["path"] not in seen]
-        failures = elsewhere + plan.still_failing + new_failures
-        if failures != writer.store.failures.to_pylist():
+        # By path: decode workers finish in any order, and an unchanged list commits nothing.
+        failures = sorted(elsewhere + plan.still_failing + new_failures, key=_by_path)
+        if failures != sorted(writer.store.failures.to_pylist(), key=_by_path):
             changes.failures = failures
         store = writer.store if changes.empty() else writer.commit(changes)
         report.generation = store.generation
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _by_path(failure: dict) -> str:
+    return failure["path"]
+
+
+def _split_unstorable_names(files: list[Path]) -> tuple[list[Path], list[dict]]:
+    """Paths are stored as UTF-8 text: a file whose name is not valid UTF-8 is listed as
+    failed, under its name with the undecodable bytes escaped, instead of stopping the run."""
+    kept, failed = [], []
+    for path in files:
+        try:
+            str(path).encode("utf-8")
+            kept.append(path)
+        except UnicodeEncodeError:
+            st = path.stat()
+            readable = os.fsencode(path).decode("utf-8", "backslashreplace")
+            reason = "the file name is not valid UTF-8: rename the file"
+            failed.append({"path": readable, "reason": reason, "bytes": st.st_size,
+                           "mtime": st.st_mtime})  # fmt: skip
+    return kept, failed
 
 
 def _add_asset(path, decoded, plan, writer, changes, batcher, options, st) -> None:

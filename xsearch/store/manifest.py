@@ -1,25 +1,36 @@
 """The manifest: the one file that says which files make up the current generation.
 
 Publishing a generation is one atomic replace of `manifest.json`; every other file of the
-store is immutable once written and named after the generation that wrote it.
+store is immutable once written and named after the generation that wrote it. The manifest
+carries a checksum of its own content, and once published a copy of it is kept beside the data
+files (`data/manifest-gN.json`, deleted with the rest of the generation's files), from which
+`xsearch verify --repair` restores a lost or damaged manifest.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from xsearch.errors import XSearchError
-from xsearch.store.fsutil import crashpoint, fsync_dir
+from xsearch.store.fsutil import crashpoint, fsync_dir, sha256_file
 
 MANIFEST = "manifest.json"
 FORMAT = 1
+COPY = re.compile(r"manifest-g(\d+)\.json")  # data/manifest-gN.json, generation N's manifest
 
 
 class StoreCorrupt(XSearchError):
     """A store file is missing, truncated or does not match its recorded checksum."""
+
+
+def repair_hint(index_dir: Path) -> str:
+    """What to do about a damaged store file."""
+    return f"run `xsearch verify --repair --index {index_dir.name}`"
 
 
 @dataclass(frozen=True)
@@ -39,30 +50,85 @@ class Manifest:
     format: int = FORMAT
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), indent=1, sort_keys=True).encode()
+        body = asdict(self)
+        return _dump({**body, "sha256": _digest(body)})
 
     @classmethod
     def from_json(cls, data: bytes, where: Path) -> Manifest:
+        """Parse and check a manifest; StoreCorrupt (one line, naming `where`) when it is
+        damaged. Manifests written before it carried its checksum are taken as they are."""
+        index_dir = where.parent.parent if COPY.fullmatch(where.name) else where.parent
         try:
             raw = json.loads(data)
+            claimed = raw.pop("sha256", None)
+            if claimed is not None and claimed != _digest(raw):
+                raise StoreCorrupt(
+                    f"{where}: the manifest is damaged (checksum mismatch); "
+                    + repair_hint(index_dir)
+                )
             files = {role: FileEntry(**entry) for role, entry in raw.pop("files").items()}
             manifest = cls(files=files, **raw)
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             raise StoreCorrupt(
                 f"{where}: the manifest is unreadable ({type(e).__name__}); "
-                "restore it from a backup or rebuild the index"
+                + repair_hint(index_dir)
             ) from None
         if manifest.format != FORMAT:
-            raise StoreCorrupt(f"{where}: store format {manifest.format}, expected {FORMAT}")
+            raise StoreCorrupt(
+                f"{where}: store format {manifest.format}, this xsearch reads format {FORMAT}"
+            )
         return manifest
 
 
+def file_problem(path: Path, entry: FileEntry) -> str | None:
+    """What is wrong with the data file `path` against its manifest entry, or None."""
+    try:
+        if not path.is_file():
+            return "missing" if not path.exists() else "not a regular file"
+        size = path.stat().st_size
+        if size != entry.bytes:
+            return f"size mismatch ({size} bytes, {entry.bytes} recorded)"
+        if sha256_file(path) != entry.sha256:
+            return "checksum mismatch"
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    return None
+
+
+def _dump(body: dict) -> bytes:
+    return json.dumps(body, indent=1, sort_keys=True).encode()
+
+
+def _digest(body: dict) -> str:
+    return hashlib.sha256(_dump(body)).hexdigest()
+
+
+def manifest_copies(index_dir: Path) -> dict[int, Path]:
+    """The kept copies of published manifests, by generation (see `publish`)."""
+    data = index_dir / "data"
+    names = (COPY.fullmatch(p.name) for p in data.iterdir()) if data.is_dir() else ()
+    return {int(m.group(1)): data / m.group(0) for m in names if m}
+
+
 def read_manifest(index_dir: Path) -> Manifest | None:
-    """The published manifest, or None for an index with no generation yet."""
+    """The published manifest, or None for an index with no generation yet. A missing
+    manifest beside the kept copy of a published one is damage, not an empty index."""
     path = index_dir / MANIFEST
-    if not path.exists():
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        copies = manifest_copies(index_dir)
+        if copies:
+            raise StoreCorrupt(
+                f"{path}: missing, though generation {max(copies)} was published; "
+                + repair_hint(index_dir)
+            ) from None
         return None
-    return Manifest.from_json(path.read_bytes(), path)
+    except OSError as e:
+        raise StoreCorrupt(
+            f"{path}: cannot be read ({e.strerror}); " + repair_hint(index_dir)
+        ) from None
+    return Manifest.from_json(data, path)
 
 
 def publish(index_dir: Path, manifest: Manifest) -> None:
@@ -78,3 +144,20 @@ def publish(index_dir: Path, manifest: Manifest) -> None:
     os.replace(tmp, path)
     crashpoint("manifest-renamed")
     fsync_dir(index_dir)
+    _keep_copy(index_dir, manifest)
+
+
+def _keep_copy(index_dir: Path, manifest: Manifest) -> None:
+    """Keep a copy of the published manifest among the data files, named after its
+    generation, so that writers delete it with the rest of that generation. Written after the
+    publish: a copy exists only for a generation that was published."""
+    data = index_dir / "data"
+    copy = data / f"manifest-g{manifest.generation}.json"
+    try:
+        with open(copy, "wb") as f:
+            f.write(manifest.to_json())
+            f.flush()
+            os.fsync(f.fileno())
+        fsync_dir(data)
+    except OSError:  # a full disk, say: the generation is published, only without a copy
+        copy.unlink(missing_ok=True)

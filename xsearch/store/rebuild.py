@@ -1,18 +1,189 @@
-"""Re-deriving FAISS indexes from the Parquet embeddings, the store's source of truth."""
+"""Re-deriving FAISS indexes from the Parquet embeddings, the store's source of truth.
+
+A rebuild streams the embeddings: it reads each modality's Parquet parts batch by batch and
+never holds more than one batch, the training sample and the reference sample at a time
+(the index itself aside: an exact index is its vectors; an `on_disk` IVF index keeps its
+lists in a file). Two passes over the parts:
+1. the training sample (types that need training): rows drawn uniformly, with a fixed seed,
+   among the live items (those the items table holds) in storage order;
+2. the additions, batch by batch, live items only; the reference sample (the bottom-k
+   sketch of store/reference.py) is updated from each batch on the way.
+The new generation is published atomically by `Writer.rebuild`, like any commit.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from xsearch.store.store import Store, Writer
 from xsearch.store.tables import MODALITIES
 
+DEFAULT_DIM = 1024  # AudioCLIP's, for checking a factory string on a store with no vectors
 
-def rebuild_indexes(directory: Path, factory: str = "Flat") -> Store:
-    """Publish a generation whose FAISS files are built afresh with `factory`."""
-    from xsearch.indexes.faiss_index import new_index
 
-    new_index(8, factory)  # a bad factory string fails here, before any work
+@dataclass(frozen=True)
+class RebuildOptions:
+    factory: str = "Flat"  # a FAISS index-factory string
+    train_sample: int | None = None  # vectors to train on; None: faiss_index.train_size's rule
+    batch_size: int = 65_536  # vectors read at a time (256 MB of 1024-d float32)
+    on_disk: bool = False  # IVF lists in an .ivfdata file that readers map, not load
+    seed: int = 0  # of the training sample
+    on_batch: Callable[[int], None] | None = None  # called with each batch's row count (tests)
+
+
+@dataclass
+class ModalityReport:
+    """What a rebuild did for one modality."""
+
+    modality: str
+    items: int = 0
+    train_sample: int = 0
+    sample_s: float = 0.0  # reading the training sample
+    train_s: float = 0.0
+    add_s: float = 0.0
+    batches: int = 0
+    max_batch_rows: int = 0
+    files: dict[str, int] = field(default_factory=dict)  # role -> bytes, once published
+
+
+def rebuild_indexes(directory: Path, factory: str = "Flat", **settings) -> Store:
+    """Publish a generation whose FAISS files are built afresh with `factory` (`settings`:
+    the other fields of RebuildOptions)."""
+    return rebuild(directory, RebuildOptions(factory=factory, **settings))[0]
+
+
+def rebuild(directory: Path, options: RebuildOptions) -> tuple[Store, list[ModalityReport]]:
+    """`rebuild_indexes`, with a report per modality rebuilt."""
     manifest = Store.open(directory).manifest
     with Writer(directory, manifest.model if manifest else {}) as writer:
-        return writer.rebuild({m: writer.store.embeddings(m) for m in MODALITIES}, factory)
+        store = writer.store
+        _check_factory(store, options)  # a bad factory string fails here, before any work
+        reports = {m: ModalityReport(m) for m in MODALITIES}
+        builders = {m: _builder(store, m, options, reports[m]) for m in MODALITIES}
+        published = writer.rebuild(builders)
+    for report in reports.values():
+        for role in (f"faiss/{report.modality}", f"ivfdata/{report.modality}"):
+            entry = published.manifest.files.get(role) if report.items else None
+            if entry is not None:
+                report.files[role] = entry.bytes
+    return published, [r for r in reports.values() if r.items]
+
+
+def _check_factory(store: Store, options: RebuildOptions) -> None:
+    from xsearch.indexes.faiss_index import check_on_disk, new_index
+
+    index = new_index(_dim(store) or DEFAULT_DIM, options.factory)
+    if options.on_disk:
+        check_on_disk(index, options.factory)
+
+
+def _dim(store: Store) -> int | None:
+    """The stored vectors' dimension (from the first part's schema), or None."""
+    import pyarrow.parquet as pq
+
+    for modality in MODALITIES:
+        for role in store.embedding_roles(modality):
+            return pq.read_schema(store.path(role)).field("embedding").type.list_size
+    return None
+
+
+def _builder(store: Store, modality: str, options: RebuildOptions, report: ModalityReport):
+    """The function `Writer.rebuild` calls to build the index of `modality`: given the file
+    its on-disk lists may take, it returns (index, reference sample), or None (no items)."""
+
+    def build(lists_file: Path):
+        from xsearch.indexes import faiss_index
+        from xsearch.store.reference import bottom_k
+
+        live = np.unique(store.item_ids(modality))
+        dim = _dim(store)
+        if not len(live) or dim is None:
+            return None
+        index = faiss_index.new_index(dim, options.factory)
+        report.items = len(live)
+        t0 = time.perf_counter()
+        size = faiss_index.train_size(index, len(live), options.train_sample)
+        if size:
+            sample = _training_sample(store, modality, live, size, options, report)
+            report.sample_s = time.perf_counter() - t0
+            index.train(sample)
+            report.train_sample = len(sample)
+            del sample
+        t1 = time.perf_counter()
+        if options.on_disk:
+            faiss_index.start_on_disk(index, lists_file)
+        ref_ids, ref_vectors = np.empty(0, np.int64), np.empty((0, dim), np.float32)
+        for ids, vectors in _batches(store, modality, live, options, report):
+            faiss_index.add(index, ids, vectors)
+            ref_ids, ref_vectors = bottom_k(
+                np.concatenate([ref_ids, ids]), np.concatenate([ref_vectors, vectors])
+            )
+        if options.on_disk:
+            faiss_index.finish_on_disk(index, lists_file)
+        report.train_s = t1 - t0 - report.sample_s
+        report.add_s = time.perf_counter() - t1
+        return index, (ref_ids, ref_vectors)
+
+    return build
+
+
+def _training_sample(
+    store: Store,
+    modality: str,
+    live: np.ndarray,
+    size: int,
+    options: RebuildOptions,
+    report: ModalityReport,
+) -> np.ndarray:
+    """`size` live vectors drawn uniformly (seeded) in one streaming pass: the rows whose
+    position among the live rows, in storage order, was drawn."""
+    rng = np.random.default_rng(options.seed)
+    wanted = np.sort(rng.choice(len(live), size=size, replace=False))
+    sample, taken, seen = None, 0, 0
+    for _, vectors in _batches(store, modality, live, options, report):
+        lo, hi = np.searchsorted(wanted, [seen, seen + len(vectors)])
+        if sample is None:
+            sample = np.empty((size, vectors.shape[1]), np.float32)
+        sample[taken : taken + hi - lo] = vectors[wanted[lo:hi] - seen]
+        taken, seen = taken + hi - lo, seen + len(vectors)
+        if taken == size:
+            break
+    return sample[:taken] if sample is not None else np.empty((0, 0), np.float32)
+
+
+def _batches(
+    store: Store, modality: str, live: np.ndarray, options: RebuildOptions, report: ModalityReport
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(ids, vectors) of the live items of `modality`, at most `batch_size` rows at a time,
+    in storage order. Pages are read as needed (a part's row group is never read whole)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from xsearch.store.tables import embeddings_arrays
+
+    for role in store.embedding_roles(modality):
+        with pq.ParquetFile(store.path(role), buffer_size=8 << 20, pre_buffer=False) as part:
+            for batch in part.iter_batches(
+                options.batch_size, columns=["item_id", "embedding"], use_threads=False
+            ):
+                report.batches += 1
+                report.max_batch_rows = max(report.max_batch_rows, batch.num_rows)
+                if options.on_batch is not None:
+                    options.on_batch(batch.num_rows)
+                ids, vectors = embeddings_arrays(pa.Table.from_batches([batch]))
+                keep = _member(ids, live)
+                if keep.any():
+                    yield ids[keep], np.ascontiguousarray(vectors[keep])
+
+
+def _member(ids: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
+    """Which of `ids` are in `sorted_ids` (sorted, unique)."""
+    if not len(sorted_ids):
+        return np.zeros(len(ids), bool)
+    at = np.searchsorted(sorted_ids, ids).clip(max=len(sorted_ids) - 1)
+    return sorted_ids[at] == ids

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from xsearch.errors import UsageError
 from xsearch.store import tables
-from xsearch.store.fsutil import crashpoint, fsync_dir, sha256_file
+from xsearch.store.fsutil import crashpoint, fsync_dir, make_dirs, sha256_file
 from xsearch.store.lock import WriterLock
 from xsearch.store.lookup import RowsById
 from xsearch.store.manifest import FileEntry, Manifest, StoreCorrupt, publish, read_manifest
@@ -41,23 +41,29 @@ class Store:
     """One generation of an index, read-only. Files are checked against the manifest's
     checksums before they are trusted."""
 
-    def __init__(self, directory: Path, manifest: Manifest | None) -> None:
+    def __init__(self, directory: Path, manifest: Manifest | None, placement=None) -> None:
         self.dir = directory
         self.manifest = manifest
+        self.placement = placement  # indexes/placement.py: where searches run (None: CPU)
+        if placement is not None and placement.gpu:
+            from xsearch.indexes.placement import require_gpu
+
+            require_gpu()  # before any work: one line when there is no GPU to use
         self._indexes: dict[str, object] = {}
         self._verified: set[str] = set()
         self._references: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.lock = threading.Lock()  # one DuckDB statement at a time on the shared connection
 
     @classmethod
-    def open(cls, directory: Path, create: bool = False) -> Store:
-        if not directory.is_dir():
-            if not create:
-                raise UsageError(f"no index at {directory} (create one with `xsearch ingest`)")
-            directory.mkdir(parents=True)
-            (directory / DATA).mkdir()
-            fsync_dir(directory.parent)
-        return cls(directory, read_manifest(directory))
+    def open(cls, directory: Path, create: bool = False, placement=None) -> Store:
+        """The published generation. A damaged or missing manifest raises StoreCorrupt naming
+        it: never a silent fall back to an older generation (`xsearch verify --repair`
+        restores one, and says what that loses)."""
+        if create:
+            make_dirs(directory / DATA)  # each new folder synced in its parent
+        elif not directory.is_dir():
+            raise UsageError(f"no index at {directory} (create one with `xsearch ingest`)")
+        return cls(directory, read_manifest(directory), placement)
 
     @property
     def generation(self) -> int:
@@ -67,14 +73,15 @@ class Store:
         """The verified file for `role`, or None when this generation has none."""
         if self.manifest is None or role not in self.manifest.files:
             return None
+        from xsearch.store.manifest import file_problem, repair_hint
+
         entry = self.manifest.files[role]
         path = self.dir / entry.path
         if role in self._verified:
             return path
-        if not path.is_file():
-            raise StoreCorrupt(f"{path}: missing; run `xsearch verify --repair`")
-        if path.stat().st_size != entry.bytes or sha256_file(path) != entry.sha256:
-            raise StoreCorrupt(f"{path}: checksum mismatch; run `xsearch verify --repair`")
+        problem = file_problem(path, entry)
+        if problem:
+            raise StoreCorrupt(f"{path}: {problem}; {repair_hint(self.dir)}")
         self._verified.add(role)  # files of a generation never change once published
         return path
 
@@ -152,15 +159,29 @@ class Store:
         """The FAISS index of `modality` (loaded and verified once), or None when it has no
         items. Writers must not modify it in place: it is this generation's."""
         if modality not in self._indexes:
-            self._indexes[modality] = self.load_faiss(modality)
+            from xsearch.indexes.placement import CPU, place
+
+            index = self.load_faiss(modality)
+            self._indexes[modality] = place(index, self.placement or CPU)
         return self._indexes[modality]
 
     def load_faiss(self, modality: str):
-        """A fresh copy of the FAISS index of `modality` (or None), verified, for changing."""
-        from xsearch.indexes.faiss_index import from_bytes
+        """A fresh copy of the FAISS index of `modality` (or None), verified, for changing.
+        An on-disk index maps its lists from their file, read-only (see `writable_copy`)."""
+        from xsearch.indexes.faiss_index import read
+        from xsearch.indexes.safety import UnsafeIndexFile, load_guarded
+        from xsearch.store.manifest import repair_hint
 
-        path = self.path(f"faiss/{modality}")
-        return from_bytes(path.read_bytes()) if path else None
+        path = self.path(f"faiss/{modality}")  # checked against the manifest first
+        if path is None:
+            return None
+        lists = self.path(f"ivfdata/{modality}")
+        try:  # and, should the manifest be forged too, loaded within bounded memory
+            return load_guarded(path, lambda: read(path, lists))
+        except UnsafeIndexFile as e:
+            raise StoreCorrupt(
+                f"{path}: not a loadable FAISS index ({e}); {repair_hint(self.dir)}"
+            ) from None
 
     @cached_property
     def sql(self):
@@ -294,24 +315,34 @@ class Writer:
                 written[role] = data / f"emb-{modality}-g{gen}.parquet"
                 tables.write_parquet(tables.embeddings_table(ids, vecs), written[role])
                 crashpoint(f"write-embeddings-{modality}")
-            written[f"faiss/{modality}"] = self._write_faiss(old, modality, gen, dead, ids, vecs)
+            index = self._next_index(old, modality, gen, dead, ids, vecs)
+            self._add_index(files, written, index, modality, gen)
             crashpoint(f"write-faiss-{modality}")
             sample = _next_sample(old, modality, dead, ids, vecs)
             self._write_reference(files, written, modality, gen, sample)
 
         return self._publish(files, written, gen)
 
-    def rebuild(self, embeddings: dict[str, tuple[np.ndarray, np.ndarray]], factory: str) -> Store:
-        """Publish a generation whose FAISS files are built afresh from `embeddings`."""
+    def rebuild(self, embeddings: dict, factory: str = "Flat") -> Store:
+        """Publish a generation whose FAISS files are built afresh. `embeddings` maps a modality
+        to its (ids, vectors), indexed with `factory`, or to a function that builds the index
+        itself (streaming, xsearch/store/rebuild.py): called with the file its on-disk lists
+        may take, it returns (index, reference sample), or None when there are no items."""
         from xsearch.indexes.faiss_index import build
 
         gen = self.store.generation + 1
         files = dict(self.store.manifest.files) if self.store.manifest else {}
         written = {}
-        for m, (ids, vecs) in embeddings.items():
-            if len(ids):
-                written[f"faiss/{m}"] = self._write_index(build(ids, vecs, factory), m, gen)
-                self._write_reference(files, written, m, gen, bottom_k(ids, vecs))
+        for m, source in embeddings.items():
+            if callable(source):
+                built = source(self._index_file(m, gen, "ivfdata"))
+            else:
+                ids, vecs = source
+                built = (build(ids, vecs, factory), bottom_k(ids, vecs)) if len(ids) else None
+            if built is not None:
+                self._add_index(files, written, built[0], m, gen)
+                crashpoint(f"write-faiss-{m}")
+                self._write_reference(files, written, m, gen, built[1])
         return self._publish(files, written, gen)
 
     def _write_reference(self, files, written, modality: str, gen: int, sample) -> None:
@@ -344,26 +375,50 @@ class Writer:
         self._clean_leftovers()
         return self.store
 
-    def _write_faiss(self, old: Store, modality, gen, dead, ids, vecs) -> Path:
-        """The previous index of `modality` minus `dead` plus the new vectors."""
-        from xsearch.indexes.faiss_index import build, update
+    def _next_index(self, old: Store, modality, gen, dead, ids, vecs):
+        """The previous index of `modality` minus `dead` plus the new vectors (an on-disk
+        index gets its lists copied into this generation's file first)."""
+        from xsearch.indexes.faiss_index import build, finish_on_disk, update, writable_copy
 
         index = old.load_faiss(modality)  # a copy: the cached one belongs to readers
         if index is None:
-            index = build(ids, vecs)
+            return build(ids, vecs)
+        lists = self._index_file(modality, gen, "ivfdata")
+        index = writable_copy(index, lists)
+        vecs = vecs if vecs is not None else np.empty((0, 0), np.float32)
+        try:
+            index = update(index, dead, ids, vecs)
+        except RuntimeError as e:  # the removal fails first, before anything has changed
+            if "remove_ids not implemented" not in str(e):
+                raise
+            # A type that cannot remove (HNSW): the same type, trained, refilled from the
+            # live vectors of the store (its source of truth) plus the new ones.
+            live_ids, live = old.embeddings(modality)
+            keep = ~np.isin(live_ids, dead)
+            index.reset()
+            index = update(
+                index,
+                np.empty(0, np.int64),
+                np.concatenate([live_ids[keep], ids]),
+                np.concatenate([live[keep], vecs.reshape(-1, live.shape[1])]),
+            )
+        finish_on_disk(index, lists)
+        return index
+
+    def _add_index(self, files, written, index, modality: str, gen: int) -> None:
+        """Write `index` as this generation's index of `modality`, with its on-disk lists."""
+        from xsearch.indexes.faiss_index import ivfdata_file, write
+
+        written[f"faiss/{modality}"] = self._index_file(modality, gen, "index")
+        write(index, written[f"faiss/{modality}"])
+        lists = ivfdata_file(index)
+        if lists is not None:
+            written[f"ivfdata/{modality}"] = lists
         else:
-            index = update(index, dead, ids, vecs if vecs is not None else np.empty((0, 0)))
-        return self._write_index(index, modality, gen)
+            files.pop(f"ivfdata/{modality}", None)
 
-    def _write_index(self, index, modality: str, gen: int) -> Path:
-        from xsearch.indexes.faiss_index import to_bytes
-
-        path = self.store.dir / DATA / f"faiss-{modality}-g{gen}.index"
-        with open(path, "wb") as f:
-            f.write(to_bytes(index))
-            f.flush()
-            os.fsync(f.fileno())
-        return path
+    def _index_file(self, modality: str, gen: int, kind: str) -> Path:
+        return self.store.dir / DATA / f"faiss-{modality}-g{gen}.{kind}"
 
 
 def _next_sample(old: Store, modality: str, dead, new_ids, new_vectors):
