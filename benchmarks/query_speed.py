@@ -78,7 +78,7 @@ K = 10
 BLOCK = 50_000  # vectors are drawn in blocks of this size: a smaller store is a prefix
 NPROBES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 EFS = (10, 16, 32, 64, 128, 256, 512)
-K_FACTORS = (1, 4, 8, 16, 32)  # 1: the base index's own top k, as without refinement
+K_FACTORS = (1, 8, 16, 32)  # 1: the base index's own top k, as without refinement
 QUICK_FACTORIES = "IVF16,PQ64x4fsr,RFlat;IVF16,SQ8"
 FACTORIES = "IVF4096,PQ64,RFlat;IVF4096,PQ128x4fsr,RFlat;IVF4096,SQ8;HNSW32"
 
