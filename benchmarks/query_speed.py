@@ -80,7 +80,7 @@ NPROBES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 EFS = (10, 16, 32, 64, 128, 256, 512)
 K_FACTORS = (1, 8, 16, 32)  # 1: the base index's own top k, as without refinement
 QUICK_FACTORIES = "IVF16,PQ64x4fsr,RFlat;IVF16,SQ8"
-FACTORIES = "IVF4096,PQ64,RFlat;IVF4096,PQ128x4fsr,RFlat;IVF4096,SQ8;HNSW32"
+FACTORIES = "IVF4096,PQ64,RFlat;IVF4096,SQ8"
 
 
 # --- synthetic embeddings -------------------------------------------------------------------
@@ -364,62 +364,6 @@ def latency(store: Store, encoder, repeats: int, n_threads: int | None = None) -
 # --- approximate indexes --------------------------------------------------------------------
 
 
-def refine_aware_parameters(index, allowed: np.ndarray | None, options: SearchOptions):
-    """FAISS search parameters for an `IndexIDMap2` over a flat, IVF, HNSW or refined
-    ("...,RFlat") index: what the engine's `search_parameters` needs to become for refined
-    indexes. `IndexRefine` rejects any parameters but `IndexRefineSearchParameters`, hands
-    only `base_index_params` to its base index (so nprobe/efSearch go there), and
-    `IndexIDMap2` translates only the outer parameters' id filter, so the filter is put on
-    the base parameters already translated to the index's internal positions."""
-    outer = faiss.downcast_index(index)
-    inner = faiss.downcast_index(outer.index)
-    refine = inner if isinstance(inner, faiss.IndexRefine) else None
-    base = faiss.downcast_index(refine.base_index) if refine is not None else inner
-    if isinstance(base, faiss.IndexIVF):
-        params = faiss.SearchParametersIVF(nprobe=options.nprobe or base.nprobe)
-    elif isinstance(base, faiss.IndexHNSW):
-        params = faiss.SearchParametersHNSW(efSearch=options.ef or base.hnsw.efSearch)
-    else:
-        params = faiss.SearchParameters()
-    keep = []  # SWIG holds no references: keep the selectors alive with the parameters
-    if allowed is not None:
-        selector = faiss.IDSelectorBatch(allowed)
-        keep.append(selector)
-        if refine is not None:
-            selector = faiss.IDSelectorTranslated(outer.id_map, selector)
-            keep.append(selector)
-        params.sel = selector
-    if refine is not None:
-        k_factor = getattr(options, "k_factor", None) or refine.k_factor
-        keep.append(params)
-        params = faiss.IndexRefineSearchParameters(k_factor=k_factor, base_index_params=params)
-    params._keep = keep
-    return params
-
-
-@contextmanager
-def engine_for(store: Store, probe: np.ndarray) -> Iterator[bool]:
-    """Yields whether the engine had to be given `refine_aware_parameters` to search the
-    store's index (an unpatched engine rejects refined indexes)."""
-    try:
-        search(store, probe, "audio", K)
-        supported = True
-    except RuntimeError:
-        if not hasattr(engine, "search_parameters"):
-            raise
-        supported = False
-    if supported:
-        yield False
-        return
-    original = engine.search_parameters
-    engine.search_parameters = refine_aware_parameters
-    try:
-        search(store, probe, "audio", K)
-        yield True
-    finally:
-        engine.search_parameters = original
-
-
 def build_ann(directory: Path, store: Store, factory: str, train_size: int, seed: int = 0):
     """(index, build record). A store no larger than the training sample is rebuilt and
     published with `Writer.rebuild` (what `xsearch index rebuild --factory` runs); a larger
@@ -462,8 +406,8 @@ def exact_baseline(store: Store, queries: np.ndarray, truth: np.ndarray) -> dict
 
 
 def sweep(store: Store, index, queries: np.ndarray, truth: np.ndarray, exact: dict,
-          engine_queries: int, grid: dict[str, list[int]]) -> tuple[list[dict], bool]:  # fmt: skip
-    """Recall and single-query speed for each knob setting; (rows, engine patched)."""
+          engine_queries: int, grid: dict[str, list[int]]) -> list[dict]:  # fmt: skip
+    """Recall and single-query speed for each knob setting (and re-ranking factor)."""
     inner = faiss.downcast_index(faiss.downcast_index(index).index)
     refine = inner if isinstance(inner, faiss.IndexRefine) else None
     base = faiss.downcast_index(refine.base_index) if refine is not None else inner
@@ -474,14 +418,12 @@ def sweep(store: Store, index, queries: np.ndarray, truth: np.ndarray, exact: di
     else:
         raise SystemExit(f"not an approximate index: {type(base).__name__}")
     rows = []
-    with index_in(store, index), engine_for(store, queries[0]) as patched:
+    with index_in(store, index):
         for k_factor in grid["k_factors"] if refine is not None else (None,):
-            if refine is not None:
-                refine.k_factor = float(k_factor)  # read by the engine as its default
             recalls = []
             for value in values:
-                options = SearchOptions(**{knob: value})
-                params = refine_aware_parameters(index, None, options)
+                options = SearchOptions(**{knob: value}, k_factor=k_factor)
+                params = engine.search_parameters(index, None, options)
 
                 def vector(q, params=params):
                     return [int(i) for i in index.search(q[None, :], K, params=params)[1][0]]
@@ -505,7 +447,7 @@ def sweep(store: Store, index, queries: np.ndarray, truth: np.ndarray, exact: di
                 saturated = len(recalls) >= 3 and recalls[-1] - recalls[-3] < 0.003
                 if recalls[-1] >= 0.995 or saturated:  # more breadth buys nothing here
                     break
-    return rows, patched
+    return rows
 
 
 def speedups(row: dict, exact: dict) -> dict:
@@ -555,10 +497,10 @@ def ann_part(directory: Path, store: Store, mixture: Mixture, factories: list[st
         index, build = build_ann(directory, store, factory, args.train_size)
         grid = {name: [int(v) for v in getattr(args, name).split(",")]
                 for name in ("nprobes", "efs", "k_factors")}  # fmt: skip
-        rows, patched = sweep(store, index, queries, truth, exact, args.engine_queries, grid)
+        rows = sweep(store, index, queries, truth, exact, args.engine_queries, grid)
         del index
         knob = "nprobe" if "nprobe" in rows[0] else "ef"
-        entry = {"factory": factory, **build, "exact": exact, "engine_patched": patched,
+        entry = {"factory": factory, **build, "exact": exact,
                  "knob": knob, "sweep": rows, "best": best(rows),
                  "smallest": smallest(rows, knob), "peak_rss_gb": peak_rss_gb()}  # fmt: skip
         result["indexes"].append(entry)
@@ -596,7 +538,6 @@ def print_ann(items: int, entry: dict) -> None:
         f"({entry['built_with']}). Exact, q/s as is / 1 thread: vector "
         f"{pair(ex['vector_qps'], ex['vector_qps_1t'], '.1f')}, search() "
         f"{pair(ex['engine_qps'], ex['engine_qps_1t'], '.1f')}"
-        + (" [engine given refine_aware_parameters]" if entry["engine_patched"] else "")
     )
     table = Table(title=title)
     for col in (knob, "k_factor", "recall@10", "vector ms p50", "vector q/s (as is / 1t)",

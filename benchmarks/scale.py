@@ -586,7 +586,7 @@ def main() -> None:
     parser.add_argument("--nprobes", default=NPROBES)
     parser.add_argument("--target", type=float, default=0.95, help="recall@10 to reach")
     parser.add_argument("--train-sample", type=int, default=None, help="default: the rule")
-    parser.add_argument("--batch-size", type=int, default=65_536)
+    parser.add_argument("--batch-size", type=int, default=32_768)
     parser.add_argument("--exact-max", type=int, default=1_500_000, help="largest exact index")
     parser.add_argument("--dim", type=int, default=1024)
     parser.add_argument("--centres", type=int, default=3000)

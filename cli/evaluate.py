@@ -11,7 +11,17 @@ import typer
 
 from xsearch.cli.common import install_hint, open_encoder
 from xsearch.cli.console import err, handle_errors, out, random_weights_banner
-from xsearch.cli.options import BatchSize, Config, Device, Json, Weights
+from xsearch.cli.options import (
+    BatchSize,
+    Config,
+    Device,
+    Fp16Index,
+    Gpu,
+    Json,
+    KFactor,
+    Weights,
+    check_placement,
+)
 
 
 class Relevance(str, Enum):
@@ -53,15 +63,18 @@ def evaluate(
     ] = False,
     nprobe: Annotated[int | None, typer.Option(min=1, help="IVF indexes: lists to visit.")] = None,
     ef: Annotated[int | None, typer.Option(min=1, help="HNSW indexes: search breadth.")] = None,
+    k_factor: KFactor = None,
     weights: Weights = None,
     config: Config = None,
     device: Device = "auto",
+    gpu: Gpu = False,
+    fp16_index: Fp16Index = False,
     batch_size: BatchSize = 16,
     as_json: Json = False,
 ) -> None:
     """P@1, R@1, mAP (and HR@k, MRR, zero-shot accuracy) for every pairing of text, image and
     audio, on the vectors the index serves."""
-    import xsearch
+    from xsearch.api import open_index
     from xsearch.errors import UsageError
     from xsearch.eval.report import pairs_table, plot_curves
     from xsearch.eval.retrieval import Evaluation, parse_pairs
@@ -69,12 +82,13 @@ def evaluate(
     if (index is None) == (dataset is None):
         raise UsageError("give --index NAME or --dataset KIND ROOT")
     chosen = parse_pairs(pairs)
+    check_placement(gpu, fp16_index)  # before a dataset is ingested
     if dataset is not None:
         index = _ingest_dataset(*dataset, weights, config, device, batch_size)
-    idx = xsearch.open(index, device=device)
+    idx = open_index(index, device=device, gpu=gpu, fp16_index=fp16_index)
     if idx.store.manifest.model.get("weights") == "random":
         random_weights_banner(install_hint())
-    knobs = {"nprobe": nprobe, "ef": ef}
+    knobs = {"nprobe": nprobe, "ef": ef, "k_factor": k_factor}
     run = Evaluation(idx, relevance.value, **knobs)
     results = run.pairs(chosen, curves=plot is not None)
     exact = None

@@ -37,3 +37,32 @@ IndexName = Annotated[
         "--index", "-i", help="Index name (a folder under $XSEARCH_HOME, default ./indexes)."
     ),
 ]
+Gpu = Annotated[
+    bool, typer.Option("--gpu", help="Search on the GPU(s) with faiss-gpu (sharded over several).")
+]
+Fp16Index = Annotated[
+    bool,
+    typer.Option(
+        "--fp16-index", help="With --gpu: store vectors as float16 (half the GPU memory)."
+    ),
+]
+KFactor = Annotated[
+    float | None,
+    typer.Option(
+        "--k-factor",
+        min=1,
+        help="Refined indexes (...,RFlat): re-rank k x this many candidates exactly "
+        "(default: the index's, 16).",
+        show_default=False,
+    ),
+]
+
+
+def check_placement(gpu: bool, fp16_index: bool) -> None:
+    """Refuse --gpu / --fp16-index now, in one line, when they cannot apply (no faiss-gpu or
+    no CUDA GPU, --fp16-index without --gpu), before any slow work."""
+    from xsearch.indexes.placement import Placement, require_gpu
+
+    Placement(gpu=gpu, float16=fp16_index)
+    if gpu:
+        require_gpu()

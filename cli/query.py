@@ -12,7 +12,7 @@ import typer
 
 from xsearch.cli.common import install_hint
 from xsearch.cli.console import handle_errors, out, random_weights_banner
-from xsearch.cli.options import Device, IndexName, Json
+from xsearch.cli.options import Device, Fp16Index, Gpu, IndexName, Json, KFactor
 from xsearch.errors import UsageError
 
 
@@ -73,13 +73,16 @@ def query(
         int | None, typer.Option(min=1, help="IVF indexes: inverted lists to visit.")
     ] = None,
     ef: Annotated[int | None, typer.Option(min=1, help="HNSW indexes: search breadth.")] = None,
+    k_factor: KFactor = None,
     device: Device = "auto",
+    gpu: Gpu = False,
+    fp16_index: Fp16Index = False,
     as_json: Json = False,
 ) -> None:
     """Find what is nearest to the queries in the shared space (several are fused)."""
-    import xsearch
+    from xsearch.api import open_index
 
-    idx = xsearch.open(index, device=device)
+    idx = open_index(index, device=device, gpu=gpu, fp16_index=fp16_index)
     if idx.store.manifest.model.get("weights") == "random":
         random_weights_banner(install_hint())
     hits = idx.search(
@@ -95,6 +98,7 @@ def query(
         min_score=min_score,
         nprobe=nprobe,
         ef=ef,
+        k_factor=k_factor,
     )
     if as_json:
         for hit in hits:

@@ -10,7 +10,7 @@ import typer
 
 from xsearch.cli.common import install_hint
 from xsearch.cli.console import err, handle_errors, random_weights_banner
-from xsearch.cli.options import Device, IndexName
+from xsearch.cli.options import Device, Fp16Index, Gpu, IndexName
 from xsearch.errors import UsageError
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
@@ -28,6 +28,8 @@ def serve(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 8765,
     device: Device = "auto",
+    gpu: Gpu = False,
+    fp16_index: Fp16Index = False,
     max_upload_mb: Annotated[
         float, typer.Option(min=0.001, help="Largest query file accepted, in MB.")
     ] = 100.0,
@@ -35,13 +37,17 @@ def serve(
     """Serve a web page and an HTTP JSON API to search an index (Ctrl+C stops)."""
     import uvicorn
 
-    import xsearch
+    from xsearch.api import open_index
     from xsearch.server.app import create_app
+    from xsearch.store.tables import MODALITIES
 
-    idx = xsearch.open(index, device=device)
+    idx = open_index(index, device=device, gpu=gpu, fp16_index=fp16_index)
     if idx.store.manifest.model.get("weights") == "random":
         random_weights_banner(install_hint())
     idx.encoder  # load (and check) the model now, not on the first request  # noqa: B018
+    if gpu:  # and place the indexes now: a type the GPU cannot run fails here, in one line
+        for modality in MODALITIES:
+            idx.store.faiss_index(modality)
     loopback = _is_loopback(host)
     app = create_app(
         idx,

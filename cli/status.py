@@ -89,7 +89,7 @@ def rebuild(
     ] = None,
     batch_size: Annotated[
         int, typer.Option(min=1, help="Vectors read from the stored embeddings at a time.")
-    ] = 65_536,
+    ] = 32_768,
     as_json: Json = False,
 ) -> None:
     """Rebuild the FAISS indexes from the stored embeddings (no re-embedding), streaming

@@ -21,6 +21,10 @@ import numpy as np
 from xsearch.errors import UsageError
 
 DEFAULT_FACTORY = "Flat"
+# Refined indexes ("...,RFlat") re-rank k x this many candidates exactly. FAISS's default, 1,
+# only reorders the base index's own top k; with IVF4096,PQ64 over 1M clustered 1024-d vectors
+# recall@10 is 0.47 at 1, 0.93 at 8 and 0.97 at 16 (nprobe 8), for ~1 ms a query.
+REFINE_K_FACTOR = 16.0
 MIN_TRAIN = 100_000  # the default training sample: at least this many vectors...
 TRAIN_PER_LIST = 40  # ...and this many per IVF list (FAISS warns under 39, samples over 256)
 
@@ -38,6 +42,8 @@ def new_index(dim: int, factory: str = DEFAULT_FACTORY) -> faiss.Index:
             # use, at a high price: IVF32,PQ16 on 2,000 64-d vectors trains in 73 s with it,
             # 1.3 s without.
             part.do_polysemous_training = False
+    if isinstance(faiss.downcast_index(inner), faiss.IndexRefine):
+        faiss.downcast_index(inner).k_factor = REFINE_K_FACTOR
     return faiss.IndexIDMap2(inner)
 
 
@@ -52,7 +58,7 @@ def build(ids: np.ndarray, vectors: np.ndarray, factory: str = DEFAULT_FACTORY) 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     index = new_index(vectors.shape[1], factory)
     if not index.is_trained:
-        index.train(vectors)
+        train(index, vectors)
     if len(ids):
         index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
     return index
@@ -145,6 +151,20 @@ def check_on_disk(index: faiss.Index, factory: str) -> None:
             f"--on-disk needs an IVF index with plain codes (e.g. IVF4096,PQ64 or "
             f"IVF4096,SQ8), not {factory!r}"
         )
+
+
+def train(index: faiss.Index, sample: np.ndarray) -> None:
+    """Train `index` on `sample`; too few vectors for its clusters is a one-line UsageError."""
+    try:
+        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    except RuntimeError as e:
+        if "Number of training points" not in str(e):
+            raise
+        wanted = str(e).rsplit("number of clusters (", 1)[-1].rstrip(")").strip()
+        raise UsageError(
+            f"{len(sample):,} vectors are too few to train this index (it has {wanted} "
+            "clusters to fit); use fewer IVF lists or PQ bits, or the exact index (Flat)"
+        ) from None
 
 
 def train_size(index: faiss.Index, n: int, requested: int | None = None) -> int:

@@ -235,6 +235,19 @@ def test_a_factory_is_checked_at_the_stored_dimension(copy):
         rebuild_indexes(copy("pq2"), "IVF16,PQ48")  # 64 is not a multiple of 48
 
 
+def test_too_few_items_to_train_is_a_one_line_error(copy, tmp_path):
+    directory = copy("few")
+    with pytest.raises(UsageError, match=r"2,600 vectors are too few .* 4096 clusters"):
+        rebuild_indexes(directory, "IVF4096,Flat")
+    assert Store.open(directory).generation == 4  # nothing was published
+    root = tmp_path / "home"
+    shutil.copytree(directory, root / "idx")
+    done = run_cli("index", "rebuild", "--index", "idx", "--factory", "IVF4096,Flat",
+                   env={"XSEARCH_HOME": str(root)})  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "too few to train" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
 def test_cli_rebuild_on_disk_and_a_crash_before_the_publish(base, tmp_path):
     root = tmp_path / "home"
     shutil.copytree(base, root / "idx")

@@ -99,7 +99,17 @@ def test_errors(store):
         fuse(np.stack([clustered(1)[0], -clustered(1)[0]]))
 
 
-@pytest.mark.parametrize(("factory", "knob"), [("IVF16,Flat", "nprobe"), ("HNSW32", "ef")])
+APPROXIMATE = [("IVF16,Flat", "nprobe"), ("HNSW32", "ef"), ("IVF16,PQ16,RFlat", "nprobe")]
+WIDE = {"nprobe": {"nprobe": 16}, "ef": {"ef": 256}}  # (nearly) exact search
+
+
+def wide(factory: str, knob: str, k_factor: float = 100) -> dict:
+    """Options for a (nearly) exact search; refined indexes also re-rank a long shortlist
+    (PQ16 codes of 1024-d vectors are too coarse for the default's)."""
+    return {**WIDE[knob], **({"k_factor": k_factor} if "RFlat" in factory else {})}
+
+
+@pytest.mark.parametrize(("factory", "knob"), APPROXIMATE)
 def test_approximate_index_against_exact(store, tmp_path, factory, knob):
     import shutil
 
@@ -110,11 +120,13 @@ def test_approximate_index_against_exact(store, tmp_path, factory, knob):
     recall = []
     for q in queries:
         want = set(exact(store, q, 10))
-        wide = SearchOptions(nprobe=16) if knob == "nprobe" else SearchOptions(ef=256)
-        got = {h.item_id for h in search(approx, q, "audio", k=10, options=wide)}
+        options = SearchOptions(**wide(factory, knob))
+        got = {h.item_id for h in search(approx, q, "audio", k=10, options=options)}
         recall.append(len(want & got) / 10)
     assert np.mean(recall) >= 0.95  # wide search: (nearly) exact
     narrow = SearchOptions(nprobe=1) if knob == "nprobe" else SearchOptions(ef=10)
+    if "RFlat" in factory:
+        narrow = SearchOptions(nprobe=1, k_factor=1)  # both knobs reach FAISS
     narrow_recall = np.mean(
         [
             len(set(exact(store, q, 10)) & {h.item_id for h in search(approx, q, "audio", 10,
@@ -123,3 +135,23 @@ def test_approximate_index_against_exact(store, tmp_path, factory, knob):
         ]
     )  # fmt: skip
     assert narrow_recall <= np.mean(recall)  # the knob reaches FAISS
+
+
+@pytest.mark.parametrize(("factory", "knob"), APPROXIMATE)
+def test_approximate_index_honours_filters(store, tmp_path, factory, knob):
+    """--where and exclusions reach FAISS through every index type, refined ones included
+    (their id filter must be translated to the index's internal positions)."""
+    import shutil
+
+    directory = tmp_path / "approx"
+    shutil.copytree(store.dir, directory)
+    approx = rebuild_indexes(directory, factory)
+    query = clustered(1, seed=9)[0]
+    top = search(approx, query, "audio", k=5, options=SearchOptions(**wide(factory, knob)))
+    excluded = frozenset({top[0].asset_id})
+    options = SearchOptions(where="kind = 'video'", exclude_assets=excluded, **wide(factory, knob))
+    hits = search(approx, query, "audio", k=10, options=options)
+    assert len(hits) == 10
+    assert all(h.kind == "video" and h.asset_id not in excluded for h in hits)
+    allowed = [i for i in exact(store, query, 2000) if (i // 10) % 2 and i // 10 not in excluded]
+    assert len({h.item_id for h in hits} & set(allowed[:10])) >= 9

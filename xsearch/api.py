@@ -42,7 +42,7 @@ class Index:
         manifest = read_manifest(self.store.dir)
         if manifest is None or manifest.generation == self.store.generation:
             return False
-        self.store = Store(self.store.dir, manifest)
+        self.store = Store(self.store.dir, manifest, self.store.placement)  # same CPU / GPU(s)
         return True
 
     @cached_property
@@ -105,6 +105,7 @@ class Index:
         min_score: float | None = None,
         nprobe: int | None = None,
         ef: int | None = None,
+        k_factor: float | None = None,
     ) -> list[Hit]:
         """The `k` best hits of `target` (audio, image, text, video or all) for the queries,
         fused into one vector. Each query is a value or a (value, weight) pair; `like` takes
@@ -124,7 +125,7 @@ class Index:
             )
         weights = [w for _, w in [*text, *image, *audio, *video, *liked]]
         request = (embedded, weights, files, [i for i, _ in liked])
-        options = SearchOptions(None, frozenset(), min_score, nprobe, ef)
+        options = SearchOptions(None, frozenset(), min_score, nprobe, ef, k_factor)
         store = self.store  # one generation for the whole search, even if refreshed meanwhile
         try:
             return self._search_in(store, request, target, k, where, exclude_self, options)
@@ -173,6 +174,17 @@ def _weighted(value) -> list[tuple]:
     return [(q[0], float(q[1])) if isinstance(q, tuple) else (q, 1.0) for q in queries]
 
 
-def open_index(name: str, root: str | Path | None = None, device: str = "auto") -> Index:
-    """The index called `name` under `root` (default: $XSEARCH_HOME, else ./indexes)."""
-    return Index(Store.open(index_dir(name, Path(root) if root else None)), device)
+def open_index(
+    name: str,
+    root: str | Path | None = None,
+    device: str = "auto",
+    gpu: bool = False,
+    fp16_index: bool = False,
+) -> Index:
+    """The index called `name` under `root` (default: $XSEARCH_HOME, else ./indexes).
+    `gpu`: search its FAISS indexes on the GPU(s) with faiss-gpu (sharded over several), with
+    `fp16_index` storing their vectors as float16; `device` is where the model runs."""
+    from xsearch.indexes.placement import Placement
+
+    directory = index_dir(name, Path(root) if root else None)
+    return Index(Store.open(directory, placement=Placement(gpu, fp16_index)), device)

@@ -10,6 +10,8 @@ For each pairing query modality -> target modality (text, image, audio):
 - in same-modality retrieval a query never sees the items of its own file;
 - candidates are ranked by the served FAISS index (approximate when the index is), those it
   does not return ranked last, tied; `exact=True` ranks by the exact inner product instead.
+  An index on the GPU returns at most `GPU_MAX_K` per query: an exact (flat) one ranks the
+  rest by their inner product, as it would on the CPU; an IVF one ranks them last, tied.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 
 from xsearch.errors import UsageError
 from xsearch.eval.metrics import interpolated_precision, retrieval_metrics, zero_shot_accuracy
+from xsearch.indexes import placement
 from xsearch.search.engine import SearchOptions, search_parameters
 from xsearch.store.tables import MODALITIES
 
@@ -167,15 +170,31 @@ class Evaluation:
         if self.exact:
             return queries @ cand_vectors.T
         index = self.store.faiss_index(modality)
-        params = search_parameters(index, None, SearchOptions(**self.knobs))
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        found_scores, found_ids = index.search(queries, len(cand_ids), params=params)
-        column = np.searchsorted(cand_ids, found_ids)  # cand_ids are sorted
         out = np.full((len(queries), len(cand_ids)), -np.inf)
+        if placement.is_gpu(index):
+            # GPU FAISS returns at most GPU_MAX_K per query; an exact (flat) index ranks the
+            # rest by the inner product it would have given them, other types leave them last
+            params = placement.parameters(index, self.knobs.get("nprobe"))
+            k = min(len(cand_ids), placement.GPU_MAX_K)
+            found_scores, found_ids = index.search(queries, k, params=params)
+            if k < len(cand_ids) and _gpu_flat(index):
+                out[:] = queries @ cand_vectors.T
+        else:
+            params = search_parameters(index, None, SearchOptions(**self.knobs))
+            found_scores, found_ids = index.search(queries, len(cand_ids), params=params)
+        column = np.searchsorted(cand_ids, found_ids)  # cand_ids are sorted
         rows = np.repeat(np.arange(len(queries)), found_ids.shape[1])
         valid = (found_ids >= 0).reshape(-1)
         out[rows[valid], column.reshape(-1)[valid]] = found_scores.reshape(-1)[valid]
         return out
+
+
+def _gpu_flat(index) -> bool:
+    """Whether a GPU-placed index is an exact (flat) one, on one GPU or sharded."""
+    import faiss
+
+    return isinstance(placement._device_part(index), getattr(faiss, "GpuIndexFlat", ()))
 
 
 def _combine(parts: list[dict]) -> dict[str, float | int]:

@@ -23,7 +23,10 @@ def background(reference: np.ndarray, query: np.ndarray) -> tuple[float, float]:
     """Mean and spread of the query's cosines against the reference vectors."""
     if not len(reference):
         return 0.0, 1.0
-    scores = reference @ query
+    # einsum, not `@`: a BLAS product this small gains nothing from threads, and right
+    # after a FAISS search its threads fight FAISS's still-spinning OpenMP threads for the
+    # cores (10 ms instead of 0.5 ms for 2,048 x 1,024 on 2 cores).
+    scores = np.einsum("ij,j->i", reference, query)
     return float(scores.mean()), max(float(scores.std()), MIN_SPREAD)
 
 

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from xsearch.errors import UsageError
+from xsearch.indexes import placement
 from xsearch.search.calibrate import relevance
 from xsearch.store.store import Store
 from xsearch.store.tables import MODALITIES
@@ -53,6 +54,7 @@ class SearchOptions:
     min_score: float | None = None  # calibrated relevance cutoff
     nprobe: int | None = None  # IVF indexes: inverted lists visited
     ef: int | None = None  # HNSW indexes: search breadth
+    k_factor: float | None = None  # refined indexes: candidates re-ranked exactly, per hit
 
 
 def search(
@@ -97,8 +99,9 @@ def _search_items(
     n = min(k, index.ntotal if allowed is None else len(allowed))
     if n == 0:
         return []
-    flat = _flat_view(index)
-    if flat is not None:
+    if placement.is_gpu(index):  # no id filter on the GPU: filtered after, widened
+        found = _gpu_top(store, index, query, n, allowed, options)
+    elif (flat := _flat_view(index)) is not None:
         found = _exact_top(*flat, query, n, allowed)
     else:
         params = search_parameters(index, allowed, options)
@@ -166,6 +169,42 @@ def _exact_top(
     return [(int(ids[i]), float(scores[i])) for i in top if np.isfinite(scores[i])]
 
 
+EXACT_CHUNK = 16_384  # stored vectors read at a time by the exact fallback (64 MB at 1024-d)
+
+
+def _gpu_top(
+    store: Store,
+    index,
+    query: np.ndarray,
+    n: int,
+    allowed: np.ndarray | None,
+    options: SearchOptions,
+) -> list[tuple[int, float]]:
+    """The `n` best (id, score) of a GPU-placed index. GPU FAISS takes no id filter, so
+    `placement.search` filters its results, widening up to the GPU's largest k; a filter so
+    selective that fewer than `n` allowed items come back from that is answered exactly over
+    the allowed items' stored vectors instead."""
+    found = placement.search(index, query, n, allowed, options.nprobe)
+    if allowed is None or len(found) >= n:
+        return found
+    return _exact_over_stored(store, query, n, allowed)
+
+
+def _exact_over_stored(
+    store: Store, query: np.ndarray, n: int, allowed: np.ndarray
+) -> list[tuple[int, float]]:
+    """The `n` best (id, score) of the items `allowed` by exact inner product with their
+    stored vectors, read a chunk at a time; equal scores in id order."""
+    ids = np.unique(allowed)
+    best: list[tuple[int, float]] = []
+    for start in range(0, len(ids), EXACT_CHUNK):
+        part = ids[start : start + EXACT_CHUNK]
+        vectors = store.vectors(part.tolist())
+        best += _exact_top(part, vectors, query, min(n, len(part)), None)
+        best = sorted(best, key=lambda hit: -hit[1])[:n]  # stable: ties stay in id order
+    return best
+
+
 def _allowed_items(
     store: Store, target: str, options: SearchOptions, only: str | None = None
 ) -> np.ndarray | None:
@@ -192,20 +231,39 @@ def _allowed_items(
 
 
 def search_parameters(index, allowed: np.ndarray | None, options: SearchOptions):
-    """FAISS search parameters: an id filter, and the nprobe / efSearch of approximate types."""
+    """FAISS search parameters for an `IndexIDMap2` over a flat, IVF, HNSW or refined
+    ("...,RFlat") index: an id filter, and the nprobe / efSearch of approximate types.
+
+    `IndexRefine` accepts only `IndexRefineSearchParameters` and hands just their
+    `base_index_params` to its base index, so nprobe/efSearch go there. `IndexIDMap2`
+    translates only the outer parameters' id filter, so for a refined index the filter is
+    translated to internal positions here and put on the base parameters."""
     import faiss
 
-    inner = faiss.downcast_index(faiss.downcast_index(index).index)
-    selector = faiss.IDSelectorBatch(allowed) if allowed is not None else None
-    if isinstance(inner, faiss.IndexIVF):
-        params = faiss.SearchParametersIVF(nprobe=options.nprobe or inner.nprobe)
-    elif isinstance(inner, faiss.IndexHNSW):
-        params = faiss.SearchParametersHNSW(efSearch=options.ef or inner.hnsw.efSearch)
+    outer = faiss.downcast_index(index)
+    inner = faiss.downcast_index(outer.index)
+    refine = inner if isinstance(inner, faiss.IndexRefine) else None
+    base = faiss.downcast_index(refine.base_index) if refine is not None else inner
+    if isinstance(base, faiss.IndexIVF):
+        params = faiss.SearchParametersIVF(nprobe=options.nprobe or base.nprobe)
+    elif isinstance(base, faiss.IndexHNSW):
+        params = faiss.SearchParametersHNSW(efSearch=options.ef or base.hnsw.efSearch)
     else:
         params = faiss.SearchParameters()
-    if selector is not None:
+    keep = []  # SWIG holds no references: the parameters keep their parts alive
+    if allowed is not None:
+        selector = faiss.IDSelectorBatch(allowed)
+        keep.append(selector)
+        if refine is not None:
+            selector = faiss.IDSelectorTranslated(outer.id_map, selector)
+            keep.append(selector)
         params.sel = selector
-        params._selector = selector  # keep it alive as long as the parameters
+    if refine is not None:
+        keep.append(params)
+        params = faiss.IndexRefineSearchParameters(
+            k_factor=options.k_factor or refine.k_factor, base_index_params=params
+        )
+    params._keep = keep
     return params
 
 

@@ -30,7 +30,7 @@ DEFAULT_DIM = 1024  # AudioCLIP's, for checking a factory string on a store with
 class RebuildOptions:
     factory: str = "Flat"  # a FAISS index-factory string
     train_sample: int | None = None  # vectors to train on; None: faiss_index.train_size's rule
-    batch_size: int = 65_536  # vectors read at a time (256 MB of 1024-d float32)
+    batch_size: int = 32_768  # vectors read at a time (128 MB of 1024-d float32)
     on_disk: bool = False  # IVF lists in an .ivfdata file that readers map, not load
     seed: int = 0  # of the training sample
     on_batch: Callable[[int], None] | None = None  # called with each batch's row count (tests)
@@ -98,7 +98,6 @@ def _builder(store: Store, modality: str, options: RebuildOptions, report: Modal
 
     def build(lists_file: Path):
         from xsearch.indexes import faiss_index
-        from xsearch.store.reference import bottom_k
 
         live = np.unique(store.item_ids(modality))
         dim = _dim(store)
@@ -111,25 +110,35 @@ def _builder(store: Store, modality: str, options: RebuildOptions, report: Modal
         if size:
             sample = _training_sample(store, modality, live, size, options, report)
             report.sample_s = time.perf_counter() - t0
-            index.train(sample)
+            faiss_index.train(index, sample)
             report.train_sample = len(sample)
             del sample
         t1 = time.perf_counter()
         if options.on_disk:
             faiss_index.start_on_disk(index, lists_file)
-        ref_ids, ref_vectors = np.empty(0, np.int64), np.empty((0, dim), np.float32)
+        reference = np.empty(0, np.int64), np.empty((0, dim), np.float32)
         for ids, vectors in _batches(store, modality, live, options, report):
             faiss_index.add(index, ids, vectors)
-            ref_ids, ref_vectors = bottom_k(
-                np.concatenate([ref_ids, ids]), np.concatenate([ref_vectors, vectors])
-            )
+            reference = _sketch(reference, ids, vectors)
         if options.on_disk:
             faiss_index.finish_on_disk(index, lists_file)
         report.train_s = t1 - t0 - report.sample_s
         report.add_s = time.perf_counter() - t1
-        return index, (ref_ids, ref_vectors)
+        return index, reference
 
     return build
+
+
+def _sketch(sample, ids: np.ndarray, vectors: np.ndarray):
+    """The bottom-k sketch (store/reference.py) of the items seen so far, updated with a
+    batch: only the batch's items that hash below the sketch's largest can enter it."""
+    from xsearch.store.reference import REFERENCE_SIZE, bottom_k, id_hash
+
+    sample_ids, sample_vectors = sample
+    if len(sample_ids) >= REFERENCE_SIZE:
+        enter = id_hash(ids) < id_hash(sample_ids).max()
+        ids, vectors = ids[enter], vectors[enter]
+    return bottom_k(np.concatenate([sample_ids, ids]), np.concatenate([sample_vectors, vectors]))
 
 
 def _training_sample(
@@ -177,8 +186,10 @@ def _batches(
                     options.on_batch(batch.num_rows)
                 ids, vectors = embeddings_arrays(pa.Table.from_batches([batch]))
                 keep = _member(ids, live)
-                if keep.any():
-                    yield ids[keep], np.ascontiguousarray(vectors[keep])
+                if keep.all():  # no dead items: the batch's own memory, not a copy
+                    yield ids, np.ascontiguousarray(vectors)
+                elif keep.any():
+                    yield ids[keep], vectors[keep]
 
 
 def _member(ids: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
