@@ -60,6 +60,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # runnable from a checkout without installing xsearch
     sys.path.insert(0, str(ROOT))
 
+import xsearch  # noqa: E402, F401  first: it sets the thread pools' spin limits (see there)
+
+# isort: split
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402

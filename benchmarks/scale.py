@@ -42,6 +42,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # runnable from a checkout without installing xsearch
     sys.path.insert(0, str(ROOT))
 
+import xsearch  # noqa: E402, F401  first: it sets the thread pools' spin limits (see there)
+
+# isort: split
 import numpy as np  # noqa: E402
 
 K = 10

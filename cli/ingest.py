@@ -80,7 +80,8 @@ def ingest(
     from xsearch.ingest.pipeline import IngestOptions
     from xsearch.ingest.pipeline import ingest as run_ingest
     from xsearch.ingest.scan import find_files, read_file_list
-    from xsearch.store.store import index_dir
+    from xsearch.store.lock import WriterLock
+    from xsearch.store.store import LOCK, index_dir
 
     target = index_dir(index)
     roots = [Path(p).expanduser() for p in paths if p != "-"]
@@ -103,6 +104,7 @@ def ingest(
         device = "cpu"  # this process only plans and commits; the actors embed
     elif ray_actors is not None:
         raise UsageError("--ray-actors needs --ray (or --ray-address)")
+    WriterLock(target / LOCK).check()  # a locked index fails now, not after the model loads
     encoder = open_encoder(weights, config, device, batch_size)
     options = IngestOptions(
         window_seconds=window,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -164,3 +165,26 @@ class _Pipe(io.RawIOBase):
     def write(self, b) -> int:
         self.data += b
         return len(b)
+
+
+def mixed_folder(folder: Path, n: int, seed: int, sidecar_every: int = 3) -> Path:
+    """`n` small distinct files: sounds (those at multiples of `sidecar_every` with a sidecar
+    text) and pictures."""
+    from xsearch.samples import audio_samples, image_samples
+    from xsearch.samples import write_wav as write_float_wav
+
+    folder.mkdir(parents=True)
+    waves = list(audio_samples(seconds=1.0).values())
+    pictures = list(image_samples((64, 48)).values())
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        if i % 2:
+            picture = pictures[i % len(pictures)].copy()
+            picture.putpixel((0, 0), tuple(int(c) for c in rng.integers(0, 255, 3)))
+            picture.save(folder / f"p{seed}-{i}.png")
+        else:
+            wave = waves[i % len(waves)] * (0.5 + 0.5 * rng.random())
+            write_float_wav(folder / f"a{seed}-{i}.wav", wave.astype(np.float32))
+            if i % sidecar_every == 0:
+                (folder / f"a{seed}-{i}.txt").write_text(f"sound {seed} {i}")
+    return folder

@@ -26,19 +26,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 
 import xsearch
 import xsearch.api
 from tests.conftest import run_cli
+from tests.media_factory import mixed_folder as make_folder
 from tests.reliability import record
 from tests.test_server import serving
 from tests.test_store import MODEL, add_asset, check_invariants, unit
 from xsearch.ingest.pipeline import IngestOptions, ingest
 from xsearch.ingest.scan import find_files
 from xsearch.models import load_encoder
-from xsearch.samples import audio_samples, image_samples, write_wav
 from xsearch.search.engine import search
 from xsearch.server.app import create_app
 from xsearch.store.manifest import StoreCorrupt, read_manifest
@@ -51,25 +50,6 @@ LOCKED = "is writing this index"
 @pytest.fixture(scope="module")
 def encoder():
     return load_encoder("random", config="audioclip-tiny", device="cpu", batch_size=4)
-
-
-def make_folder(folder: Path, n: int, seed: int) -> Path:
-    """`n` small distinct files: sounds (one in three with a sidecar text) and pictures."""
-    folder.mkdir(parents=True)
-    waves = list(audio_samples(seconds=1.0).values())
-    pictures = list(image_samples((64, 48)).values())
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        if i % 2:
-            picture = pictures[i % len(pictures)].copy()
-            picture.putpixel((0, 0), tuple(int(c) for c in rng.integers(0, 255, 3)))
-            picture.save(folder / f"p{seed}-{i}.png")
-        else:
-            wave = waves[i % len(waves)] * (0.5 + 0.5 * rng.random())
-            write_wav(folder / f"a{seed}-{i}.wav", wave.astype(np.float32))
-            if i % 3 == 0:
-                (folder / f"a{seed}-{i}.txt").write_text(f"sound {seed} {i}")
-    return folder
 
 
 def paths(store: Store) -> set[str]:
@@ -100,6 +80,18 @@ def test_a_writer_holding_the_lock_makes_the_cli_fail_in_one_line(tmp_path, enco
     assert Store.open(home / "idx").generation == 1
     record("concurrency", "a second writer while one holds the lock", 1, 1)
     assert took < 60  # it does not wait for the lock
+
+
+def test_ingest_on_a_locked_index_fails_before_loading_the_model(tmp_path):
+    """The lock is checked first: with a checkpoint that does not exist, the error is still
+    the lock's (the model would have failed to load)."""
+    home = tmp_path / "home"
+    folder = make_folder(tmp_path / "m", 1, seed=5)
+    with Writer(home / "idx", MODEL):
+        done = run_cli("ingest", str(folder), "--index", "idx", "--weights",
+                       str(tmp_path / "missing.pt"), env={"XSEARCH_HOME": str(home)})  # fmt: skip
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1 and LOCKED in lines[0], done.stderr
 
 
 def test_two_ingests_at_once_lose_nothing(tmp_path, encoder):

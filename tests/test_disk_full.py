@@ -13,16 +13,15 @@ import os
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tests.conftest import run_cli
+from tests.media_factory import mixed_folder
 from tests.reliability import record
 from tests.test_crash import snapshot
 from xsearch.ingest.pipeline import IngestOptions, ingest
 from xsearch.ingest.scan import find_files
 from xsearch.models import load_encoder
-from xsearch.samples import audio_samples, image_samples, write_wav
 from xsearch.store.manifest import MANIFEST
 from xsearch.store.store import _GEN, DATA, Store
 
@@ -73,20 +72,7 @@ def encoder():
 
 
 def make_folder(folder: Path, n: int, seed: int) -> Path:
-    folder.mkdir(parents=True)
-    waves = list(audio_samples(seconds=1.0).values())
-    pictures = list(image_samples((64, 48)).values())
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        if i % 2:
-            picture = pictures[i % len(pictures)].copy()
-            picture.putpixel((0, 0), tuple(int(c) for c in rng.integers(0, 255, 3)))
-            picture.save(folder / f"p{seed}-{i}.png")
-        else:
-            wave = waves[i % len(waves)] * (0.5 + 0.5 * rng.random())
-            write_wav(folder / f"a{seed}-{i}.wav", wave.astype(np.float32))
-            (folder / f"a{seed}-{i}.txt").write_text(f"sound {seed} {i}")
-    return folder
+    return mixed_folder(folder, n, seed, sidecar_every=1)  # every sound with a text
 
 
 def free_bytes(path: Path) -> int:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from xsearch.errors import UsageError
-from xsearch.store.lock import IndexLocked
+from xsearch.store.lock import IndexLocked, WriterLock
 from xsearch.store.manifest import StoreCorrupt
 from xsearch.store.rebuild import rebuild_indexes
 from xsearch.store.reference import bottom_k
@@ -84,6 +84,17 @@ def test_commit_reopen_and_remove(tmp_path):
 def test_second_writer_gets_a_clear_error(tmp_path):
     with Writer(tmp_path / "idx", MODEL), pytest.raises(IndexLocked, match="another process"):
         Writer(tmp_path / "idx", MODEL)
+
+
+def test_the_lock_can_be_checked_without_taking_it(tmp_path):
+    lock = WriterLock(tmp_path / "idx" / "writer.lock")
+    lock.check()  # no index yet: free, and nothing is created
+    assert not (tmp_path / "idx").exists()
+    with Writer(tmp_path / "idx", MODEL), pytest.raises(IndexLocked, match="another process"):
+        lock.check()
+    lock.check()  # free again
+    with Writer(tmp_path / "idx", MODEL):  # and check() left it free for the next writer
+        pass
 
 
 def test_another_model_is_refused(tmp_path):
