@@ -597,6 +597,11 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the stores")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/scale.json")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the sizes already in --out that this run does not measure (one size a run)",
+    )
     parser.add_argument("--phase", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
@@ -625,11 +630,19 @@ def main() -> None:
         "sizes": [],
         "growth": [],
     }
+    if args.merge and args.out.exists():
+        earlier = json.loads(args.out.read_text())
+        result["earlier_runs"] = [*earlier.get("earlier_runs", []), earlier["machine"]]
+        kept = [s for s in earlier["sizes"] if s["items"] not in sizes]
+    else:
+        kept = []
     parent = args.workdir or Path(tempfile.gettempdir())
     parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="xsearch-scale-", dir=parent) as tmp:
         for n in sizes:
-            result["sizes"].append(measure_size(n, args, Path(tmp)))
+            measured = [*result["sizes"], measure_size(n, args, Path(tmp))]
+            result["sizes"] = sorted(kept + measured, key=lambda size: size["items"])
+            kept = []
             result["growth"] = growth(result["sizes"])
             for size in result["sizes"]:
                 if "indexes" in size:

@@ -82,7 +82,9 @@ def check_index_file(path: Path) -> bool:
         f.seek(ids_at)
         if struct.unpack("<Q", f.read(8))[0] != outer.ntotal:
             raise UnsafeIndexFile(f"the id map does not hold the {outer.ntotal} ids announced")
-        inner = _header(head, outer.end, ids_at)
+        # The inner index's vectors may live outside this file (IVF lists on disk), so its
+        # count is bounded by the id map's, checked above, not by its own bytes.
+        inner = _header(head, outer.end, size)
         if (inner.d, inner.ntotal) != (outer.d, outer.ntotal):
             raise UnsafeIndexFile("the inner index disagrees with its id map on d or ntotal")
         return _check_flat(f, inner, ids_at) if inner.fourcc in FLATS else False

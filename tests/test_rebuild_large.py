@@ -201,6 +201,17 @@ def test_on_disk_lists_answer_like_in_memory_lists(copy):
     assert not list(disk.dir.glob("data/*.grow"))
 
 
+def test_an_on_disk_index_with_more_vectors_than_its_file_has_bytes_loads(copy):
+    """The lists live in the .ivfdata file: the index file itself (IVF1,SQ4 at d=64: under
+    1 kB before its id map) holds fewer bytes than the 2,600 vectors it counts. 10M vectors in
+    IVF2048,SQ8 at d=1024 (8.4 MB) were refused as a corrupt file before."""
+    store = rebuild_indexes(copy("tiny-lists"), "IVF1,SQ4", on_disk=True)
+    index = Store.open(store.dir).faiss_index("audio")
+    assert index.ntotal == 2600 and faiss_index.on_disk_lists(index) is not None
+    q = queries(1)[0]
+    assert len({h.item_id for h in search(store, q, "audio", 10)} & exact_top(store, q)) >= 8
+
+
 def test_commits_to_an_on_disk_index_write_new_lists(copy):
     directory = copy("commit")
     old = rebuild_indexes(directory, "IVF32,SQ8", on_disk=True)
