@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import pickletools
 import shutil
 import struct
 import subprocess
@@ -21,11 +22,11 @@ from PIL import Image, ImageFile
 from tests.conftest import ROOT
 from tests.reliability import record
 from tests.test_ingest_workers import png_declaring
-from tests.test_store import MODEL, add_asset
+from tests.test_store import commit_asset
 from xsearch.errors import CheckpointError, MediaError
 from xsearch.media import load_image
 from xsearch.store.manifest import FileEntry, StoreCorrupt, publish, read_manifest
-from xsearch.store.store import Changes, Store, Writer
+from xsearch.store.store import Store
 
 RATE = 44100
 
@@ -63,11 +64,12 @@ def evil_checkpoint(path: Path, sentinel: Path, how: str) -> Path:
 def test_pickled_code_in_a_checkpoint_never_runs(tmp_path, how):
     from xsearch.models.checkpoint import load_checkpoint, read_state_dict
 
-    # The payload is live: an ordinary unpickler runs it.
-    control = tmp_path / "control"
-    with open(evil_checkpoint(tmp_path / "control.pt", control, "pickle"), "rb") as f:
-        pickle.load(f)
-    assert control.exists()
+    # The payload is live: the file asks an unpickler to call Path.touch (read by
+    # disassembling the pickle, which runs nothing).
+    control = evil_checkpoint(tmp_path / "control.pt", tmp_path / "control", "pickle")
+    ops = list(pickletools.genops(control.read_bytes()))
+    assert any(arg == "Path.touch" for _, arg, _ in ops)
+    assert "REDUCE" in {op.name for op, _, _ in ops}
 
     sentinel = tmp_path / "pwned"
     path = evil_checkpoint(tmp_path / f"evil-{how}.pt", sentinel, how)
@@ -139,10 +141,7 @@ def forged_index(factory: str, field: str, value: int) -> bytes:
 
 
 def small_store(directory: Path, n: int = 6) -> Path:
-    with Writer(directory, MODEL) as writer:
-        changes = Changes()
-        add_asset(writer, changes, "/m/a.wav", n, seed=1)
-        writer.commit(changes)
+    commit_asset(directory, "/m/a.wav", n, seed=1)
     return directory
 
 
