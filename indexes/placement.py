@@ -115,6 +115,13 @@ def is_gpu(index) -> bool:
     return gpu_index is not None and isinstance(_device_part(index), gpu_index)
 
 
+def is_gpu_flat(index) -> bool:
+    """Whether the index inside the id map is an exact GPU index (on one GPU or sharded)."""
+    import faiss
+
+    return isinstance(_device_part(index), getattr(faiss, "GpuIndexFlat", ()))
+
+
 def _device_part(index):
     """The index inside the id map, or its first shard or replica."""
     import faiss

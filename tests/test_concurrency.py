@@ -34,14 +34,14 @@ from tests.conftest import run_cli
 from tests.media_factory import mixed_folder as make_folder
 from tests.reliability import record
 from tests.test_server import serving
-from tests.test_store import MODEL, add_asset, check_invariants, unit
+from tests.test_store import MODEL, check_invariants, commit_asset, unit
 from xsearch.ingest.pipeline import IngestOptions, ingest
 from xsearch.ingest.scan import find_files
 from xsearch.models import load_encoder
 from xsearch.search.engine import search
 from xsearch.server.app import create_app
 from xsearch.store.manifest import StoreCorrupt, read_manifest
-from xsearch.store.store import Changes, Store, Writer
+from xsearch.store.store import Store, Writer
 
 CLI = ["-w", "random", "--config", "audioclip-tiny", "--workers", "0"]
 LOCKED = "is writing this index"
@@ -175,10 +175,7 @@ def test_a_reader_two_generations_behind_reopens_and_never_mixes(tmp_path):
     directory = tmp_path / "idx"
 
     def commit(n: int) -> None:
-        with Writer(directory, MODEL) as writer:
-            changes = Changes()
-            add_asset(writer, changes, f"/m/{n}.wav", 2, seed=n)
-            writer.commit(changes)
+        commit_asset(directory, f"/m/{n}.wav", 2, seed=n)
 
     query = unit(1, seed=9)[0]
     commit(0)

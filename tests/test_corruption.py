@@ -457,16 +457,13 @@ def test_cli_repair_says_what_cannot_be_saved(matrix, tmp_path):
 
 def test_repair_keeps_the_type_of_an_on_disk_index(tmp_path):
     """Damaged on-disk lists: the index file still tells the type, rebuilt as it was."""
-    from tests.test_store import MODEL, add_asset, check_invariants
+    from tests.test_store import check_invariants, commit_asset
     from xsearch.store.rebuild import rebuild_indexes
-    from xsearch.store.store import Changes, Store, Writer
+    from xsearch.store.store import Store
     from xsearch.store.verify import repair_index, verify_index
 
     directory = tmp_path / "idx"
-    with Writer(directory, MODEL) as writer:
-        changes = Changes()
-        add_asset(writer, changes, "/m/a.wav", 300, seed=4)
-        writer.commit(changes)
+    commit_asset(directory, "/m/a.wav", 300, seed=4)
     rebuild_indexes(directory, "IVF4,Flat", on_disk=True, train_sample=300)
     lists = directory / Store.open(directory).manifest.files["ivfdata/audio"].path
     damage_file(lists, "flipped")

@@ -433,7 +433,7 @@ def test_the_eval_gpu_branch_run_on_a_cpu_index_equals_cpu(store, monkeypatch):
             return cpu_search(queries, k, params=params)
 
     monkeypatch.setattr(placement, "is_gpu", lambda index: True)
-    monkeypatch.setattr(retrieval, "_gpu_flat", lambda index: True)
+    monkeypatch.setattr(placement, "is_gpu_flat", lambda index: True)
     monkeypatch.setattr(placement, "parameters", lambda index, nprobe=None: None)
     monkeypatch.setitem(index.store._indexes, "audio", Spy())
     got = retrieval.Evaluation(index).pair("audio", "audio").metrics

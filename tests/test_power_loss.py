@@ -24,7 +24,7 @@ import xsearch.store.store as store_module
 from tests.powerloss import CrashImage, PowerLoss, state_digest, write_state
 from tests.reliability import record
 from tests.test_crash import STEPS, snapshot
-from tests.test_store import MODEL, add_asset
+from tests.test_store import MODEL, commit_asset
 from xsearch.ingest.identity import model_identity
 from xsearch.ingest.pipeline import IngestOptions, ingest
 from xsearch.ingest.scan import find_files
@@ -33,7 +33,7 @@ from xsearch.samples import audio_samples, image_samples, write_video, write_wav
 from xsearch.store import manifest as manifest_module
 from xsearch.store.manifest import MANIFEST, StoreCorrupt
 from xsearch.store.rebuild import rebuild_indexes
-from xsearch.store.store import _GEN, DATA, Changes, Store, Writer
+from xsearch.store.store import _GEN, DATA, Store, Writer
 
 
 class Run:
@@ -240,19 +240,13 @@ def test_power_loss_during_the_first_ingest_into_a_new_folder(scenario, encoder,
 
 def commit_twice(directory: Path) -> None:
     for n in range(2):
-        with Writer(directory, MODEL) as writer:
-            changes = Changes()
-            add_asset(writer, changes, f"/m/{n}.wav", 2, seed=n)
-            writer.commit(changes)
+        commit_asset(directory, f"/m/{n}.wav", 2, seed=n)
 
 
 def broken_run(tmp_path: Path, monkeypatch, breakage: Callable[[], None]) -> Checker:
     home = tmp_path / "home"
     home.mkdir()
-    with Writer(home / "idx", MODEL) as writer:
-        changes = Changes()
-        add_asset(writer, changes, "/m/first.wav", 3)
-        writer.commit(changes)
+    commit_asset(home / "idx", "/m/first.wav", 3)
     breakage()  # before the watch, which wraps what the store then calls
     run = Run(home / "idx")
     run.watch(monkeypatch)

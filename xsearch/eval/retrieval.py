@@ -178,7 +178,7 @@ class Evaluation:
             params = placement.parameters(index, self.knobs.get("nprobe"))
             k = min(len(cand_ids), placement.GPU_MAX_K)
             found_scores, found_ids = index.search(queries, k, params=params)
-            if k < len(cand_ids) and _gpu_flat(index):
+            if k < len(cand_ids) and placement.is_gpu_flat(index):
                 out[:] = queries @ cand_vectors.T
         else:
             params = search_parameters(index, None, SearchOptions(**self.knobs))
@@ -188,13 +188,6 @@ class Evaluation:
         valid = (found_ids >= 0).reshape(-1)
         out[rows[valid], column.reshape(-1)[valid]] = found_scores.reshape(-1)[valid]
         return out
-
-
-def _gpu_flat(index) -> bool:
-    """Whether a GPU-placed index is an exact (flat) one, on one GPU or sharded."""
-    import faiss
-
-    return isinstance(placement._device_part(index), getattr(faiss, "GpuIndexFlat", ()))
 
 
 def _combine(parts: list[dict]) -> dict[str, float | int]:
