@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -34,6 +36,14 @@ def add_asset(writer: Writer, changes: Changes, path: str, n_audio: int, seed: i
         )  # fmt: skip
     changes.add_vectors("audio", ids, unit(n_audio, seed))
     return asset
+
+
+def commit_asset(directory: Path, path: str, n_audio: int, seed: int = 0) -> Store:
+    """Commit one asset of `n_audio` audio items to the index at `directory`."""
+    with Writer(directory, MODEL) as writer:
+        changes = Changes()
+        add_asset(writer, changes, path, n_audio, seed)
+        return writer.commit(changes)
 
 
 def check_invariants(store: Store) -> None:
@@ -97,11 +107,22 @@ def test_the_lock_can_be_checked_without_taking_it(tmp_path):
         pass
 
 
+def test_a_file_deleted_after_its_check_is_store_corrupt_not_a_crash(tmp_path):
+    """A later commit deletes the files of generations two behind, between a reader's check of
+    a file and its read: that is StoreCorrupt, which readers answer by reopening."""
+    store = Store.open(commit_asset(tmp_path / "idx", "/m/a.wav", 3).dir)
+    for role in ("reference/audio", "items", "embeddings/audio/g00000001"):
+        store.path(role).unlink()  # checked (and remembered as checked), then deleted
+    with pytest.raises(StoreCorrupt, match="deleted by a newer generation"):
+        store.reference("audio")
+    with pytest.raises(StoreCorrupt, match="deleted by a newer generation"):
+        store.items  # noqa: B018
+    with pytest.raises(StoreCorrupt, match="deleted by a newer generation"):
+        store.embeddings("audio")
+
+
 def test_another_model_is_refused(tmp_path):
-    with Writer(tmp_path / "idx", MODEL) as writer:
-        changes = Changes()
-        add_asset(writer, changes, "/m/a.wav", 1)
-        writer.commit(changes)
+    commit_asset(tmp_path / "idx", "/m/a.wav", 1)
     other = {**MODEL, "weights": "abc123"}
     with pytest.raises(UsageError, match="was built with"):
         Writer(tmp_path / "idx", other)
@@ -109,10 +130,7 @@ def test_another_model_is_refused(tmp_path):
 
 def test_leftovers_of_a_crashed_commit_are_removed(tmp_path):
     directory = tmp_path / "idx"
-    with Writer(directory, MODEL) as writer:
-        changes = Changes()
-        add_asset(writer, changes, "/m/a.wav", 1)
-        writer.commit(changes)
+    commit_asset(directory, "/m/a.wav", 1)
     stray = directory / "data" / "items-g2.parquet"
     stray.write_bytes(b"half-written")
     tmp_manifest = directory / ".manifest.json.tmp-123"
@@ -124,10 +142,7 @@ def test_leftovers_of_a_crashed_commit_are_removed(tmp_path):
 
 def test_corrupt_file_is_detected_by_checksum(tmp_path):
     directory = tmp_path / "idx"
-    with Writer(directory, MODEL) as writer:
-        changes = Changes()
-        add_asset(writer, changes, "/m/a.wav", 2)
-        writer.commit(changes)
+    commit_asset(directory, "/m/a.wav", 2)
     faiss_file = next((directory / "data").glob("faiss-audio-*"))
     data = bytearray(faiss_file.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -146,10 +161,7 @@ def test_unreadable_manifest_is_one_clear_error(tmp_path):
 
 def test_rebuild_with_another_factory_keeps_results(tmp_path):
     directory = tmp_path / "idx"
-    with Writer(directory, MODEL) as writer:
-        changes = Changes()
-        add_asset(writer, changes, "/m/a.wav", 50, seed=3)
-        writer.commit(changes)
+    commit_asset(directory, "/m/a.wav", 50, seed=3)
     before = Store.open(directory)
     store = rebuild_indexes(directory, "HNSW32")
     assert store.generation == before.generation + 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -85,9 +86,25 @@ class Store:
         self._verified.add(role)  # files of a generation never change once published
         return path
 
+    @contextmanager
+    def _reading(self):
+        """A file checked by `path` that is gone by the time it is read: a later commit deleted
+        it (a reader two generations behind loses its files). StoreCorrupt, like any file
+        this generation cannot give, so readers follow the newer one (Index.search does)."""
+        try:
+            yield
+        except FileNotFoundError as e:
+            raise StoreCorrupt(
+                f"{e.filename}: deleted by a newer generation while being read; "
+                "open the index again"
+            ) from None
+
     def _table(self, role: str, schema: pa.Schema) -> pa.Table:
         path = self.path(role)
-        return tables.read_parquet(path, schema) if path else schema.empty_table()
+        if path is None:
+            return schema.empty_table()
+        with self._reading():
+            return tables.read_parquet(path, schema)
 
     @cached_property
     def assets(self) -> pa.Table:
@@ -115,7 +132,8 @@ class Store:
 
     def embeddings(self, modality: str) -> tuple[np.ndarray, np.ndarray]:
         """(item ids, vectors) of the live items of `modality`, in id order."""
-        parts = [tables.read_parquet(self.path(r)) for r in self.embedding_roles(modality)]
+        with self._reading():
+            parts = [tables.read_parquet(self.path(r)) for r in self.embedding_roles(modality)]
         if not parts:
             return np.empty(0, np.int64), np.empty((0, 0), np.float32)
         ids, vectors = tables.embeddings_arrays(pa.concat_tables(parts))
@@ -135,7 +153,8 @@ class Store:
         found: dict[int, np.ndarray] = {}
         for modality in set(rows.column("modality").to_pylist()):
             for role in self.embedding_roles(modality):
-                part = pq.read_table(self.path(role), filters=[("item_id", "in", item_ids)])
+                with self._reading():
+                    part = pq.read_table(self.path(role), filters=[("item_id", "in", item_ids)])
                 ids, vectors = tables.embeddings_arrays(part)
                 found.update(zip(ids.tolist(), vectors))
         return np.stack([found[i] for i in item_ids])
@@ -145,7 +164,8 @@ class Store:
         if modality not in self._references:
             path = self.path(f"reference/{modality}")
             if path is not None:
-                sample = tables.embeddings_arrays(tables.read_parquet(path))
+                with self._reading():
+                    sample = tables.embeddings_arrays(tables.read_parquet(path))
             else:  # a store written before samples were kept
                 sample = bottom_k(*self.embeddings(modality))
             self._references[modality] = sample
@@ -177,7 +197,8 @@ class Store:
             return None
         lists = self.path(f"ivfdata/{modality}")
         try:  # and, should the manifest be forged too, loaded within bounded memory
-            return load_guarded(path, lambda: read(path, lists))
+            with self._reading():
+                return load_guarded(path, lambda: read(path, lists))
         except UnsafeIndexFile as e:
             raise StoreCorrupt(
                 f"{path}: not a loadable FAISS index ({e}); {repair_hint(self.dir)}"
