@@ -635,3 +635,26 @@ def test_the_server_follows_new_generations(tmp_path):
             liked = c.get("/api/search", params={"like": newest["item_id"], "target": "image"})
             assert liked.status_code == 200 and liked.json()["hits"][0]["name"] == name
     assert not (directory / "data" / "assets-g1.parquet").exists()  # generation 1 is gone
+
+
+def test_the_server_follows_a_generation_its_index_moved_to_during_a_search(tmp_path):
+    """Index.search reopens on its own when its files were deleted under it; the server's
+    status, catalog and thumbnails must follow that generation too, not stay behind."""
+    from xsearch.samples import image_samples
+
+    folder = tmp_path / "media"
+    folder.mkdir()
+    pictures = list(image_samples((64, 48)).items())
+    pictures[0][1].save(folder / pictures[0][0])
+    encoder = load_encoder("random", config="audioclip-tiny", device="cpu", batch_size=4)
+    directory = tmp_path / "home" / "live"
+    ingest(find_files([folder]), directory, encoder, IngestOptions(workers=0))
+    index = xsearch.open("live", root=tmp_path / "home", device="cpu")
+    index.__dict__["encoder"] = encoder
+    with TestClient(create_app(index), raise_server_exceptions=False) as c:
+        assert c.get("/api/status").json()["generation"] == 1
+        pictures[1][1].save(folder / pictures[1][0])
+        ingest(find_files([folder]), directory, encoder, IngestOptions(workers=0))
+        assert index.refresh()  # what a search's retry does, between two requests
+        status = c.get("/api/status").json()
+        assert status["generation"] == 2 and status["items"]["image"] == 2, status

@@ -144,7 +144,10 @@ class _Api:
     def _follow(self) -> None:
         """Serve the newest generation: an ingest while serving shows at the next request."""
         with self.following:
-            if self.index.refresh():
+            self.index.refresh()
+            # Compared with what the catalog was built from, not refresh()'s answer: a search
+            # may itself have moved the index on (Index.search reopens when its files go).
+            if self.facts["generation"] != self.index.store.generation:
                 self.catalog = Catalog(self.index.store)
                 self.thumbs = ThumbnailCache(self.catalog, entries=self.thumbnails)
                 self.facts = self._facts()
