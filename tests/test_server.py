@@ -607,9 +607,9 @@ def test_concurrent_requests_equal_serial_results(live, home, index):
             assert value == serial[key], key
 
 
-def test_the_server_follows_new_generations(tmp_path):
-    """Ingests while serving: each shows at the next request, also after the writer has
-    deleted the generation the server started with."""
+def one_picture_index(tmp_path: Path):
+    """An index `live` of one picture, opened: (folder, pictures to add, encoder, its
+    directory, the opened index)."""
     from xsearch.samples import image_samples
 
     folder = tmp_path / "media"
@@ -621,6 +621,13 @@ def test_the_server_follows_new_generations(tmp_path):
     ingest(find_files([folder]), directory, encoder, IngestOptions(workers=0))
     index = xsearch.open("live", root=tmp_path / "home", device="cpu")
     index.__dict__["encoder"] = encoder
+    return folder, pictures, encoder, directory, index
+
+
+def test_the_server_follows_new_generations(tmp_path):
+    """Ingests while serving: each shows at the next request, also after the writer has
+    deleted the generation the server started with."""
+    folder, pictures, encoder, directory, index = one_picture_index(tmp_path)
     with TestClient(create_app(index), raise_server_exceptions=False) as c:
         assert c.get("/api/status").json()["generation"] == 1
         for n, (name, picture) in enumerate(pictures[1:4], start=2):
@@ -640,17 +647,7 @@ def test_the_server_follows_new_generations(tmp_path):
 def test_the_server_follows_a_generation_its_index_moved_to_during_a_search(tmp_path):
     """Index.search reopens on its own when its files were deleted under it; the server's
     status, catalog and thumbnails must follow that generation too, not stay behind."""
-    from xsearch.samples import image_samples
-
-    folder = tmp_path / "media"
-    folder.mkdir()
-    pictures = list(image_samples((64, 48)).items())
-    pictures[0][1].save(folder / pictures[0][0])
-    encoder = load_encoder("random", config="audioclip-tiny", device="cpu", batch_size=4)
-    directory = tmp_path / "home" / "live"
-    ingest(find_files([folder]), directory, encoder, IngestOptions(workers=0))
-    index = xsearch.open("live", root=tmp_path / "home", device="cpu")
-    index.__dict__["encoder"] = encoder
+    folder, pictures, encoder, directory, index = one_picture_index(tmp_path)
     with TestClient(create_app(index), raise_server_exceptions=False) as c:
         assert c.get("/api/status").json()["generation"] == 1
         pictures[1][1].save(folder / pictures[1][0])
