@@ -3,7 +3,7 @@ many items were lost.
 
 Runs the reliability tests (crash points, power loss, corruptions, hostile inputs,
 concurrency, disk full, the state machine) with $XSEARCH_RELIABILITY_LOG set; each test tallies
-what it tried through tests/reliability.py, and its assertions decide whether it held. Prints a
+what it tried through tests/helpers/tally.py, and its assertions decide whether it held. Prints a
 table per category and writes JSON.
 
     .venv/bin/python benchmarks/reliability.py [--out results.json] [-k EXPR]
@@ -23,14 +23,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_FILES = [
-    "tests/test_crash.py",
-    "tests/test_power_loss.py",
-    "tests/test_corruption.py",
-    "tests/test_hostile.py",
-    "tests/test_checkpoint.py",
-    "tests/test_concurrency.py",
-    "tests/test_disk_full.py",
-    "tests/test_state_machine.py",
+    "tests/reliability/test_crash.py",
+    "tests/reliability/test_power_loss.py",
+    "tests/reliability/test_corruption.py",
+    "tests/reliability/test_hostile.py",
+    "tests/models/test_checkpoint.py",
+    "tests/reliability/test_concurrency.py",
+    "tests/reliability/test_disk_full.py",
+    "tests/reliability/test_state_machine.py",
 ]
 
 
@@ -45,9 +45,8 @@ def outcomes(junit: Path) -> dict[str, dict[str, int]]:
     """Per test file: tests passed, failed, skipped (from the JUnit XML)."""
     out: dict[str, dict[str, int]] = defaultdict(lambda: {"passed": 0, "failed": 0, "skipped": 0})
     for case in ET.parse(junit).getroot().iter("testcase"):
-        module = (
-            case.get("classname", "").split(".")[1] if "." in case.get("classname", "") else "?"
-        )
+        parts = case.get("classname", "").split(".")
+        module = next((part for part in parts if part.startswith("test_")), "?")
         kinds = {child.tag for child in case}
         state = (
             "failed"

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -39,14 +35,3 @@ def tiny_encoder(tiny_checkpoint):
     from xsearch.models.encoder import AudioCLIPEncoder
 
     return AudioCLIPEncoder(load_checkpoint(tiny_checkpoint), "cpu", batch_size=4)
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
-    """Run the installed `xsearch` console script in a subprocess; returns CompletedProcess."""
-    import subprocess
-
-    exe = Path(sys.executable).with_name("xsearch")
-    full_env = {**os.environ, **(env or {}), "COLUMNS": "200"}
-    return subprocess.run(
-        [str(exe), *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=300
-    )

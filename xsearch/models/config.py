@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from xsearch.errors import UsageError
+from xsearch.models.spec import AudioInput, EncoderSpec, ImageInput, TextInput
 
 
 @dataclass(frozen=True)
@@ -73,4 +74,16 @@ def get_config(name: str) -> ModelConfig:
         vision=VisionConfig(**{**vision, "layers": tuple(vision["layers"])}),
         text=TextConfig(**text),
         audio=AudioConfig(**{**audio, "layers": tuple(audio["layers"])}),
+    )
+
+
+def spec_of(config: ModelConfig) -> EncoderSpec:
+    """What an AudioCLIP model of `config` embeds and expects (clips of any length)."""
+    return EncoderSpec(
+        family="audioclip",
+        config=config.name,
+        dim=config.embed_dim,
+        image=ImageInput(config.vision.image_size),
+        audio=AudioInput(config.audio.sample_rate),
+        text=TextInput(config.text.context_length),
     )

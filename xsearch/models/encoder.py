@@ -1,12 +1,11 @@
-"""The encoder interface: batches of texts, images or waveforms -> L2-normalised float32 rows.
+"""Torch encoders: batches of texts, images or waveforms -> L2-normalised float32 rows.
 
-`Encoder` is what the rest of xsearch programs against; `AudioCLIPEncoder` is the one
-implementation today. Further encoders (CLAP, ImageBind-style) subclass `Encoder`.
+The interface, `Encoder`, and what each model embeds, `EncoderSpec`, live in the torch-free
+`xsearch.models.spec`; `AudioCLIPEncoder` implements them for AudioCLIP.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from typing import TypeVar
@@ -17,7 +16,9 @@ from PIL import Image
 
 from xsearch.models import preprocess
 from xsearch.models.audioclip import AudioCLIP
+from xsearch.models.config import spec_of
 from xsearch.models.inference import prepare_for_inference
+from xsearch.models.spec import Encoder
 
 T = TypeVar("T")
 
@@ -31,25 +32,8 @@ def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-class Encoder(ABC):
-    """Embeds each modality into one shared space of `dim` dimensions."""
-
-    name: str
-    dim: int
-    sample_rate: int  # Hz that `embed_audio` expects
-    batch_size: int
-
-    @abstractmethod
-    def embed_text(self, texts: Sequence[str | Sequence[str]]) -> np.ndarray:
-        """Texts (a label list is joined with ', ') -> [n, dim]."""
-
-    @abstractmethod
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """PIL images -> [n, dim]."""
-
-    @abstractmethod
-    def embed_audio(self, waves: Sequence[np.ndarray]) -> np.ndarray:
-        """Mono waveforms at `sample_rate`, int16 scale, any lengths -> [n, dim]."""
+class TorchEncoder(Encoder):
+    """An encoder whose model is a torch module: batching and normalisation shared."""
 
     def _run(
         self,
@@ -74,7 +58,7 @@ class Encoder(ABC):
         return out
 
 
-class AudioCLIPEncoder(Encoder):
+class AudioCLIPEncoder(TorchEncoder):
     name = "audioclip"
 
     def __init__(
@@ -89,8 +73,7 @@ class AudioCLIPEncoder(Encoder):
         self.fp16 = self.device.type == "cuda" if fp16 is None else fp16
         self.model = prepare_for_inference(model, self.device)
         self.config = model.config
-        self.dim = model.config.embed_dim
-        self.sample_rate = model.config.audio.sample_rate
+        self.spec = spec_of(model.config)
         self.batch_size = batch_size
 
     def _context(self):

@@ -1,0 +1,95 @@
+"""`xsearch eval` on a planted index: the table, JSON, the plot and the exact comparison."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.helpers.cli import run_cli
+from tests.helpers.eval_layouts import CLASSES, DIRECTIONS, build
+from xsearch.store.rebuild import rebuild_indexes
+
+
+@pytest.fixture
+def home(tmp_path):
+    rng = np.random.default_rng(0)
+
+    def near(c):  # the class direction plus a little noise
+        v = DIRECTIONS[c] + 0.05 * rng.standard_normal(1024).astype(np.float32)
+        return v / np.linalg.norm(v)
+
+    files = [([c], {"audio": [near(c)], "image": [near(c)]}) for c in CLASSES for _ in range(5)]
+    build(tmp_path / "home" / "planted", files)
+    return tmp_path
+
+
+def test_eval_an_index(home):
+    env = {"XSEARCH_HOME": str(home / "home")}
+    out, plot = str(home / "e.json"), str(home / "pr.png")
+    done = run_cli("eval", "--index", "planted", "--pairs", "audio:image,image:image",
+                   "--out", out, "--plot", plot, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "audio" in done.stdout and "100.00" in done.stdout and "mAP" in done.stdout
+    report = json.loads((home / "e.json").read_text())
+    assert [(p["query"], p["result"]) for p in report["pairs"]] == [
+        ("audio", "image"),
+        ("image", "image"),
+    ]
+    for p in report["pairs"]:
+        assert p["mAP"] == 1.0 and p["P@1"] == 1.0 and p["queries"] == 15
+        assert len(p["pr_curve"]["recall"]) == 101
+    assert (home / "pr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_compares_an_approximate_index_with_exact(home):
+    env = {"XSEARCH_HOME": str(home / "home")}
+    rebuild_indexes(home / "home" / "planted", "IVF3,Flat")
+    done = run_cli("eval", "--index", "planted", "--pairs", "audio:image", "--nprobe", "1",
+                   "--compare-exact", "--json", env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    (served,), (exact,) = report["pairs"], report["exact"]
+    assert exact["mAP"] == 1.0 and served["mAP"] <= exact["mAP"]
+
+
+def test_eval_errors(home):
+    env = {"XSEARCH_HOME": str(home / "home")}
+    for args, needle in (
+        ([], "--index NAME or --dataset"),
+        (["--index", "planted", "--pairs", "text:video"], "bad pairing"),
+        (["--index", "nothing"], "no index"),
+        (["--index", "planted", "--relevance", "some"], "some"),
+        (["--dataset", "esc51", str(home)], "esc51"),
+    ):
+        done = run_cli("eval", *args, env=env)
+        assert done.returncode != 0 and needle in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr
+
+
+def test_eval_a_dataset_end_to_end_with_the_tiny_model(tmp_path):
+    """ESC-50 layout -> ingest with labels into eval-esc50 -> every pairing it has."""
+    from tests.helpers.eval_layouts import write_esc50
+
+    layout = write_esc50(tmp_path / "esc50", classes=3, per_class=2, folds=2)
+    env = {"XSEARCH_HOME": str(tmp_path / "home")}
+    args = ("eval", "--dataset", "esc50", str(layout.root), "-w", "random",
+            "--config", "audioclip-tiny", "--device", "cpu", "--json")  # fmt: skip
+    done = run_cli(*args, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "RANDOM weights" in done.stderr
+    report = json.loads(done.stdout)
+    assert report["index"] == "eval-esc50"
+    pairs = {(p["query"], p["result"]): p for p in report["pairs"]}
+    assert set(pairs) == {("text", "audio"), ("audio", "audio")}  # only audio items exist
+    assert pairs[("text", "audio")]["queries"] == 3  # one query per class name
+    assert pairs[("text", "audio")]["candidates"] == 6
+    assert pairs[("audio", "audio")]["queries"] == 6
+    for p in pairs.values():
+        assert 0 <= p["mAP"] <= 1 and 0 <= p["P@1"] <= 1
+    assert report["zero_shot"]["audio"]["items"] == 6
+    assert report["zero_shot"]["audio"]["classes"] == 3
+    again = run_cli(*args, env=env)  # the same dataset again: incremental, same numbers
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["pairs"] == report["pairs"]

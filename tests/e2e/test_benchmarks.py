@@ -1,0 +1,114 @@
+"""The benchmark scripts run end to end (a smoke test: no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_embed_speed_quick_run_writes_positive_rates(tmp_path):
+    out = tmp_path / "tmp.json"
+    script = ROOT / "benchmarks" / "embed_speed.py"
+    args = ["--quick", "--config", "audioclip-tiny", "--out", str(out)]
+    proc = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert "efficiency" in proc.stdout
+
+    result = json.loads(out.read_text())
+    assert result["config"] == "audioclip-tiny"
+    assert result["machine"]["matmul_gflops"] > 0
+    assert result["machine"]["torch"]
+    rows = result["rows"]
+    assert {r["modality"] for r in rows} == {"text", "image", "audio 5s", "audio 10s"}
+    assert {r["batch"] for r in rows} == {1, 2}
+    for row in rows:
+        assert row["items_per_s"] > 0, row
+        assert row["ms_per_item"] > 0, row
+        assert row["gflop_per_item"] > 0, row
+        assert row["efficiency"] > 0, row
+    text = [r for r in rows if r["modality"] == "text"]
+    assert all(r["effective"] and 2 <= r["positions"] < 77 for r in text)
+
+
+def test_query_speed_quick_run_measures_latency_and_approximate_search(tmp_path):
+    out = tmp_path / "query.json"
+    script = ROOT / "benchmarks" / "query_speed.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--quick", "--config", "audioclip-tiny", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert "recall@10" in proc.stdout
+
+    result = json.loads(out.read_text())
+    parts = ("end_to_end", "text_encoding", "vector_search", "metadata", "search_from_vector",
+             "bare_numpy")  # fmt: skip
+    for key, threads in (("rows", "as is"), ("rows_1_thread", 1)):
+        [row] = result[key]
+        assert row["items"] == 2000 and row["threads"] == threads
+        for part in parts:
+            assert 0 < row[f"{part}_p50_ms"] <= row[f"{part}_p95_ms"], (key, part)
+        assert row["ratio_to_encoding_plus_bare"] > 0
+
+    [ann] = result["ann"]
+    assert ann["items"] == 2000 and ann["queries"] == 20
+    nb = ann["neighbours"]  # clustered data: near neighbours stand out from random pairs
+    assert nb["random_pair_cosine"] < nb["cosine_10th"] <= nb["cosine_1st"] <= 1
+    assert nb["lid_20"] > 0
+    indexes = {e["factory"]: e for e in ann["indexes"]}
+    assert set(indexes) == {"IVF16,PQ64x4fsr,RFlat", "IVF16,SQ8"}
+    for entry in indexes.values():
+        assert entry["built_with"] == "Writer.rebuild"  # the published rebuild path
+        exact = entry["exact"]
+        assert exact["recall_at_10"] == 1.0
+        assert exact["vector_qps"] > 0 and exact["engine_qps_1t"] > 0
+        for row in entry["sweep"]:
+            assert 0 <= row["recall_at_10"] <= 1
+            assert row["vector_qps"] > 0 and row["engine_qps"] > 0
+            assert row["vector_speedup"] > 0 and row["engine_speedup_best"] > 0
+            # search() returns what the index returns with the same parameters
+            assert row["engine_same_as_vector"] == 1.0
+        assert entry["best"] is not None and entry["best"]["recall_at_10"] >= 0.95
+        assert entry["smallest"]
+    # every list visited: recall is limited by the codes alone, and re-ranking more of the
+    # approximate candidates with the exact vectors recovers it
+    refine = {r["k_factor"]: r["recall_at_10"] for r in indexes["IVF16,PQ64x4fsr,RFlat"]["sweep"]
+              if r["nprobe"] == 16}  # fmt: skip
+    assert refine[32] > refine[4]
+    sq8 = {r["nprobe"]: r["recall_at_10"] for r in indexes["IVF16,SQ8"]["sweep"]}
+    assert sq8[1] < sq8[16] and sq8[16] >= 0.99
+
+
+def test_reliability_report_tallies_a_real_run(tmp_path):
+    from benchmarks import reliability
+
+    out = tmp_path / "reliability.json"
+    report = reliability.main(
+        [
+            "--files",
+            "tests/reliability/test_crash.py",
+            "-k",
+            "write-reference-text",
+            "--out",
+            str(out),
+        ]
+    )
+    assert report["pytest_exit"] == 0
+    assert report["categories"]["crash points"] == {
+        "tried": 1, "survived": 1, "lost_items": 0, "cases": 1
+    }  # fmt: skip
+    assert report["tests"]["test_crash"]["passed"] == 1
+    assert json.loads(out.read_text()) == report

@@ -1,0 +1,1 @@
+"""Shared test helpers: media factories, store checks, CLI runner, fault tallies."""

@@ -1,0 +1,506 @@
+"""Corrupt artefacts: each kind of file an index keeps, emptied, cut to 16 bytes or to half,
+with flipped bytes, or deleted. Opening, querying and ingesting must then fail with one line
+naming the file and the fix, or give exactly the results of the undamaged index; never a
+traceback, a signal or other results. `xsearch verify` must report the damage, and `--repair`
+restore a healthy index: the same one when the damaged file can be re-derived, else the
+previous generation, saying what must be ingested again.
+
+The matrix runs in one child process (one model load for every case), so that a crash in
+native code shows as that case's failure instead of killing the test run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.cli import ROOT, run_cli
+from tests.helpers.tally import record
+
+# kind of file -> its role in the manifest of the base index (generation 2), or its name
+KINDS = {
+    "manifest": "manifest.json",
+    "assets": "assets",
+    "items": "items",
+    "failures": "failures",
+    "embeddings audio g1": "embeddings/audio/g00000001",  # shared by both generations
+    "embeddings audio g2": "embeddings/audio/g00000002",
+    "embeddings image": "embeddings/image/g00000001",
+    "faiss audio": "faiss/audio",
+    "faiss text": "faiss/text",
+    "reference audio": "reference/audio",
+    "reference image": "reference/image",
+    "writer.lock": "writer.lock",
+}
+DAMAGES = ("empty", "16 bytes", "half", "flipped", "deleted")
+CASES = [(kind, damage) for kind in KINDS for damage in DAMAGES] + [("manifest", "edited")]
+
+QUERIES = [
+    {"text": "a dog on a walk", "target": "audio"},
+    {"text": "a dog on a walk", "target": "image"},
+    {"text": "rain on a roof", "target": "text"},
+    {"text": "rain on a roof", "target": "all"},
+    {"like": "first audio item", "target": "audio", "k": 5},
+]
+
+
+def case_id(kind: str, damage: str) -> str:
+    return f"{kind}: {damage}"
+
+
+def cls(kind: str) -> str:
+    """What a repair can do about the kind: re-derive, restore, reset, or fall back."""
+    role = KINDS[kind]
+    if role.startswith(("faiss/", "reference/")):
+        return "derived"
+    if role.startswith("embeddings/"):
+        return "embeddings"  # re-created from the exact (Flat) FAISS index
+    return {"assets": "source", "items": "source", "writer.lock": "lock"}.get(role, role)
+
+
+def damage_file(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    if how == "empty":
+        path.write_bytes(b"")
+    elif how == "16 bytes":
+        path.write_bytes(data[:16])
+    elif how == "half":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "flipped":
+        middle = bytearray(data)
+        for i in range(len(middle) // 2, min(len(middle) // 2 + 8, len(middle))):
+            middle[i] ^= 0xFF
+        path.write_bytes(bytes(middle))
+    elif how == "deleted":
+        path.unlink()
+    elif how == "edited":  # still valid JSON, one number changed: only a checksum tells
+        raw = json.loads(data)
+        raw["next_item_id"] -= 1
+        path.write_bytes(json.dumps(raw, indent=1, sort_keys=True).encode())
+    else:
+        raise ValueError(how)
+
+
+def damaged_path(directory: Path, kind: str) -> Path:
+    role = KINDS[kind]
+    if role in ("manifest.json", "writer.lock"):
+        return directory / role
+    manifest = json.loads((directory / "manifest.json").read_bytes())
+    return directory / manifest["files"][role]["path"]
+
+
+# --- the child: builds the index and runs every case ------------------------------------------
+
+
+def _hits(index, like: int) -> list[list]:
+    rows = []
+    for query in QUERIES:
+        query = {**query, "like": like} if "like" in query else query
+        hits = index.search(**query)
+        rows.append([[Path(h.path).name, h.modality, h.start, h.end, round(h.cosine, 5),
+                      round(h.score, 4), h.item_id] for h in hits])  # fmt: skip
+    return rows
+
+
+class _Memo:
+    """The encoder, remembering its answers: the cases embed the same few inputs again and
+    again, and the model's time is not what this test measures."""
+
+    def __init__(self, encoder) -> None:
+        self._encoder = encoder
+        self._known: dict[tuple, object] = {}
+
+    def __getattr__(self, name: str):
+        return getattr(self._encoder, name)
+
+    def _ask(self, method: str, inputs: list, keys: list):
+        key = (method, *keys)
+        if key not in self._known:
+            self._known[key] = getattr(self._encoder, method)(inputs)
+        return self._known[key].copy()
+
+    def embed_text(self, texts):
+        return self._ask("embed_text", list(texts), list(texts))
+
+    def embed_audio(self, waves):
+        return self._ask("embed_audio", list(waves), [_digest(w) for w in waves])
+
+    def embed_images(self, images):
+        return self._ask("embed_images", list(images), [_digest(i) for i in images])
+
+
+def _digest(value) -> str:
+    import hashlib
+
+    import numpy as np
+
+    return hashlib.sha1(np.ascontiguousarray(value).tobytes()).hexdigest()
+
+
+def _outcome(fn) -> dict:
+    from xsearch.errors import XSearchError
+
+    try:
+        return {"ok": fn()}
+    except XSearchError as e:
+        return {"error": str(e)}
+    except Exception as e:  # the promise is broken: keep what the test must show
+        return {"crash": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+
+
+def _run_matrix(workdir: Path, out: Path) -> None:
+    """Child process: build the base index (two generations), then damage a copy per case."""
+    import numpy as np
+
+    import xsearch
+    from tests.helpers.media_tree import make_media
+    from tests.helpers.store import check_invariants
+    from xsearch.ingest.pipeline import IngestOptions, ingest
+    from xsearch.ingest.scan import find_files
+    from xsearch.models import load_encoder
+    from xsearch.samples import audio_samples, write_wav
+    from xsearch.store.store import Store
+    from xsearch.store.verify import repair_index, verify_index
+
+    encoder = _Memo(load_encoder("random", config="audioclip-tiny", device="cpu", batch_size=4))
+    options = IngestOptions(workers=0)
+    media = make_media(workdir / "media")
+    base = workdir / "base"
+    ingest(find_files([media]), base, encoder, options)
+    shutil.copytree(base, workdir / "gen1")
+    waves = audio_samples(seconds=1.0)
+    write_wav(media / "rain" / "extra.wav", np.concatenate([waves["tone_440hz.wav"]] * 12))
+    ingest(find_files([media]), base, encoder, options)  # generation 2: two audio items more
+    late = workdir / "late.wav"  # what each case's ingest adds
+    write_wav(late, waves["siren.wav"])
+    shutil.copytree(base, workdir / "after")
+    ingest([late], workdir / "after", encoder, options)
+    like = int(Store.open(base).item_ids("audio")[0])
+
+    def search(directory: Path):
+        index = xsearch.open(directory.name, root=directory.parent)
+        index.__dict__["encoder"] = encoder  # one model for every case
+        return _hits(index, like)
+
+    def add_late(directory: Path) -> int:
+        return ingest([late], directory, encoder, options).added
+
+    def invariants(directory: Path) -> str:
+        check_invariants(Store.open(directory))
+        return "ok"
+
+    with open(out, "w") as f:
+        facts = {
+            "base": str(base),
+            "late": str(late),
+            "media": str(media),
+            "baseline": search(base),
+            "gen1": search(workdir / "gen1"),
+            "after_ingest": search(workdir / "after"),
+            "gen2_items": int(Store.open(base).items.num_rows),
+            "gen1_items": int(Store.open(workdir / "gen1").items.num_rows),
+        }
+        f.write(json.dumps({"facts": facts}) + "\n")
+        f.flush()
+        for n, (kind, how) in enumerate(CASES):
+            case = case_id(kind, how)
+            print(f"BEGIN {case}", file=sys.stderr, flush=True)
+            directory = workdir / "cases" / f"{n:02d}" / "idx"
+            shutil.copytree(base, directory)
+            damage_file(damaged_path(directory, kind), how)
+            result = {"case": case, "query": _outcome(lambda d=directory: search(d))}
+            ingested = directory.parent / "ingest" / "idx"
+            shutil.copytree(directory, ingested)
+            result["ingest"] = _outcome(lambda d=ingested: add_late(d))
+            if "ok" in result["ingest"]:
+                result["after_ingest"] = _outcome(lambda d=ingested: search(d))
+            verdict = _outcome(lambda d=directory: verify_index(d))
+            assert "ok" in verdict, verdict  # verify reports damage, it never fails on it
+            result["verify"] = {
+                "healthy": verdict["ok"].healthy,
+                "bad": [[c.file, c.role, c.problem] for c in verdict["ok"].checks if not c.ok],
+            }
+            repaired = _outcome(lambda d=directory: repair_index(d))
+            if "ok" in repaired:
+                r = repaired["ok"]
+                repaired = {"ok": {"healthy": r.healthy, "actions": r.actions, "lost": r.lost,
+                                   "lost_items": r.lost_items}}  # fmt: skip
+            result["repair"] = repaired
+            result["after_repair"] = _outcome(lambda d=directory: search(d))
+            result["invariants"] = _outcome(lambda d=directory: invariants(d))
+            if repaired.get("ok", {}).get("lost"):
+                result["reingest"] = _outcome(
+                    lambda d=directory: ingest(find_files([media]), d, encoder, options).added
+                )
+                result["after_reingest"] = _outcome(lambda d=directory: search(d))
+            f.write(json.dumps(result) + "\n")
+            f.flush()
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("corruption")
+    out = workdir / "results.jsonl"
+    code = (
+        "import sys; from pathlib import Path; "
+        "from tests.reliability.test_corruption import _run_matrix; "
+        "_run_matrix(Path(sys.argv[1]), Path(sys.argv[2]))"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", code, str(workdir), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"},
+    )
+    lines = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    facts = lines[0]["facts"] if lines else None
+    results = {r["case"]: r for r in lines[1:]}
+    begun = [line[6:] for line in child.stderr.splitlines() if line.startswith("BEGIN ")]
+    crashed = None
+    if child.returncode != 0:
+        crashed = (begun[-1] if begun else "building the index", child.returncode, child.stderr)
+    return {"workdir": workdir, "facts": facts, "results": results, "crashed": crashed}
+
+
+def _one_line_naming(message: str, path: Path) -> None:
+    """One line that names the damaged file and the command that repairs its index."""
+    assert "\n" not in message, message
+    assert str(path) in message, (path, message)
+    assert "run `xsearch verify --repair --index idx`" in message, message
+
+
+def _without_ids(hits: list) -> list:
+    return [[row[:-1] for row in query] for query in hits]
+
+
+@pytest.mark.parametrize(("kind", "damage"), CASES, ids=[case_id(*c) for c in CASES])
+def test_corruption(matrix, kind, damage):
+    case = case_id(kind, damage)
+    crashed = matrix["crashed"]
+    assert matrix["facts"] is not None, f"the index could not be built: {crashed}"
+    if case not in matrix["results"]:
+        pytest.fail(f"not run: the matrix process died at {crashed[0]!r} (status {crashed[1]})")
+    r, facts = matrix["results"][case], matrix["facts"]
+    kind_class = cls(kind)
+    base = Path(facts["base"])
+    relative = damaged_path(base, kind).relative_to(base)
+    folder = matrix["workdir"] / "cases" / f"{CASES.index((kind, damage)):02d}"
+
+    def named(outcome: dict, directory: Path) -> None:
+        assert "crash" not in outcome, outcome.get("traceback")
+        if "error" in outcome:
+            _one_line_naming(outcome["error"], directory / relative)
+
+    # Open and query: one line naming the file, or exactly the undamaged results.
+    named(r["query"], folder / "idx")
+    if "ok" in r["query"]:
+        assert r["query"]["ok"] == facts["baseline"]
+    if kind_class == "lock":
+        assert r["query"] == {"ok": facts["baseline"]}
+    # Ingest: the same, and what it published answers like the undamaged index plus the file.
+    named(r["ingest"], folder / "ingest" / "idx")
+    if "ok" in r["ingest"]:
+        named(r["after_ingest"], folder / "ingest" / "idx")
+        if "ok" in r["after_ingest"]:
+            assert r["after_ingest"]["ok"] == facts["after_ingest"]
+    if kind_class == "lock":
+        assert r["ingest"] == {"ok": 1}
+    # Verify reports the damaged file; repair restores a healthy index.
+    assert r["verify"]["healthy"] == (kind_class == "lock"), r["verify"]
+    if kind_class != "lock":
+        assert [file for file, _, _ in r["verify"]["bad"]] == [str(relative)], r["verify"]
+    assert "ok" in r["repair"], r["repair"]
+    repair = r["repair"]["ok"]
+    assert repair["healthy"], repair
+    assert r["invariants"] == {"ok": "ok"}, r["invariants"]
+    lost = 0
+    if kind_class == "source":  # back to generation 1; the lost file comes back by ingesting
+        lost = facts["gen2_items"] - facts["gen1_items"]
+        assert repair["lost_items"] == lost
+        assert any("must be ingested again" in line for line in repair["lost"]), repair
+        assert r["after_repair"] == {"ok": facts["gen1"]}
+        assert "ok" in r["reingest"], r["reingest"]
+        assert _without_ids(r["after_reingest"]["ok"]) == _without_ids(facts["baseline"])
+    else:
+        assert repair["lost"] == [] and repair["lost_items"] == 0, repair
+        assert r["after_repair"] == {"ok": facts["baseline"]}
+    if kind_class == "lock":
+        assert repair["actions"] == ["nothing to repair"]
+    record("corruptions", case, tried=1, survived=1, lost_items=lost)
+
+
+# --- the paths FAISS files are read by ---------------------------------------------------------
+
+
+def test_a_damaged_faiss_file_never_reaches_faiss_on_any_path(matrix, tmp_path, monkeypatch):
+    """Search (API and server), evaluation and commits verify the file first; a rebuild does
+    not read it at all."""
+    import faiss
+    import numpy as np
+    from starlette.testclient import TestClient
+
+    from xsearch.api import Index
+    from xsearch.eval.retrieval import Evaluation
+    from xsearch.server.app import create_app
+    from xsearch.store.manifest import StoreCorrupt
+    from xsearch.store.rebuild import rebuild_indexes
+    from xsearch.store.store import Changes, Store, Writer
+
+    directory = tmp_path / "idx"
+    shutil.copytree(matrix["facts"]["base"], directory)
+    damaged = damaged_path(directory, "faiss audio")
+    damage_file(damaged, "flipped")
+    bad = damaged.read_bytes()
+    seen: list[bytes] = []
+    deserialize, read_index = faiss.deserialize_index, faiss.read_index
+
+    def spy_deserialize(data, *rest):
+        seen.append(np.asarray(data).tobytes())
+        return deserialize(data, *rest)
+
+    def spy_read_index(source, *rest):
+        seen.append(Path(source).read_bytes() if isinstance(source, (str, Path)) else b"?")
+        return read_index(source, *rest)
+
+    monkeypatch.setattr(faiss, "deserialize_index", spy_deserialize)
+    monkeypatch.setattr(faiss, "read_index", spy_read_index)
+    store = Store.open(directory)
+    like = int(store.item_ids("audio")[0])
+    with pytest.raises(StoreCorrupt, match="checksum mismatch"):
+        Index(store).search(like=like, target="audio")
+    with pytest.raises(StoreCorrupt, match="checksum mismatch"):
+        Evaluation(Index(Store.open(directory))).pair("audio", "audio")
+    client = TestClient(create_app(Index(Store.open(directory))))
+    reply = client.get("/api/search", params={"like": like, "target": "audio"})
+    assert reply.status_code >= 400 and "checksum mismatch" in reply.json()["error"]
+    model = Store.open(directory).manifest.model
+    with Writer(directory, model) as writer, pytest.raises(StoreCorrupt, match="checksum"):
+        changes = Changes()
+        ids = writer.allocate_items(1)
+        changes.add_vectors("audio", ids, np.ones((1, 1024), np.float32) / 32)
+        writer.commit(changes)
+    assert rebuild_indexes(directory, "Flat").faiss_index("audio").ntotal > 0
+    assert bad not in seen
+
+
+# --- the command line --------------------------------------------------------------------------
+
+
+def _case_copy(matrix, tmp_path: Path, kind: str, how: str, source: str = "base") -> Path:
+    home = tmp_path / "home"
+    source_dir = Path(matrix["facts"]["base"]).parent / source
+    shutil.copytree(source_dir, home / "idx")
+    damage_file(damaged_path(home / "idx", kind), how)
+    return home
+
+
+def _errors(stderr: str) -> list[str]:
+    assert "Traceback" not in stderr, stderr
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+def test_cli_ingest_into_a_damaged_index_is_one_line(matrix, tmp_path):
+    home = _case_copy(matrix, tmp_path, "faiss audio", "flipped")
+    args = ["--index", "idx", "-w", "random", "--config", "audioclip-tiny", "--workers", "0"]
+    result = run_cli("ingest", matrix["facts"]["late"], *args, env={"XSEARCH_HOME": str(home)})
+    assert result.returncode == 1, result.stderr  # an error, not a signal (-11, 139)
+    (line,) = _errors(result.stderr)
+    _one_line_naming(line, damaged_path(home / "idx", "faiss audio"))
+
+
+def test_cli_status_with_a_damaged_manifest_is_one_line(matrix, tmp_path):
+    home = _case_copy(matrix, tmp_path, "manifest", "half")
+    result = run_cli("status", "--index", "idx", env={"XSEARCH_HOME": str(home)})
+    assert result.returncode == 1
+    (line,) = _errors(result.stderr)
+    _one_line_naming(line, home / "idx" / "manifest.json")
+
+
+def test_cli_verify_reports_and_repairs(matrix, tmp_path):
+    home = _case_copy(matrix, tmp_path, "reference audio", "half")
+    env = {"XSEARCH_HOME": str(home)}
+    damaged = damaged_path(home / "idx", "reference audio").relative_to(home / "idx")
+    result = run_cli("verify", "--index", "idx", env=env)
+    assert result.returncode == 1
+    assert f"PROBLEM {damaged} (reference/audio): size mismatch" in result.stdout
+    assert "run `xsearch verify --repair --index idx`" in result.stderr
+    result = run_cli("verify", "--index", "idx", "--json", env=env)
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert rows[-1]["healthy"] is False and rows[-1]["problems"] == 1
+    assert [r["file"] for r in rows[:-1] if not r["ok"]] == [str(damaged)]
+    result = run_cli("verify", "--index", "idx", "--repair", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "repaired: rebuilt the FAISS indexes (Flat)" in result.stdout
+    result = run_cli("verify", "--index", "idx", env=env)
+    assert result.returncode == 0 and "idx: healthy" in result.stdout
+
+
+def test_cli_repair_says_what_cannot_be_saved(matrix, tmp_path):
+    """A single generation whose items are damaged: nothing to fall back to."""
+    home = _case_copy(matrix, tmp_path, "items", "flipped", source="gen1")
+    result = run_cli("verify", "--index", "idx", "--repair", env={"XSEARCH_HOME": str(home)})
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lost = [line for line in result.stderr.splitlines() if line.startswith("lost:")]
+    assert len(lost) == 1 and "cannot repair: data/items-g1.parquet (checksum mismatch)" in lost[0]
+    assert "ingest the media again" in lost[0]
+    record("corruptions", "items of the only generation (unrepairable)", tried=1, survived=1,
+           lost_items=matrix["facts"]["gen1_items"])  # fmt: skip
+
+
+def test_repair_keeps_the_type_of_an_on_disk_index(tmp_path):
+    """Damaged on-disk lists: the index file still tells the type, rebuilt as it was."""
+    from tests.helpers.store import check_invariants, commit_asset
+    from xsearch.store.rebuild import rebuild_indexes
+    from xsearch.store.store import Store
+    from xsearch.store.verify import repair_index, verify_index
+
+    directory = tmp_path / "idx"
+    commit_asset(directory, "/m/a.wav", 300, seed=4)
+    rebuild_indexes(directory, "IVF4,Flat", on_disk=True, train_sample=300)
+    lists = directory / Store.open(directory).manifest.files["ivfdata/audio"].path
+    damage_file(lists, "flipped")
+    verdict = verify_index(directory)
+    assert [(c.role, c.problem) for c in verdict.checks if not c.ok] == [
+        ("ivfdata/audio", "checksum mismatch")
+    ]
+    repaired = repair_index(directory)
+    assert repaired.healthy and repaired.lost == []
+    assert "(IVF4,Flat, on disk)" in repaired.actions[0]
+    store = Store.open(directory)
+    assert "ivfdata/audio" in store.manifest.files
+    check_invariants(store)
+    record("corruptions", "ivfdata (on-disk lists): flipped", tried=1, survived=1)
+
+
+def test_damaged_embeddings_of_removed_items_only_are_dropped(tmp_path):
+    """A damaged Parquet part whose vectors all belong to removed items loses nothing."""
+    from tests.helpers.store import MODEL, add_asset, check_invariants
+    from xsearch.store.store import Changes, Store, Writer
+    from xsearch.store.verify import repair_index
+
+    directory = tmp_path / "idx"
+    with Writer(directory, MODEL) as writer:
+        changes = Changes()
+        gone = add_asset(writer, changes, "/m/gone.wav", 3, seed=1)
+        writer.commit(changes)
+    with Writer(directory, MODEL) as writer:
+        changes = Changes(removed_assets={gone})
+        add_asset(writer, changes, "/m/kept.wav", 2, seed=2)
+        writer.commit(changes)
+    files = Store.open(directory).manifest.files
+    damage_file(directory / files["embeddings/audio/g00000001"].path, "half")
+    repaired = repair_index(directory)
+    assert repaired.healthy and repaired.lost == [], repaired.actions
+    assert "held no vector of a live item, dropped" in repaired.actions[0]
+    store = Store.open(directory)
+    assert "embeddings/audio/g00000001" not in store.manifest.files
+    check_invariants(store)

@@ -1,0 +1,110 @@
+"""What an encoder embeds and what input it expects, as data: importable without torch.
+
+Every layer that prepares inputs (decode workers, query embedding, the Ray backend) reads
+these facts from the encoder instead of assuming AudioCLIP's 44.1 kHz audio and 224 px
+images, and the store records each modality's vector width from them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from xsearch.errors import UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# Every modality an encoder may embed; an encoder embeds a subset of them.
+MODALITIES = ("image", "audio", "text")
+
+
+@dataclass(frozen=True)
+class AudioInput:
+    sample_rate: int  # Hz the waveform must have (decoders resample to it)
+    clip_seconds: float | None = None  # the model's clip length; None: any length
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    size: int  # side of the square the model sees, pixels (decoders crop to it)
+
+
+@dataclass(frozen=True)
+class TextInput:
+    context_length: int  # tokens, special tokens included; longer texts are cut
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """A model's modalities, vector width and input for each modality."""
+
+    family: str  # e.g. audioclip
+    config: str  # the named config, e.g. audioclip-tiny
+    dim: int  # width of every vector it returns
+    image: ImageInput | None = None
+    audio: AudioInput | None = None
+    text: TextInput | None = None
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities it embeds, in MODALITIES order."""
+        return tuple(m for m in MODALITIES if getattr(self, m) is not None)
+
+    def require(self, modality: str) -> None:
+        """UsageError, in one line, when the model cannot embed `modality`."""
+        if modality not in MODALITIES:
+            raise UsageError(f"unknown modality {modality!r}; use {', '.join(MODALITIES)}")
+        if getattr(self, modality) is None:
+            raise UsageError(
+                f"model {self.config} embeds {', '.join(self.modalities)}, not {modality}"
+            )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"family": self.family, "config": self.config, "dim": self.dim,
+                "modalities": list(self.modalities)}  # fmt: skip
+
+
+class Encoder(ABC):
+    """Embeds batches of the modalities in `spec` into one space of `spec.dim` dimensions.
+    Rows are float32 and L2-normalised. Methods for modalities the spec lacks raise
+    UsageError (see `embed`)."""
+
+    spec: EncoderSpec
+    batch_size: int = 16
+
+    @property
+    def dim(self) -> int:
+        return self.spec.dim
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return self.spec.modalities
+
+    @property
+    def sample_rate(self) -> int | None:
+        return self.spec.audio.sample_rate if self.spec.audio else None
+
+    def embed(self, modality: str, payloads: Sequence[Any]) -> np.ndarray:
+        """One batch of `modality` payloads (texts, PIL images, mono waveforms at the spec's
+        sample rate) -> [n, dim]."""
+        self.spec.require(modality)
+        if modality == "image":
+            return self.embed_images(payloads)
+        if modality == "audio":
+            return self.embed_audio(payloads)
+        return self.embed_text(payloads)
+
+    @abstractmethod
+    def embed_text(self, texts: Sequence[str | Sequence[str]]) -> np.ndarray:
+        """Texts (a label list is joined with ', ') -> [n, dim]."""
+
+    @abstractmethod
+    def embed_images(self, images: Sequence[Any]) -> np.ndarray:
+        """PIL images -> [n, dim]."""
+
+    @abstractmethod
+    def embed_audio(self, waves: Sequence[np.ndarray]) -> np.ndarray:
+        """Mono waveforms at `sample_rate`, int16 scale, any lengths -> [n, dim]."""
