@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser demo test test-all lint format bench clean
+.PHONY: setup browser demo test test-fast lint format bench clean
 
 setup: $(STAMP)
 
@@ -33,9 +33,15 @@ browser:
 test: setup browser
 	$(BIN)/pytest
 
+# The edit-test loop: everything but the tests marked slow (fault injection, browser, Ray,
+# benchmarks, whole-process runs of the command line).
+test-fast: setup
+	$(BIN)/pytest -m "not slow" -q
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: setup
 	$(BIN)/ruff format .

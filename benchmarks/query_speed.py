@@ -60,7 +60,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # runnable from a checkout without installing xsearch
     sys.path.insert(0, str(ROOT))
 
-import xsearch  # noqa: E402, F401  first: it sets the thread pools' spin limits (see there)
+import xsearch  # noqa: E402
+
+xsearch.tune_threads()  # before numpy and faiss load: the thread pools' spin limits
 
 # isort: split
 import faiss  # noqa: E402
@@ -323,8 +325,8 @@ def index_in(store: Store, index) -> Iterator[None]:
 def latency(store: Store, encoder, repeats: int, n_threads: int | None = None) -> dict:
     """Part 1: p50/p95 of a text query end to end and of its parts, with the thread pools
     (torch's, BLAS, OpenMP) as they are or limited to `n_threads`."""
-    index = Index(store, device="cpu")
-    index.__dict__["encoder"] = encoder  # the synthetic store records no real weights
+    index = Index.for_store(store, device="cpu")
+    index._encoder = encoder  # the synthetic store records no real weights: skip the check
     ids, vectors = flat_vectors(store.faiss_index("audio"))
     query = encoder.embed_text([QUERIES[0]])[0]
     turn = iter(range(10**9))

@@ -1,32 +1,33 @@
-"""Loading the encoder the way every command does it: resolve weights, warn about random ones."""
+"""What several commands share beyond options: the install hint and progress display."""
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-from typing import TYPE_CHECKING
-
-from xsearch.cli.console import err, random_weights_banner
-
-if TYPE_CHECKING:
-    from xsearch.models.encoder import Encoder
+from typing import Any
 
 
 def install_hint() -> str:
-    from xsearch.models.weights import RELEASES, weights_dir
+    from xsearch.api import install_hint as hint
 
-    return (
-        f"run `xsearch model fetch`, or put {RELEASES['full'].filename} in {weights_dir()}"
-        " (or pass --weights PATH, or set XSEARCH_WEIGHTS)."
-    )
+    return hint()
 
 
-def open_encoder(weights: str | None, config: str | None, device: str, batch_size: int) -> Encoder:
-    """The encoder for a command, with the random-weights banner when it applies."""
+def open_index(index: str, **options: Any):
+    """The index for a command, with the random-weights banner when it applies."""
+    import xsearch
+    from xsearch.cli.console import random_weights_banner
+
+    idx = xsearch.open(index, **options)
+    if idx.exists and idx.random_weights:
+        random_weights_banner()
+    return idx
+
+
+def open_encoder(weights: str | None, config: str | None, device: str, batch_size: int):
+    """Transitional: the encoder for a command (commands move onto xsearch.api)."""
+    from xsearch.cli.console import random_weights_banner
     from xsearch.models import load_encoder
 
-    loading = err.status("loading model...") if err.is_terminal else nullcontext()
-    with loading:
-        encoder = load_encoder(weights, config=config, device=device, batch_size=batch_size)
+    encoder = load_encoder(weights, config=config, device=device, batch_size=batch_size)
     if encoder.weights.is_random:
-        random_weights_banner(install_hint())
+        random_weights_banner()
     return encoder

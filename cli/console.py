@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 
-from xsearch.errors import XSearchError
+from xsearch.errors import ParameterError, XSearchError
 
 out = Console()
 err = Console(stderr=True)
@@ -38,26 +38,39 @@ def handle_errors(func: F) -> F:
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        warnings.showwarning = _show_warning
-        try:
-            return func(*args, **kwargs)
-        except XSearchError as e:
-            raise fail(str(e), e.exit_code) from None
-        except KeyboardInterrupt:
-            raise fail("interrupted", 130) from None
-        except (typer.Exit, typer.Abort, SystemExit):
-            raise
-        except Exception as e:
-            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise fail(_no_space(e)) from None
-            if os.environ.get("XSEARCH_DEBUG"):
-                raise
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise fail(
-                f"unexpected {type(e).__name__}: {first} (set XSEARCH_DEBUG=1 for a traceback)"
-            ) from None
+        with warnings.catch_warnings():  # restores the host's warning display afterwards
+            warnings.showwarning = _show_warning
+            return _run(func, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _run(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        return func(*args, **kwargs)
+    except ParameterError as e:
+        raise fail(f"{option_name(e.param)}: {e.problem}", e.exit_code) from None
+    except XSearchError as e:
+        raise fail(str(e), e.exit_code) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted", 130) from None
+    except (typer.Exit, typer.Abort, SystemExit):
+        raise
+    except Exception as e:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise fail(_no_space(e)) from None
+        if os.environ.get("XSEARCH_DEBUG"):
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise fail(
+            f"unexpected {type(e).__name__}: {first} (set XSEARCH_DEBUG=1 for a traceback)"
+        ) from None
+
+
+def option_name(param: str) -> str:
+    """The command line's spelling of the API's parameter `param`: `k` -> `-k`,
+    `fp16_index` -> `--fp16-index`."""
+    return "-k" if param == "k" else "--" + param.replace("_", "-")
 
 
 def _no_space(e: OSError) -> str:
@@ -70,12 +83,14 @@ def _no_space(e: OSError) -> str:
     )
 
 
-def random_weights_banner(how_to_install: str) -> None:
+def random_weights_banner(how_to_install: str | None = None) -> None:
     """The loud warning shown whenever random weights are in use."""
+    from xsearch.api import RANDOM_WEIGHTS_WARNING, install_hint
+
     err.print(
         Panel(
-            "[bold]Running on RANDOM weights: similarities and rankings are meaningless.[/]\n"
-            f"Install the official AudioCLIP weights: {how_to_install}",
+            f"[bold]{RANDOM_WEIGHTS_WARNING}[/]\n"
+            f"Install the official weights: {how_to_install or install_hint()}",
             title="[bold red]random weights[/]",
             border_style="red",
         ),

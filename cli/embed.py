@@ -3,23 +3,42 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from xsearch.cli.common import open_encoder
-from xsearch.cli.console import err, handle_errors, out
+from xsearch import api
+from xsearch.cli.console import err, handle_errors, out, random_weights_banner
 from xsearch.cli.options import BatchSize, Config, Device, Json, Weights
 
 app = typer.Typer(
-    help="Embed texts, images or audio into the shared 1024-d space.", no_args_is_help=True
+    help="Embed texts, images or audio into the model's shared space.", no_args_is_help=True
 )
 
 Out = Annotated[
     Path | None,
     typer.Option("--out", "-o", help="Write a float32 [n, dim] .npy file, one row per input."),
 ]
+
+
+def _embed(
+    modality: str,
+    inputs: list[str],
+    weights: str | None,
+    config: str | None,
+    device: str,
+    batch_size: int,
+) -> Any:
+    """The vectors, with the random-weights banner when it applies (after the inputs and the
+    weights have proved usable, so an error comes alone)."""
+    working = err.status("embedding...") if err.is_terminal else nullcontext()
+    with working:
+        vectors = api.embed(modality, inputs, weights, config, device, batch_size)
+    if api.weights_info(weights).is_random:
+        random_weights_banner()
+    return vectors
 
 
 def _emit(inputs: list[str], modality: str, vectors, out_path: Path | None, as_json: bool) -> None:
@@ -52,23 +71,6 @@ def _similarity_table(inputs: list[str], vectors) -> None:
     out.print(table)
 
 
-def _decode_all(paths: list[Path], decode) -> list:
-    """Decode every file first, so that all bad inputs are reported before any model work."""
-    from xsearch.errors import MediaError
-
-    decoded, problems = [], []
-    for path in paths:
-        try:
-            decoded.append(decode(path))
-        except MediaError as e:
-            problems.append(str(e))
-    if problems:
-        for p in problems[:-1]:
-            err.print(f"[bold red]error:[/] {p}", highlight=False)
-        raise MediaError(problems[-1])
-    return decoded
-
-
 @app.command("text")
 @handle_errors
 def embed_text(
@@ -80,9 +82,9 @@ def embed_text(
     device: Device = "auto",
     batch_size: BatchSize = 32,
 ) -> None:
-    """Embed texts (over-long texts are truncated to 77 tokens, with a warning)."""
-    encoder = open_encoder(weights, config, device, batch_size)
-    _emit(texts, "text", encoder.embed_text(texts), out_path, as_json)
+    """Embed texts (over-long texts are truncated to the model's context, with a warning)."""
+    vectors = _embed("text", texts, weights, config, device, batch_size)
+    _emit(texts, "text", vectors, out_path, as_json)
 
 
 @app.command("image")
@@ -97,11 +99,9 @@ def embed_image(
     batch_size: BatchSize = 16,
 ) -> None:
     """Embed images; a video gives its central frame."""
-    from xsearch.media import load_image
-
-    images = _decode_all(files, load_image)
-    encoder = open_encoder(weights, config, device, batch_size)
-    _emit([str(f) for f in files], "image", encoder.embed_images(images), out_path, as_json)
+    names = [str(f) for f in files]
+    vectors = _embed("image", names, weights, config, device, batch_size)
+    _emit(names, "image", vectors, out_path, as_json)
 
 
 @app.command("audio")
@@ -115,9 +115,8 @@ def embed_audio(
     device: Device = "auto",
     batch_size: BatchSize = 8,
 ) -> None:
-    """Embed whole audio files (decoded to 44.1 kHz mono); a video gives its audio track."""
-    from xsearch.media import load_audio
-
-    waves = _decode_all(files, load_audio)
-    encoder = open_encoder(weights, config, device, batch_size)
-    _emit([str(f) for f in files], "audio", encoder.embed_audio(waves), out_path, as_json)
+    """Embed whole audio files (decoded to the model's sample rate, mono); a video gives its
+    audio track."""
+    names = [str(f) for f in files]
+    vectors = _embed("audio", names, weights, config, device, batch_size)
+    _emit(names, "audio", vectors, out_path, as_json)

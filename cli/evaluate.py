@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from xsearch.cli.common import install_hint, open_encoder
 from xsearch.cli.console import err, handle_errors, out, random_weights_banner
 from xsearch.cli.options import (
     BatchSize,
@@ -20,8 +19,12 @@ from xsearch.cli.options import (
     Json,
     KFactor,
     Weights,
-    check_placement,
 )
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from xsearch.api import EvaluationResult
 
 
 class Relevance(str, Enum):
@@ -44,7 +47,10 @@ def evaluate(
     ] = None,
     pairs: Annotated[
         str | None,
-        typer.Option(help="Pairings QUERY:RESULT, e.g. text:audio,audio:image (default: all)."),
+        typer.Option(
+            help="Pairings QUERY:RESULT, e.g. text:audio,audio:image (default: every pairing "
+            "of the index's modalities)."
+        ),
     ] = None,
     relevance: Annotated[
         Relevance, typer.Option(help="same: equal label sets (the paper); any: a shared label.")
@@ -72,73 +78,104 @@ def evaluate(
     batch_size: BatchSize = 16,
     as_json: Json = False,
 ) -> None:
-    """P@1, R@1, mAP (and HR@k, MRR, zero-shot accuracy) for every pairing of text, image and
-    audio, on the vectors the index serves."""
-    from xsearch.api import open_index
+    """P@1, R@1, mAP (and HR@k, MRR, zero-shot accuracy) for every pairing of the index's
+    modalities, on the vectors the index serves."""
+    import xsearch.api as api
     from xsearch.errors import UsageError
-    from xsearch.eval.report import pairs_table, plot_curves
-    from xsearch.eval.retrieval import Evaluation, parse_pairs
 
     if (index is None) == (dataset is None):
         raise UsageError("give --index NAME or --dataset KIND ROOT")
-    chosen = parse_pairs(pairs)
-    check_placement(gpu, fp16_index)  # before a dataset is ingested
-    if dataset is not None:
-        index = _ingest_dataset(*dataset, weights, config, device, batch_size)
-    idx = open_index(index, device=device, gpu=gpu, fp16_index=fp16_index)
-    if idx.store.manifest.model.get("weights") == "random":
-        random_weights_banner(install_hint())
-    knobs = {"nprobe": nprobe, "ef": ef, "k_factor": k_factor}
-    run = Evaluation(idx, relevance.value, **knobs)
-    results = run.pairs(chosen, curves=plot is not None)
-    exact = None
-    if compare_exact:
-        exact_run = Evaluation(idx, relevance.value, exact=True)
-        exact = [exact_run.pair(r.query, r.result) for r in results]
-    zero_shot = {}
-    for modality in ("audio", "image"):
-        try:
-            zero_shot[modality] = run.zero_shot(modality)
-        except UsageError:
-            pass  # no single-label items of that modality
-    name = dataset[0] if dataset else index
-    report = {
-        "index": index,
+    options: dict[str, Any] = {
+        "pairs": pairs,
         "relevance": relevance.value,
-        "pairs": [r.as_dict() for r in results],
-        "zero_shot": zero_shot,
+        "compare_exact": compare_exact,
+        "nprobe": nprobe,
+        "ef": ef,
+        "k_factor": k_factor,
+        "curves": plot is not None,
     }
-    if exact is not None:
-        report["exact"] = [r.as_dict() for r in exact]
+    warned = False
+    if dataset is not None:
+        if weights == "random":  # warn before the slow ingest, not after it
+            random_weights_banner()
+            warned = True
+        kind, root = dataset
+        result = api.evaluate_dataset(
+            kind, root, weights=weights, config=config, device=device, batch_size=batch_size,
+            gpu=gpu, fp16_index=fp16_index, **options,
+        )  # fmt: skip
+    else:
+        idx = api.open_index(
+            index, weights=weights, config=config, device=device, batch_size=batch_size,
+            gpu=gpu, fp16_index=fp16_index,
+        )  # fmt: skip
+        result = api.evaluate(idx, **options)
+    if result.random_weights and not warned:
+        random_weights_banner()
+    if result.left_out:
+        path, why = result.left_out[0]
+        err.print(
+            f"[yellow]{len(result.left_out)} records left out, e.g. {path}: {why}[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
+    report = result.as_dict()
     if as_json:
         print(json.dumps(report))
     else:
-        out.print(pairs_table(name, results, exact))
-        for modality, z in zero_shot.items():
+        _print_whole(_table(result))
+        for modality, z in result.zero_shot.items():
             out.print(
                 f"zero-shot {modality} -> class names: {100 * z['accuracy']:.2f} % "
                 f"({z['items']:,} items, {z['classes']} classes)",
                 highlight=False,
+                soft_wrap=True,
             )
     if out_file:
         out_file.write_text(json.dumps(report, indent=1))
     if plot:
-        plot_curves(results, plot, f"{name}: precision-recall ({relevance.value} labels)")
+        result.write_plot(plot)
         if not as_json:
-            out.print(f"wrote {plot}", highlight=False)
+            out.print(f"wrote {plot}", highlight=False, soft_wrap=True)
 
 
-def _ingest_dataset(kind: str, root: Path, weights, config, device, batch_size) -> str:
-    """Ingest the dataset's files with their labels into index eval-KIND; returns its name."""
-    from xsearch.eval.datasets import build_index, eval_index_name, load_dataset
-    from xsearch.store.store import index_dir
+def _table(result: EvaluationResult) -> Table:
+    """Name, query, result, the headline metrics in %, queries; with the exact ranking's mAP
+    and the difference when the result has it."""
+    from rich.table import Table
 
-    records = load_dataset(kind, root.expanduser())
-    name = eval_index_name(kind)
-    encoder = open_encoder(weights, config, device, batch_size)
-    report = build_index(records, index_dir(name), encoder)
-    left_out = len(report.missing) + len(records.skipped)
-    if left_out:
-        first = (report.missing + records.skipped)[0]
-        err.print(f"[yellow]{left_out} records left out, e.g. {first[0]}: {first[1]}[/]")
-    return name
+    table = Table(title="retrieval (%)")
+    for col in ("dataset", "query", "result", *result.COLUMNS, "queries"):
+        table.add_column(col, justify="left" if col in ("dataset", "query", "result") else "right")
+    if result.exact is not None:
+        table.add_column("mAP exact", justify="right")
+        table.add_column("Δ mAP", justify="right")
+    for n, row in enumerate(result.rows):
+        cells = [result.name, row.query, row.result]
+        cells += [_percent(row.metrics[c]) for c in result.COLUMNS]
+        cells.append(f"{row.metrics['queries']:,}")
+        if result.exact is not None:
+            full = result.exact[n].metrics["mAP"]
+            cells += [_percent(full), _percent(row.metrics["mAP"] - full, sign=True)]
+        table.add_row(*cells)
+    return table
+
+
+def _print_whole(table: Table) -> None:
+    """Print `table` on stdout at its natural width when stdout is not a terminal: rich
+    assumes 80 columns for a pipe or a file, which would squeeze and cut the table."""
+    if out.is_terminal:
+        out.print(table)
+        return
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    natural = Measurement.get(out, out.options.update_width(10_000), table).maximum
+    wide = Console(file=out.file, width=max(natural, out.width), color_system=out.color_system)
+    wide.print(table)
+
+
+def _percent(value: float, sign: bool = False) -> str:
+    if value != value:  # NaN: no query of the pairing had a relevant result
+        return "–"
+    return f"{100 * value:+.2f}" if sign else f"{100 * value:.2f}"

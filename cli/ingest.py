@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from xsearch.cli.common import open_encoder
+from xsearch.cli.common import open_index
 from xsearch.cli.console import err, handle_errors, out
 from xsearch.cli.options import BatchSize, Config, Device, IndexName, Json, Weights
 
@@ -76,36 +76,13 @@ def ingest(
     as_json: Json = False,
 ) -> None:
     """Embed new and changed files into an index (incremental; bad files are skipped)."""
-    from xsearch.errors import UsageError
-    from xsearch.ingest.pipeline import IngestOptions
-    from xsearch.ingest.pipeline import ingest as run_ingest
-    from xsearch.ingest.scan import find_files, read_file_list
-    from xsearch.store.lock import WriterLock
-    from xsearch.store.store import LOCK, index_dir
-
-    target = index_dir(index)
-    roots = [Path(p).expanduser() for p in paths if p != "-"]
-    for root in roots:
-        if not root.exists():
-            raise UsageError(f"{root}: no such file or folder")
-
-    def skipped(path: Path, exc: OSError) -> None:
-        err.print(f"[yellow]skipped:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    from xsearch.api import IngestOptions
 
     if "-" in paths:  # listed files pass the same checks as found ones (no FIFO is read)
-        roots += [p for p in read_file_list(sys.stdin) if p not in roots]
-    files = list(find_files(roots, on_error=skipped)) if roots else []
-    backend = None
-    if ray or ray_address:
-        from xsearch.ingest.ray_backend import RayBackend, import_ray, starts_local
-
-        import_ray(starts_local(ray_address))  # before anything slow: is it installed?
-        backend = RayBackend(ray_address, actors=ray_actors, device=device)
-        device = "cpu"  # this process only plans and commits; the actors embed
-    elif ray_actors is not None:
-        raise UsageError("--ray-actors needs --ray (or --ray-address)")
-    WriterLock(target / LOCK).check()  # a locked index fails now, not after the model loads
-    encoder = open_encoder(weights, config, device, batch_size)
+        paths = [p for p in paths if p != "-"] + [line for line in _stdin_paths()]
+    idx = open_index(
+        index, create=True, weights=weights, config=config, device=device, batch_size=batch_size
+    )
     options = IngestOptions(
         window_seconds=window,
         workers=workers,
@@ -114,27 +91,38 @@ def ingest(
         labels_from_folder=labels is LabelsFrom.folder,
         prune=prune,
     )
-    show = err.is_terminal and not as_json
-    progress = _progress() if show else None
-    # Ray starts when first needed, and prints its workers' troubles to stdout: stderr here.
-    quiet_stdout = redirect_stdout(sys.stderr) if backend else nullcontext()
-    with quiet_stdout, backend or nullcontext(), progress or nullcontext():
+    progress = _progress() if err.is_terminal and not as_json else None
+    ray_on = ray or ray_address is not None
+    # Ray prints its workers' troubles to stdout: stderr here, stdout is for the results.
+    quiet_stdout = redirect_stdout(sys.stderr) if ray_on else nullcontext()
+    with quiet_stdout, progress or nullcontext():
         task = progress.add_task("ingesting", total=None, items=0) if progress else None
-        report = run_ingest(
-            files,
-            target,
-            encoder,
+        report = idx.ingest(
+            paths,
             options,
             on_plan=(lambda n: progress.update(task, total=n)) if progress else None,
             on_file=(lambda p, s, n: progress.update(task, advance=1, items=n))
             if progress
             else None,
-            backend=backend,
+            on_skipped=_skipped,
+            ray=ray,
+            ray_address=ray_address,
+            ray_actors=ray_actors,
         )
     if as_json:
         print(json.dumps(report.as_dict() | {"index": index}))
         return
     _summary(index, report)
+
+
+def _stdin_paths() -> list[str]:
+    from xsearch.api import read_path_list
+
+    return read_path_list(sys.stdin)
+
+
+def _skipped(path: Path, exc: OSError) -> None:
+    err.print(f"[yellow]skipped:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
 
 
 def _items_column():
@@ -189,3 +177,12 @@ def _summary(index: str, report) -> None:
         err.print(f"[yellow]failed:[/] {path}: {reason}", highlight=False, soft_wrap=True)
     if len(report.failed) > 20:
         err.print(f"... and {len(report.failed) - 20} more (`xsearch status --failures`)")
+    for note in ingest_notes(report):
+        err.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+
+
+def ingest_notes(report) -> list[str]:
+    """What the user may want to act on: files skipped for their type, files gone."""
+    from xsearch.api import ingest_notes as notes
+
+    return notes(report, prune_option="--prune")

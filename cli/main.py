@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from xsearch import __version__
+from xsearch import __version__, tune_threads
 from xsearch.cli import demo, embed, evaluate, ingest, model, query, serve, status, verify
 
 app = typer.Typer(
@@ -46,4 +46,7 @@ def main(
 
 
 def run() -> None:
+    """The console script: tunes the thread pools first (before numpy, torch or faiss load),
+    then runs the command."""
+    tune_threads()
     app()

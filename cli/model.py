@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from xsearch import api
 from xsearch.cli.console import err, handle_errors, out
 from xsearch.cli.options import Config, Device, Json, Weights
 
@@ -30,47 +30,56 @@ def info(
     as_json: Json = False,
 ) -> None:
     """Show the weights, config, parameter count and device a command would use."""
-    from xsearch.models import resolve_device
-    from xsearch.models.checkpoint import DEFAULT_CONFIG, config_for, read_state_dict
-    from xsearch.models.config import get_config
-    from xsearch.models.weights import resolve_weights
-
-    choice = resolve_weights(weights)
-    if choice.is_random:
-        cfg = get_config(config or DEFAULT_CONFIG)
-        from xsearch.models.checkpoint import expected_shapes
-
-        n_params = sum(math.prod(s) for s in expected_shapes(cfg).values())
-    else:
-        state = read_state_dict(choice.path)
-        try:
-            cfg = config_for(state, config)
-        except Exception as e:
-            raise type(e)(f"{choice.path}: {e}") from None
-        n_params = sum(t.numel() for t in state.values())
-    facts = {
-        "weights": "random" if choice.is_random else str(choice.path),
-        "source": choice.source,
-        "sha256": _recorded_sha256(choice.path),
-        "config": cfg.name,
-        "parameters": n_params,
-        "embed_dim": cfg.embed_dim,
-        "device": resolve_device(device),
-    }
+    facts = api.model_info(weights, config, device).as_dict()
     if as_json:
         print(json.dumps(facts))
         return
     for key, value in facts.items():
-        shown = f"{value:,}" if isinstance(value, int) else (value or "-")
-        out.print(f"[bold]{key:>10}[/]  {shown}", highlight=False)
+        out.print(f"[bold]{key:>10}[/]  {_shown(value)}", highlight=False)
 
 
-def _recorded_sha256(path: Path | None) -> str | None:
-    """The digest `xsearch model fetch` recorded beside the file, if any."""
-    if path is None:
-        return None
-    sidecar = path.with_name(path.name + ".sha256")
-    return sidecar.read_text().split()[0] if sidecar.is_file() else None
+def _shown(value: Any) -> str:
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, list):
+        return ", ".join(value)
+    return value or "-"
+
+
+class _DownloadBar:
+    """A progress bar on stderr, started by the first bytes (none when the file is present)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        if self.bar is None:
+            self.bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=err,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=total)
+        self.bar.update(self.task, completed=done, total=total)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 @app.command("fetch")
@@ -91,9 +100,12 @@ def fetch(
     ] = None,
 ) -> None:
     """Download an official AudioCLIP checkpoint (resumable), verify it, and cache it."""
-    from xsearch.models.fetch import fetch_weights
-
-    result = fetch_weights(variant.value, dest_dir, url=url)
+    bar = _DownloadBar(f"AudioCLIP {variant.value}") if err.is_terminal else None
+    try:
+        result = api.fetch_weights(variant.value, dest_dir, url=url, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
     verb = "downloaded" if result.downloaded else "already present"
     out.print(f"{verb}: {result.path}", highlight=False)
     out.print(f"sha256: {result.sha256}", highlight=False)

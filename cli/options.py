@@ -11,8 +11,9 @@ Weights = Annotated[
     typer.Option(
         "--weights",
         "-w",
-        help="AudioCLIP checkpoint path, or 'random' (meaningless results, for trying the "
-        "pipeline). Default: $XSEARCH_WEIGHTS, then the cache (see `xsearch model info`).",
+        help="Checkpoint path, or 'random' (meaningless results, for trying the pipeline). "
+        "Default: $XSEARCH_WEIGHTS, then the cache (see `xsearch model info`); an existing "
+        "index checks they are the ones it was built with.",
         show_default=False,
     ),
 ]
@@ -61,8 +62,6 @@ KFactor = Annotated[
 def check_placement(gpu: bool, fp16_index: bool) -> None:
     """Refuse --gpu / --fp16-index now, in one line, when they cannot apply (no faiss-gpu or
     no CUDA GPU, --fp16-index without --gpu), before any slow work."""
-    from xsearch.indexes.placement import Placement, require_gpu
+    from xsearch.api import check_placement as check
 
-    Placement(gpu=gpu, float16=fp16_index)
-    if gpu:
-        require_gpu()
+    check(gpu, fp16_index)

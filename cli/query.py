@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from xsearch.cli.common import install_hint
-from xsearch.cli.console import handle_errors, out, random_weights_banner
-from xsearch.cli.options import Device, Fp16Index, Gpu, IndexName, Json, KFactor
+from xsearch.cli.common import open_index
+from xsearch.cli.console import handle_errors, out
+from xsearch.cli.options import Device, Fp16Index, Gpu, IndexName, Json, KFactor, Weights
 from xsearch.errors import UsageError
-
-
-class Target(str, Enum):
-    audio = "audio"
-    image = "image"
-    text = "text"
-    video = "video"
-    all = "all"
-
 
 WEIGHT_HELP = " Append ^W to weigh it in the fusion, e.g. 'rain^2' or 'dog.wav^-0.5'."
 _WEIGHT = re.compile(r"^(.*)\^([-+]?(?:\d+\.?\d*|\.\d+))$", re.DOTALL)
@@ -48,8 +38,11 @@ def query(
         typer.Option("--like", help="An indexed item's id: search with its stored vector."),
     ] = None,
     target: Annotated[
-        Target, typer.Option(help="What to find: one modality, videos, or everything.")
-    ] = Target.audio,
+        str,
+        typer.Option(
+            help="What to find: audio, image, text (the index's modalities), video, or all."
+        ),
+    ] = "audio",
     k: Annotated[int, typer.Option("-k", help="Number of results.")] = 10,
     index: IndexName = "default",
     where: Annotated[
@@ -74,24 +67,21 @@ def query(
     ] = None,
     ef: Annotated[int | None, typer.Option(min=1, help="HNSW indexes: search breadth.")] = None,
     k_factor: KFactor = None,
+    weights: Weights = None,
     device: Device = "auto",
     gpu: Gpu = False,
     fp16_index: Fp16Index = False,
     as_json: Json = False,
 ) -> None:
     """Find what is nearest to the queries in the shared space (several are fused)."""
-    from xsearch.api import open_index
-
-    idx = open_index(index, device=device, gpu=gpu, fp16_index=fp16_index)
-    if idx.store.manifest.model.get("weights") == "random":
-        random_weights_banner(install_hint())
+    idx = open_index(index, weights=weights, device=device, gpu=gpu, fp16_index=fp16_index)
     hits = idx.search(
         text=[weighted(q, False) for q in text or ()],
         image=[weighted(q) for q in image or ()],
         audio=[weighted(q) for q in audio or ()],
         video=[weighted(q) for q in video or ()],
         like=[_item(q) for q in like or ()],
-        target=target.value,
+        target=target,
         k=k,
         where=where,
         exclude_self=exclude_self,

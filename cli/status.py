@@ -13,24 +13,6 @@ from xsearch.cli.options import IndexName, Json
 index_app = typer.Typer(help="Maintain an index's FAISS files.", no_args_is_help=True)
 
 
-def _facts(store) -> dict:
-    from xsearch.store.tables import MODALITIES
-
-    items = store.items.column("modality").to_pylist()
-    disk = sum(p.stat().st_size for p in store.dir.rglob("*") if p.is_file())
-    m = store.manifest
-    return {
-        "index": store.dir.name,
-        "path": str(store.dir),
-        "generation": store.generation,
-        "assets": store.assets.num_rows,
-        "items": {mod: items.count(mod) for mod in MODALITIES},
-        "failures": store.failures.num_rows,
-        "bytes": disk,
-        "model": m.model if m else None,
-    }
-
-
 @handle_errors
 def status(
     index: IndexName = "default",
@@ -40,26 +22,26 @@ def status(
     as_json: Json = False,
 ) -> None:
     """Show what an index holds: assets, items per modality, generation, size, model."""
-    from xsearch.store.store import Store, index_dir
+    import xsearch
 
-    store = Store.open(index_dir(index))
-    facts = _facts(store)
-    if failures:
-        facts["failed"] = store.failures.select(["path", "reason"]).to_pylist()
+    facts = xsearch.open(index).status(failures=failures)
     if as_json:
-        print(json.dumps(facts))
+        print(json.dumps(facts.as_dict()))
         return
-    items = ", ".join(f"{n} {m}" for m, n in facts["items"].items())
-    model = facts["model"] or {}
-    out.print(f"[bold]{facts['index']}[/] ({facts['path']})", highlight=False)
-    out.print(f"  generation {facts['generation']}, {facts['bytes'] / 1e6:.1f} MB", highlight=False)
-    out.print(f"  {facts['assets']} assets; items: {items}", highlight=False)
+    items = ", ".join(f"{n} {m}" for m, n in facts.items.items()) or "none"
+    model = facts.model or {}
+    out.print(f"[bold]{facts.index}[/] ({facts.path})", highlight=False)
+    out.print(f"  generation {facts.generation}, {facts.bytes / 1e6:.1f} MB", highlight=False)
+    out.print(f"  {facts.assets} assets; items: {items}", highlight=False)
     out.print(
         f"  model: {model.get('config', '-')}, weights {model.get('weights', '-')}",
         highlight=False,
     )
-    out.print(f"  {facts['failures']} failed files", highlight=False)
-    for row in facts.get("failed", []):
+    if facts.recipe:
+        recipe = ", ".join(f"{k} {v}" for k, v in facts.recipe.items())
+        out.print(f"  recipe: {recipe}", highlight=False)
+    out.print(f"  {facts.failures} failed files", highlight=False)
+    for row in facts.failed or []:
         out.print(f"    {row['path']}: {row['reason']}", highlight=False, soft_wrap=True)
 
 
@@ -96,20 +78,19 @@ def rebuild(
     them: memory holds one batch and the training sample, not the collection."""
     from dataclasses import asdict
 
-    from xsearch.store.rebuild import RebuildOptions
-    from xsearch.store.rebuild import rebuild as run_rebuild
-    from xsearch.store.store import index_dir
+    import xsearch
 
-    options = RebuildOptions(
-        factory=factory, train_sample=train_sample, batch_size=batch_size, on_disk=on_disk
+    idx = xsearch.open(index)
+    reports = idx.rebuild(
+        factory, on_disk=on_disk, train_sample=train_sample, batch_size=batch_size
     )
-    store, reports = run_rebuild(index_dir(index), options)
+    generation = idx.status().generation
     if as_json:
-        facts = {"index": index, "generation": store.generation, "factory": factory}
+        facts = {"index": index, "generation": generation, "factory": factory}
         facts.update(on_disk=on_disk, modalities=[asdict(r) for r in reports])
         print(json.dumps(facts))
         return
-    out.print(f"{index}: rebuilt as {factory}, generation {store.generation}", highlight=False)
+    out.print(f"{index}: rebuilt as {factory}, generation {generation}", highlight=False)
     for r in reports:
         size = sum(r.files.values()) / 1e6
         trained = f", trained on {r.train_sample:,} in {r.train_s:.1f} s" if r.train_sample else ""

@@ -27,16 +27,15 @@ def verify(
 ) -> None:
     """Check every file of an index against its manifest (size, sha256, content, agreement).
     Exit status 0 when the index is healthy, 1 when it is not."""
-    from xsearch.store.store import index_dir
-    from xsearch.store.verify import repair_index, verify_index
+    import xsearch
 
-    directory = index_dir(index)
+    idx = xsearch.open(index)
     if repair:
-        report = repair_index(directory)
+        report = idx.repair()
         before, after = report.before, report.after
         actions, lost = report.actions, report.lost
     else:
-        before = after = verify_index(directory)
+        before = after = idx.verify()
         actions, lost = [], []
     summary = {
         "index": index,

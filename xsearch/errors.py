@@ -13,6 +13,17 @@ class UsageError(XSearchError):
     exit_code = 2
 
 
+class ParameterError(UsageError):
+    """A parameter has a value that cannot be used. `param` is its neutral name (`k`,
+    `where`, `window`); each shell shows it in its own spelling (the CLI as `-k`, `--where`),
+    so the message reads right for a Python, HTTP or command-line caller."""
+
+    def __init__(self, param: str, problem: str) -> None:
+        super().__init__(f"{param}: {problem}")
+        self.param = param
+        self.problem = problem
+
+
 class WeightsNotFound(XSearchError):
     """No AudioCLIP checkpoint was given or found."""
 

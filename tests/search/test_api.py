@@ -80,8 +80,10 @@ def test_empty_index(tmp_path):
     from xsearch.store.store import Writer
 
     Writer(tmp_path / "fresh", {"encoder": "audioclip"}).close()  # created, nothing committed
+    index = xsearch.open("fresh", root=tmp_path)
+    assert not index.exists and index.status().generation == 0
     with pytest.raises(UsageError, match="fresh is empty"):
-        xsearch.open("fresh", root=tmp_path)
+        index.search(text="rain")
 
 
 def test_a_reader_follows_when_its_generation_is_gone(tmp_path):
@@ -99,8 +101,8 @@ def test_a_reader_follows_when_its_generation_is_gone(tmp_path):
         ingest(find_files([folder]), directory, encoder, IngestOptions(workers=0))
         if name == pictures[0][0]:
             index = xsearch.open("live", root=tmp_path / "home", device="cpu")
-            index.__dict__["encoder"] = encoder
-    assert index.store.generation == 1
+            index.use_encoder(encoder)
+            assert index.store.generation == 1  # the reader holds generation 1
     hits = index.search(text="sky", target="image", k=10)  # generation 1's files are gone
     assert index.store.generation == 3
     assert {Path(h.path).name for h in hits} == {name for name, _ in pictures[:3]}

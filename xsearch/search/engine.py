@@ -10,13 +10,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from xsearch.errors import UsageError
+from xsearch.errors import ParameterError, UsageError
 from xsearch.indexes import placement
 from xsearch.search.calibrate import relevance
+from xsearch.search.targets import check_target
 from xsearch.store.store import Store
 from xsearch.store.tables import MODALITIES
-
-TARGETS = (*MODALITIES, "video", "all")
 
 
 @dataclass(frozen=True)
@@ -67,10 +66,9 @@ def search(
     """The `k` best hits for the unit vector `query`: items of one modality, or for `video`
     and `all` assets, each represented by its best-scoring item."""
     options = options or SearchOptions()
-    if target not in TARGETS:
-        raise UsageError(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
+    check_target(target, store.modalities)
     if k < 1:
-        raise UsageError("-k must be at least 1")
+        raise ParameterError("k", "must be at least 1")
     query = query.reshape(-1).astype(np.float32)
     if target in MODALITIES:
         if _count(store, target) == 0:
@@ -121,7 +119,8 @@ def _search_assets(
 ) -> list[Hit]:
     """The `k` best assets by their best item: the frame or sound of videos for `video`,
     every modality for `all`. Calibrated scores make the modalities comparable."""
-    modalities = ("image", "audio") if target == "video" else MODALITIES
+    searched = ("image", "audio") if target == "video" else MODALITIES
+    modalities = [m for m in searched if m in store.modalities]
     only = "kind = 'video'" if target == "video" else None
     kinds = pc.unique(store.assets.column("kind")).to_pylist()
     no_videos = target == "video" and "video" not in kinds
@@ -208,7 +207,7 @@ def _exact_over_stored(
 def _allowed_items(
     store: Store, target: str, options: SearchOptions, only: str | None = None
 ) -> np.ndarray | None:
-    """Item ids that pass `--where`, `only` and the exclusions, or None when nothing is
+    """Item ids that pass the `where` filter, `only` and the exclusions, or None when nothing is
     filtered."""
     if not options.where and not options.exclude_assets and not only:
         return None
@@ -226,8 +225,20 @@ def _allowed_items(
             ids = np.asarray(con.execute(sql, [target]).fetchnumpy()["item_id"])
         except duckdb.Error as e:
             first = str(e).strip().splitlines()[0]
-            raise UsageError(f"bad --where {options.where!r}: {first}") from None
+            raise ParameterError("where", f"bad filter {options.where!r}: {first}") from None
     return ids.astype(np.int64)
+
+
+def check_where(store: Store, where: str) -> None:
+    """ParameterError now for a `where` filter that does not parse or names unknown columns:
+    it is bound against the tables, not run (`LIMIT 0`), so it costs nothing at any size."""
+    sql = f"SELECT item_id FROM items JOIN assets USING (asset_id) WHERE ({where}) LIMIT 0"
+    with store.lock:
+        try:
+            store.sql.execute(sql)
+        except duckdb.Error as e:
+            first = str(e).strip().splitlines()[0]
+            raise ParameterError("where", f"bad filter {where!r}: {first}") from None
 
 
 def search_parameters(index, allowed: np.ndarray | None, options: SearchOptions):
@@ -269,8 +280,9 @@ def search_parameters(index, allowed: np.ndarray | None, options: SearchOptions)
 
 def _metadata(store: Store, item_ids: list[int]) -> dict[int, dict]:
     """The hits' item and asset columns, by id lookups in the generation's tables."""
-    items = store.items_by_id.rows(item_ids)
-    assets = store.assets_by_id.rows([i["asset_id"] for i in items])
+    items = _present(store, "item", item_ids, store.items_by_id.rows(item_ids))
+    asset_ids = [i["asset_id"] for i in items]
+    assets = _present(store, "asset", asset_ids, store.assets_by_id.rows(asset_ids))
     return {
         item["item_id"]: {
             "path": asset["path"],
@@ -283,3 +295,17 @@ def _metadata(store: Store, item_ids: list[int]) -> dict[int, dict]:
         }
         for item, asset in zip(items, assets)
     }
+
+
+def _present(store: Store, what: str, ids: list[int], rows: list[dict | None]) -> list[dict]:
+    """The rows, or StoreCorrupt naming the first id a FAISS index or table holds without
+    its row (verify/repair find and fix such a store)."""
+    from xsearch.store.manifest import StoreCorrupt, repair_hint
+
+    missing = [i for i, row in zip(ids, rows) if row is None]
+    if missing:
+        raise StoreCorrupt(
+            f"{what} {missing[0]} has no row in {store.dir.name}'s tables; "
+            + repair_hint(store.dir)
+        )
+    return [row for row in rows if row is not None]

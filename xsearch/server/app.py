@@ -27,6 +27,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from xsearch.errors import XSearchError
+from xsearch.search.targets import LABELS, check_target
 from xsearch.server import uploads
 from xsearch.server.catalog import Catalog
 from xsearch.server.media import ThumbnailCache, indexed_file, media_type
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("xsearch.server")
 
-TARGETS = ("audio", "image", "text", "video", "all")
 MAX_K = 500
 MAX_WHERE = 2000
 DEFAULT_MAX_UPLOAD = 100_000_000
@@ -165,7 +165,7 @@ class _Api:
                 "random_weights": model.get("weights") == "random",
             },
             "max_upload_bytes": self.max_upload_bytes,
-            "targets": list(TARGETS),
+            "targets": [{"value": t, "label": LABELS[t]} for t in self.index.targets],
         }
 
     # --- the page --------------------------------------------------------------------------
@@ -215,9 +215,8 @@ class _Api:
             uploads.check_decodes(path, self.decode_timeout, self.decode_memory_mb)
 
     def _params(self, query: QueryParams) -> SearchParams:
-        target = query.get("target", "audio")
-        if target not in TARGETS:
-            raise HTTPException(400, f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
+        target = query.get("target") or self.index.targets[0]
+        check_target(target, self.index.modalities)
         k = _integer(query, "k", 10)
         if not 1 <= k <= MAX_K:
             raise HTTPException(400, f"k must be between 1 and {MAX_K}")

@@ -10,7 +10,6 @@ import pyarrow.compute as pc
 
 from xsearch.store.lookup import RowsById
 from xsearch.store.store import Store
-from xsearch.store.tables import MODALITIES
 
 ASSET_KINDS = ("audio", "image", "video", "text")
 
@@ -83,7 +82,7 @@ class Catalog:
         items = _count(self.store.items.column("modality"))
         assets = _count(self.store.assets.column("kind"))
         return {
-            "items": {m: items.get(m, 0) for m in MODALITIES},
+            "items": {m: items.get(m, 0) for m in self.store.modalities},
             "assets": {k: assets.get(k, 0) for k in ASSET_KINDS},
         }
 

@@ -44,15 +44,25 @@
   async function loadStatus() {
     try {
       const s = await fetchJSON("/api/status");
-      const items = s.items;
+      const counts = Object.entries(s.items).map(([m, n]) => `${n} ${m}`).join(", ");
       $("index-info").textContent =
-        `index ${s.index} · generation ${s.generation} · ` +
-        `${items.audio} audio, ${items.image} image, ${items.text} text items`;
+        `index ${s.index} · generation ${s.generation} · ${counts} items`;
       $("random-banner").hidden = !s.model.random_weights;
+      showTargets(s.targets);
       document.body.dataset.ready = "true";
     } catch (e) {
       showError(e.message);
     }
+  }
+
+  // The index says what it can return (its model's modalities, videos, everything).
+  function showTargets(targets) {
+    const chosen = target.value;
+    target.replaceChildren(
+      ...targets.map((t) => el("option", { value: t.value }, t.label)),
+    );
+    const values = targets.map((t) => t.value);
+    target.value = values.includes(chosen) ? chosen : values[0];
   }
 
   function fileKind(file) {

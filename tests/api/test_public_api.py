@@ -1,0 +1,99 @@
+"""The public API covers every command: create by ingesting, status, search, verify, repair,
+rebuild; typed results; errors in neutral words; any model width and modality set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import xsearch
+from tests.helpers.media_tree import make_media
+from xsearch.api import IndexStatus, IngestOptions
+from xsearch.errors import ParameterError, UsageError
+from xsearch.models.fake import FakeEncoder, fake_spec
+
+SPECS = {
+    "audioclip-like": fake_spec(1024, ("image", "audio", "text"), 44_100, 224),
+    "512-audio-text": fake_spec(512, ("audio", "text"), 48_000),
+    "768-audio-image": fake_spec(768, ("audio", "image"), 16_000, 48),
+}
+
+
+def built(tmp_path: Path, spec) -> xsearch.api.Index:
+    media = make_media(tmp_path / "media")
+    index = xsearch.open("media", root=tmp_path / "home", create=True)
+    index.use_encoder(FakeEncoder(spec, batch_size=4))
+    report = index.ingest([media], IngestOptions(workers=0, labels_from_folder=True))
+    assert report.generation == 1
+    return index
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_ingest_status_search_verify_rebuild_for_any_model(tmp_path, name):
+    spec = SPECS[name]
+    index = built(tmp_path, spec)
+    status = index.status()
+    assert isinstance(status, IndexStatus)
+    assert set(status.items) == set(spec.modalities)
+    assert status.generation == 1 and status.recipe["window_seconds"] == 10.0
+    assert status.targets == list(index.targets)
+    assert ("text" in index.targets) == ("text" in spec.modalities)
+    assert all(status.items[m] > 0 for m in spec.modalities), status.items
+    hits = index.search(like=index.store.item_ids("audio")[:1].tolist(), target="audio", k=3)
+    assert hits[0].modality == "audio" and hits[0].cosine == pytest.approx(1.0, abs=1e-5)
+    assert index.verify().healthy
+    reports = index.rebuild("HNSW16")
+    assert {r.modality for r in reports} == set(spec.modalities)
+    assert index.status().generation == 2 and index.verify().healthy
+
+
+def test_a_query_the_model_cannot_embed_is_one_line(tmp_path):
+    index = built(tmp_path, SPECS["512-audio-text"])
+    with pytest.raises(UsageError, match="embeds audio, text, not image") as caught:
+        index.search(image=str(tmp_path / "media" / "rain" / "sky.png"), target="audio")
+    assert "\n" not in str(caught.value)
+    with pytest.raises(ParameterError, match="target") as bad_target:
+        index.search(text="rain", target="image")
+    assert "use one of audio, text, video, all" in str(bad_target.value)
+
+
+def test_errors_name_parameters_in_neutral_words(tmp_path):
+    index = built(tmp_path, SPECS["audioclip-like"])
+    with pytest.raises(ParameterError) as k_error:
+        index.search(text="rain", k=0)
+    assert k_error.value.param == "k" and "-k" not in str(k_error.value)
+    with pytest.raises(ParameterError) as where_error:
+        index.search(text="rain", where="no_such_column = 1")
+    assert where_error.value.param == "where" and "--where" not in str(where_error.value)
+    assert index.encoder.calls == {"audio": 1, "image": 1, "text": 1}, "no model call on errors"
+
+
+def test_status_of_an_index_with_no_generation(tmp_path):
+    index = xsearch.open("new", root=tmp_path, create=True)
+    status = index.status()
+    assert (status.generation, status.assets, status.items, status.model) == (0, 0, {}, None)
+    assert not index.exists
+
+
+def test_an_unknown_index_is_one_line(tmp_path):
+    with pytest.raises(UsageError, match="no index at"):
+        xsearch.open("nothing-here", root=tmp_path)
+
+
+def test_ingesting_an_empty_folder_creates_nothing(tmp_path):
+    (tmp_path / "empty").mkdir()
+    index = xsearch.open("idx", root=tmp_path / "home", create=True)
+    index.use_encoder(FakeEncoder())
+    with pytest.raises(UsageError, match="no media files found"):
+        index.ingest([tmp_path / "empty"])
+    assert not index.exists
+
+
+def test_embed_queries_decode_at_the_models_rate(tmp_path):
+    spec = SPECS["768-audio-image"]
+    index = built(tmp_path, spec)
+    vectors = index.embed_queries(audio=[tmp_path / "media" / "dogs" / "bark.wav"])
+    assert vectors.shape == (1, 768)
+    assert np.isclose(np.linalg.norm(vectors[0]), 1.0)

@@ -1,0 +1,576 @@
+"""An index as a Python object: create it by ingesting, then search, inspect, check, re-type.
+
+    index = xsearch.open("media", create=True)
+    index.ingest(["~/media"])
+    index.search(text="rain on a roof", target="audio", k=5)
+
+Every `xsearch` command that touches an index is one call here (the sqlite-utils pattern).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from xsearch.errors import ParameterError, UsageError
+from xsearch.search.engine import Hit
+from xsearch.search.targets import targets_for
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from xsearch.ingest.pipeline import IngestReport
+    from xsearch.models.spec import Encoder
+    from xsearch.store.rebuild import ModalityReport
+    from xsearch.store.repair import Repair
+    from xsearch.store.store import Store
+    from xsearch.store.verify import Verdict
+
+__all__ = ["Hit", "Index", "IndexStatus", "IngestOptions", "list_indexes", "open_index"]
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """How files become items; `window_seconds` (and later the frame policy) is the index's
+    recipe, fixed by its first ingest."""
+
+    window_seconds: float = 10.0  # audio is cut into windows of this length
+    labels_from_folder: bool = False  # label each file with its folder's name
+    prune: bool = False  # drop indexed files that are gone
+    workers: int = 2  # decoding processes (0: in this process)
+    timeout: float = 60.0  # seconds a file may take to decode
+    memory_mb: int = 2048  # memory limit of each decoding process
+    commit_every: int = 500  # files between the commits of a long run
+
+
+@dataclass(frozen=True)
+class IndexStatus:
+    """What an index holds."""
+
+    index: str
+    path: str
+    generation: int
+    assets: int
+    items: dict[str, int]  # per modality of the index's model
+    failures: int
+    bytes: int  # on disk, all files
+    model: dict[str, str] | None  # encoder, config, weights digest ("random" for random)
+    targets: list[str]  # what a search may return
+    recipe: dict[str, Any] | None  # how items were cut
+    failed: list[dict[str, str]] | None = None  # path and reason, when asked for
+
+    @property
+    def random_weights(self) -> bool:
+        return (self.model or {}).get("weights") == "random"
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if self.failed is None:
+            del out["failed"]
+        return out
+
+
+class Index:
+    """A named index and the model that built it (loaded when first needed).
+
+    Reading methods (`search`, `status`, `evaluate`) see one published generation at a time;
+    `refresh` moves to the newest. Writing methods (`ingest`, `rebuild`, `repair`) take the
+    index's writer lock, publish a new generation atomically and move this object onto it.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        weights: str | None = None,
+        config: str | None = None,
+        device: str = "auto",
+        batch_size: int = 16,
+        placement: Any = None,
+    ) -> None:
+        self.dir = directory
+        self.weights = weights
+        self.config = config
+        self.device = device
+        self.batch_size = batch_size
+        self.placement = placement
+        self._store: Store | None = None
+        self._encoder: Encoder | None = None
+        self._model_lock = threading.Lock()  # one model call at a time: search is thread-safe
+
+    @classmethod
+    def for_store(cls, store: Store, device: str = "auto") -> Index:
+        """An Index reading the generation `store` holds (e.g. an older one, for tests)."""
+        index = cls(store.dir, device=device, placement=store.placement)
+        index._store = store
+        return index
+
+    # --- what it is ------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.dir.name
+
+    @property
+    def exists(self) -> bool:
+        """Whether a generation has been published."""
+        from xsearch.store.manifest import read_manifest
+
+        return self.dir.is_dir() and read_manifest(self.dir) is not None
+
+    @property
+    def store(self) -> Store:
+        """The published generation this object reads (UsageError when there is none)."""
+        if self._store is None:
+            from xsearch.store.store import Store
+
+            store = Store.open(self.dir, placement=self.placement)
+            if store.manifest is None:
+                raise UsageError(f"index {self.name} is empty (add files with ingest)")
+            self._store = store
+        return self._store
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(self.store.modalities)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """What `search` may return from this index."""
+        return targets_for(self.modalities)
+
+    @property
+    def random_weights(self) -> bool:
+        """Whether the index was built with random weights (its rankings mean nothing)."""
+        manifest = self.store.manifest
+        return manifest is not None and manifest.model.get("weights") == "random"
+
+    def refresh(self) -> bool:
+        """Move to the index's newest generation, keeping the loaded model; True if it moved.
+        A long-lived reader (the server) calls it so that it follows ingests, whose writers
+        delete the files of generations older than the previous one."""
+        from xsearch.store.manifest import read_manifest
+        from xsearch.store.store import Store
+
+        manifest = read_manifest(self.dir)
+        current = self._store.generation if self._store is not None else None
+        if manifest is None:
+            self._store = None
+            return False
+        if manifest.generation == current:
+            return False
+        self._store = Store(self.dir, manifest, self.placement)  # same CPU / GPU(s)
+        return True
+
+    def status(self, failures: bool = False) -> IndexStatus:
+        """Counts per modality, generation, size on disk, model and recipe; with `failures`,
+        each file that could not be ingested and why."""
+        from xsearch.store.store import Store
+
+        store = Store.open(self.dir)  # an index with no generation yet reports 0 of everything
+        modalities = store.modalities if store.manifest else ()
+        counts = store.items.column("modality").to_pylist()
+        failed = store.failures.select(["path", "reason"]).to_pylist() if failures else None
+        return IndexStatus(
+            index=self.name,
+            path=str(self.dir),
+            generation=store.generation,
+            assets=store.assets.num_rows,
+            items={m: counts.count(m) for m in modalities},
+            failures=store.failures.num_rows,
+            bytes=sum(p.stat().st_size for p in self.dir.rglob("*") if p.is_file()),
+            model=dict(store.manifest.model) if store.manifest else None,
+            targets=list(targets_for(modalities)) if modalities else [],
+            recipe=store.recipe if store.manifest else None,
+            failed=failed,
+        )
+
+    # --- the model -------------------------------------------------------------------------
+
+    @property
+    def encoder(self) -> Encoder:
+        """The model that embeds queries and new files: the weights given to `open_index`, or
+        those found as usual; for an existing index it must be the one that built it."""
+        if self._encoder is None:
+            from xsearch.models import load_encoder
+
+            recorded = self._recorded_model()
+            weights = self.weights
+            if weights is None and recorded and recorded.get("weights") == "random":
+                weights = "random"
+            config = self.config or (recorded or {}).get("config")
+            encoder = load_encoder(
+                weights, config=config, device=self.device, batch_size=self.batch_size
+            )
+            self._check_model(encoder, recorded)
+            self._encoder = encoder
+        return self._encoder
+
+    def use_encoder(self, encoder: Encoder) -> None:
+        """Embed with `encoder` (already loaded; e.g. a test's fake) instead of loading one."""
+        self._check_model(encoder, self._recorded_model())
+        self._encoder = encoder
+
+    def _recorded_model(self) -> dict[str, str] | None:
+        from xsearch.store.manifest import read_manifest
+
+        manifest = read_manifest(self.dir) if self.dir.is_dir() else None
+        return dict(manifest.model) if manifest and manifest.model else None
+
+    def _check_model(self, encoder: Encoder, recorded: dict[str, str] | None) -> None:
+        from xsearch.ingest.identity import model_identity
+
+        if recorded and model_identity(encoder) != recorded:
+            raise UsageError(
+                f"index {self.name} was built with other weights than the ones found now "
+                "(give the weights it was built with)"
+            )
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        options: IngestOptions | None = None,
+        *,
+        on_plan: Callable[[int], None] | None = None,
+        on_file: Callable[[Path, str, int], None] | None = None,
+        on_skipped: Callable[[Path, OSError], None] | None = None,
+        ray: bool = False,
+        ray_address: str | None = None,
+        ray_actors: int | None = None,
+    ) -> IngestReport:
+        """Bring the index up to date with the media files under `paths` (folders or files):
+        new and changed files are embedded, renamed ones keep their items, unchanged ones cost
+        nothing, bad ones are recorded with their reason. Creates the index on first use.
+
+        Progress: `on_plan(n)` hears how many files need decoding, `on_file(path, status,
+        items)` each file's result and the items embedded so far, `on_skipped(path, error)`
+        each entry of the folders that could not be read. `ray`/`ray_address`: decode and
+        embed on a Ray cluster (`ray_actors` embedding actors)."""
+        from xsearch.ingest.pipeline import IngestOptions as PipelineOptions
+        from xsearch.ingest.pipeline import ingest
+        from xsearch.ingest.scan import find_files
+        from xsearch.store.lock import WriterLock
+        from xsearch.store.store import LOCK
+
+        options = options or IngestOptions()
+        roots = [Path(p).expanduser() for p in paths]
+        for root in roots:
+            if not root.exists():
+                raise UsageError(f"{root}: no such file or folder")
+        unsupported: list[str] = []
+        found = find_files(
+            roots, on_error=on_skipped, on_unsupported=lambda p: unsupported.append(str(p))
+        )
+        files = list(found)
+        if not files and not options.prune and not self.exists:
+            where = ", ".join(str(r) for r in roots) or "the paths given"
+            raise UsageError(f"no media files found under {where}; nothing to index")
+        backend = self._ray_backend(ray, ray_address, ray_actors)
+        WriterLock(self.dir / LOCK).check()  # a locked index fails now, not after the model loads
+        encoder = self.encoder
+        pipeline_options = PipelineOptions(**asdict(options))
+        with backend or _nothing():
+            report = ingest(files, self.dir, encoder, pipeline_options, on_plan, on_file, backend)
+        report.unsupported = unsupported
+        self.refresh()
+        return report
+
+    def _ray_backend(self, ray: bool, address: str | None, actors: int | None):
+        if not (ray or address):
+            if actors is not None:
+                raise ParameterError("ray_actors", "needs Ray (ray=True or a ray_address)")
+            return None
+        from xsearch.ingest.ray_backend import RayBackend, import_ray, starts_local
+
+        import_ray(starts_local(address))  # before anything slow: is it installed?
+        backend = RayBackend(address, actors=actors, device=self.device)
+        if self._encoder is None:
+            self.device = "cpu"  # this process only plans and commits; the actors embed
+        return backend
+
+    def rebuild(
+        self,
+        factory: str = "Flat",
+        *,
+        on_disk: bool = False,
+        train_sample: int | None = None,
+        batch_size: int = 32_768,
+    ) -> list[ModalityReport]:
+        """Re-type the FAISS indexes (e.g. "IVF4096,PQ64,RFlat", "HNSW32") from the stored
+        embeddings, without re-embedding; streamed, so memory holds one batch of `batch_size`
+        vectors and the training sample. `on_disk`: IVF lists stay in a mapped file."""
+        from xsearch.store.rebuild import RebuildOptions, rebuild
+
+        options = RebuildOptions(
+            factory=factory, train_sample=train_sample, batch_size=batch_size, on_disk=on_disk
+        )
+        _, reports = rebuild(self.dir, options)
+        self.refresh()
+        return reports
+
+    def verify(self) -> Verdict:
+        """Check every file of the published generation against the manifest (size, sha256,
+        content, agreement between tables and indexes). Reads only."""
+        from xsearch.store.verify import verify_index
+
+        return verify_index(self.dir)
+
+    def repair(self) -> Repair:
+        """Rebuild what can be rebuilt from the stored embeddings, restore a damaged manifest
+        from its kept copy, and go back to the previous generation when source data is lost;
+        the result says what was done and what is lost."""
+        from xsearch.store.repair import repair_index
+
+        report = repair_index(self.dir)
+        self._store = None
+        return report
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def embed_queries(
+        self,
+        text: Sequence[str] = (),
+        image: Sequence[str | Path] = (),
+        audio: Sequence[str | Path] = (),
+        video: Sequence[str | Path] = (),
+    ) -> np.ndarray:
+        """One unit vector per query, in the order text, image, audio, video (a video's vector
+        fuses its central frame and, if it has one, its sound). Files are decoded before the
+        model is loaded, at the sample rate and image size the model expects."""
+        import numpy as np
+
+        from xsearch.media import load_audio, load_image
+        from xsearch.media.probe import has_audio
+        from xsearch.models.spec import EncoderSpec
+        from xsearch.search.engine import fuse
+
+        spec: EncoderSpec = self._query_spec()
+        for modality, given in (("text", text), ("image", image), ("audio", audio)):
+            if given:
+                spec.require(modality)
+        if video and not (spec.image or spec.audio):
+            spec.require("image")
+        images = [load_image(p) for p in image] if spec.image else []
+        frames = [load_image(v) for v in video] if spec.image else []
+        sounded = [bool(spec.audio) and has_audio(v) for v in video]
+        rate = spec.audio.sample_rate if spec.audio else 0
+        sounds = [load_audio(p, rate) for p in audio]
+        tracks_in = [load_audio(v, rate) for v, s in zip(video, sounded) if s]
+        if not (text or images or sounds or frames or tracks_in):
+            raise UsageError("give a query: text, image, audio, video or an item id")
+        none = np.empty((0, spec.dim), dtype=np.float32)
+        with self._model_lock:
+            enc = self.encoder
+            texts = enc.embed("text", list(text)) if text else none
+            pictures = enc.embed("image", images + frames) if images or frames else none
+            tracks = enc.embed("audio", sounds + tracks_in) if sounds or tracks_in else none
+        parts = [texts, pictures[: len(images)], tracks[: len(sounds)]]
+        video_frames = iter(pictures[len(images) :])
+        video_tracks = iter(tracks[len(sounds) :])
+        for has_sound in sounded:
+            both = [next(video_frames)] if frames else []
+            both += [next(video_tracks)] if has_sound else []
+            if not both:
+                raise UsageError(f"{', '.join(map(str, video))}: nothing this model can embed")
+            parts.append(fuse(np.stack(both))[None])
+        return np.concatenate([p for p in parts if len(p)])
+
+    def _query_spec(self):
+        if self._encoder is not None:
+            return self._encoder.spec
+        from xsearch.models.config import spec_for
+
+        recorded = self._recorded_model() or {}
+        return spec_for(self.config or recorded.get("config") or "audioclip")
+
+    def search(
+        self,
+        text: Query = (),
+        image: Query = (),
+        audio: Query = (),
+        video: Query = (),
+        like: int | Sequence[int | tuple[int, float]] = (),
+        target: str = "audio",
+        k: int = 10,
+        where: str | None = None,
+        exclude_self: bool = False,
+        min_score: float | None = None,
+        nprobe: int | None = None,
+        ef: int | None = None,
+        k_factor: float | None = None,
+    ) -> list[Hit]:
+        """The `k` best hits of `target` (see `targets`) for the queries, fused into one
+        vector. Each query is a value or a (value, weight) pair; `like` takes indexed item
+        ids. `where` is SQL over the item and asset columns. Scores are calibrated (see
+        xsearch/search/calibrate.py), so `min_score` means the same for every pairing."""
+        from xsearch.search.engine import SearchOptions
+        from xsearch.search.targets import check_target
+        from xsearch.store.manifest import StoreCorrupt
+
+        if k < 1:
+            raise ParameterError("k", "must be at least 1")
+        check_target(target, self.modalities)
+        text, image, audio, video = (_weighted(q) for q in (text, image, audio, video))
+        liked = _weighted([like] if isinstance(like, int) else like)
+        if any(not isinstance(i, int) for i, _ in liked):
+            raise ParameterError("like", "give item ids (integers), or (id, weight) pairs")
+        files = [q for q, _ in [*image, *audio, *video]]
+        if not (text or files or liked):
+            raise UsageError("give a query: text, image, audio, video or an item id")
+        if where is not None:
+            self._check_where(where)
+        embedded = None
+        if text or files:
+            embedded = self.embed_queries(
+                *([q for q, _ in qs] for qs in (text, image, audio, video))
+            )
+        weights = [w for _, w in [*text, *image, *audio, *video, *liked]]
+        request = (embedded, weights, files, [i for i, _ in liked])
+        options = SearchOptions(None, frozenset(), min_score, nprobe, ef, k_factor)
+        store = self.store  # one generation for the whole search, even if refreshed meanwhile
+        try:
+            return self._search_in(store, request, target, k, where, exclude_self, options)
+        except StoreCorrupt:
+            # A reader's files go once a generation two newer is published: follow and retry.
+            if not self.refresh():
+                raise
+            return self._search_in(self.store, request, target, k, where, exclude_self, options)
+
+    def _check_where(self, where: str) -> None:
+        """A bad `where` filter fails before any model work."""
+        from xsearch.search.engine import check_where
+
+        check_where(self.store, where)
+
+    def _search_in(self, store, request, target, k, where, exclude_self, options) -> list[Hit]:
+        import numpy as np
+
+        from xsearch.search.engine import fuse, search
+
+        embedded, weights, files, liked = request
+        vectors = [v for v in (embedded, store.vectors(liked) if liked else None) if v is not None]
+        excluded: frozenset[int] = frozenset()
+        if exclude_self:
+            excluded = _assets_of(store, files) | _assets_of_items(store, liked)
+        options = replace(options, where=where, exclude_assets=excluded)
+        return search(store, fuse(np.concatenate(vectors), weights), target, k, options)
+
+    def evaluate(self, **options: Any):
+        """Retrieval quality (P@1, R@1, mAP, ...) of every pairing of the index's modalities
+        over its labelled items; see `xsearch.api.evaluate` for the options."""
+        from xsearch.api.evaluation import evaluate
+
+        return evaluate(self, **options)
+
+
+def _assets_of(store: Store, files: Sequence[str | Path]) -> frozenset[int]:
+    """Assets with the same content as the query files."""
+    from xsearch.ingest.identity import content_hash
+
+    if not files:
+        return frozenset()
+    hashes = {content_hash(Path(f)) for f in files}
+    assets = store.assets.to_pylist()
+    return frozenset(a["asset_id"] for a in assets if a["content_hash"] in hashes)
+
+
+def _assets_of_items(store: Store, item_ids: list[int]) -> frozenset[int]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    items = store.items
+    wanted = pc.is_in(items.column("item_id"), pa.array(item_ids, type=pa.int64()))
+    return frozenset(items.filter(wanted).column("asset_id").to_pylist())
+
+
+Query = str | Path | tuple[str | Path, float] | Sequence[str | Path | tuple[str | Path, float]]
+
+
+def _weighted(value) -> list[tuple]:
+    """A query argument -> [(query, weight), ...]."""
+    single = isinstance(value, (str, Path, int)) or (
+        isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], (str, Path))
+    )
+    queries = [value] if single else list(value)
+    return [(q[0], float(q[1])) if isinstance(q, tuple) else (q, 1.0) for q in queries]
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def open_index(
+    name: str,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    create: bool = False,
+    weights: str | None = None,
+    config: str | None = None,
+    device: str = "auto",
+    batch_size: int = 16,
+    gpu: bool = False,
+    fp16_index: bool = False,
+) -> Index:
+    """The index called `name` under `root` (default: $XSEARCH_HOME, else ./indexes).
+
+    An index that does not exist is an error unless `create` (it is then made by the first
+    `ingest`). `weights` (a checkpoint path or "random"; default: $XSEARCH_WEIGHTS, then the
+    cache) and `config` choose the model for new indexes; an existing index checks that they
+    are the ones it was built with. `device` is where the model runs. `gpu`: search the FAISS
+    indexes on the GPU(s) with faiss-gpu (sharded over several), `fp16_index` storing their
+    vectors as float16."""
+    from xsearch.indexes.placement import Placement
+    from xsearch.store.store import index_dir
+
+    directory = index_dir(name, Path(root) if root else None)
+    check_placement(gpu, fp16_index)  # before any work: one line when there is no GPU to use
+    placement = Placement(gpu, fp16_index)
+    if not create and not directory.is_dir():
+        raise UsageError(f"no index at {directory} (create one with ingest)")
+    return Index(
+        directory,
+        weights=weights,
+        config=config,
+        device=device,
+        batch_size=batch_size,
+        placement=placement,
+    )
+
+
+def check_placement(gpu: bool, fp16_index: bool) -> None:
+    """UsageError now, in one line, when GPU search cannot apply (no faiss-gpu or no CUDA
+    GPU; float16 storage without the GPU), before any slow work."""
+    from xsearch.indexes.placement import Placement, require_gpu
+
+    Placement(gpu=gpu, float16=fp16_index)
+    if gpu:
+        require_gpu()
+
+
+def list_indexes(root: str | os.PathLike[str] | None = None) -> list[str]:
+    """Names of the indexes under `root` (default: $XSEARCH_HOME, else ./indexes)."""
+    from xsearch.store.manifest import MANIFEST
+    from xsearch.store.store import index_root
+
+    folder = Path(root) if root else index_root()
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if (p / MANIFEST).is_file())
+
+
+def __getattr__(name: str) -> Any:
+    if name == "IngestReport":
+        from xsearch.ingest.pipeline import IngestReport
+
+        return IngestReport
+    raise AttributeError(name)

@@ -1,0 +1,80 @@
+"""Serving an index over HTTP: the JSON API and the web page (xsearch/server/), on loopback by
+default."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable
+
+from xsearch.api.index import Index
+from xsearch.errors import ParameterError
+
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine only (then the server also checks Host headers)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    index: Index,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    *,
+    max_upload_mb: float = 100.0,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve `index` until interrupted. The model and (with GPU placement) the FAISS indexes
+    are loaded first, so a problem is reported before the address is. `on_ready(url)` is
+    called once the socket accepts connections. Any host but loopback lets everyone who can
+    reach it search the index and read every indexed file."""
+    import uvicorn
+
+    from xsearch.server.app import create_app
+
+    index.encoder  # load (and check) the model now, not on the first request  # noqa: B018
+    if index.placement is not None and index.placement.gpu:
+        for modality in index.modalities:  # a type the GPU cannot run fails here, in one line
+            index.store.faiss_index(modality)
+    loopback = is_loopback(host)
+    app = create_app(
+        index,
+        max_upload_bytes=int(max_upload_mb * 1e6),
+        allowed_hosts=(LOOPBACK_NAMES | {host}) if loopback else None,
+    )
+    sock = _bind(host, port)
+    url = f"http://{f'[{host}]' if ':' in host else host}:{sock.getsockname()[1]}/"
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+    if on_ready:
+        on_ready(url)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C once it has shut down: a normal stop
+        pass
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on (host, port): errors are one line, port 0's actual port can be
+    printed, and the printed URL already accepts connections."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as e:
+        raise ParameterError("host", f"cannot listen on {host}: {e.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(2048)  # connections queue from now on, before the server loop runs
+    except OSError as e:
+        sock.close()
+        raise ParameterError("port", f"cannot listen on {host}:{port}: {e.strerror}") from None
+    return sock
