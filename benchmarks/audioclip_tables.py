@@ -32,7 +32,8 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 import xsearch  # noqa: E402
-from xsearch.eval.datasets import build_index, eval_index_name, load_dataset  # noqa: E402
+from xsearch.eval.build import build_index, eval_index_name  # noqa: E402
+from xsearch.eval.datasets import load_dataset  # noqa: E402
 from xsearch.eval.retrieval import Evaluation  # noqa: E402
 from xsearch.models import load_encoder  # noqa: E402
 from xsearch.store.store import index_dir  # noqa: E402
@@ -60,7 +61,7 @@ def run_dataset(kind: str, root: Path, encoder, home: Path, device: str) -> dict
     directory = index_dir(eval_index_name(kind), home)
     built = build_index(dataset, directory, encoder)
     index = xsearch.open(directory.name, root=home, device=device)
-    index.__dict__["encoder"] = encoder  # the encoder that built it, already loaded
+    index.use_encoder(encoder)  # the encoder that built it, already loaded
     evaluation = Evaluation(index)
     result = {"records": len(dataset), "indexed": built.indexed, "left_out": len(built.missing)}
     if kind in PAPER_ZERO_SHOT:

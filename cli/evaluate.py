@@ -113,9 +113,11 @@ def evaluate(
     if result.random_weights and not warned:
         random_weights_banner()
     if result.left_out:
+        from rich.markup import escape
+
         path, why = result.left_out[0]
         err.print(
-            f"[yellow]{len(result.left_out)} records left out, e.g. {path}: {why}[/]",
+            f"[yellow]{len(result.left_out)} records left out, e.g. {escape(f'{path}: {why}')}[/]",
             highlight=False,
             soft_wrap=True,
         )

@@ -58,10 +58,10 @@ def test_eval_errors(home):
     env = {"XSEARCH_HOME": str(home / "home")}
     for args, needle in (
         ([], "--index NAME or --dataset"),
-        (["--index", "planted", "--pairs", "text:video"], "bad pairing"),
+        (["--index", "planted", "--pairs", "text:video"], "--pairs: bad pairing"),
         (["--index", "nothing"], "no index"),
         (["--index", "planted", "--relevance", "some"], "some"),
-        (["--dataset", "esc51", str(home)], "esc51"),
+        (["--dataset", "esc51", str(home)], "--dataset: unknown dataset kind 'esc51'"),
     ):
         done = run_cli("eval", *args, env=env)
         assert done.returncode != 0 and needle in done.stderr, (args, done.stderr)
@@ -93,3 +93,36 @@ def test_eval_a_dataset_end_to_end_with_the_tiny_model(tmp_path):
     again = run_cli(*args, env=env)  # the same dataset again: incremental, same numbers
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["pairs"] == report["pairs"]
+
+
+def test_eval_table_is_whole_when_piped(home):
+    """Piped, rich assumes 80 columns: the table must still come out whole, not squeezed."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "XSEARCH_HOME": str(home / "home")}
+    env.pop("COLUMNS", None)  # as a user's pipe has it: no width to go by
+    exe = Path(sys.executable).with_name("xsearch")
+    args = ["eval", "--index", "planted", "--pairs", "audio:image", "--compare-exact"]
+    done = subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    header = next(line for line in lines if "P@1" in line)
+    (row,) = [line for line in lines if line.startswith(("│", "|"))]  # one pairing
+    columns = ("dataset", "query", "result", "P@1", "R@1", "mAP", "HR@1", "R@10", "MRR",
+               "queries", "mAP exact", "Δ mAP")  # fmt: skip
+    assert [c.strip() for c in re.split("[│┃|]", header)[1:-1]] == list(columns), done.stdout
+    cells = [c.strip() for c in re.split("[│┃|]", row)[1:-1]]
+    assert cells[:3] == ["planted", "audio", "image"] and len(cells) == len(columns)
+    assert cells[-2:] == ["100.00", "+0.00"] and "…" not in done.stdout
+
+
+def test_eval_help_names_every_dataset_kind():
+    from xsearch.api import DATASET_KINDS
+
+    done = run_cli("eval", "--help")
+    assert done.returncode == 0, done.stderr
+    assert all(kind in done.stdout for kind in DATASET_KINDS)

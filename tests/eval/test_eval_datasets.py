@@ -1,5 +1,6 @@
 """Dataset adapters (xsearch.eval.datasets) on generated collections in each layout, their
-errors on malformed metadata, the ingest annotations hook, and the evaluation index."""
+errors on malformed metadata, the ingest annotations hook, and the evaluation index
+(xsearch.eval.build)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,8 @@ import pytest
 
 from tests.helpers.eval_layouts import write_clip, write_layout, write_manifest, write_movie
 from xsearch.errors import UsageError
-from xsearch.eval.datasets import (
-    ADAPTERS,
-    EVAL_MARKER,
-    Record,
-    build_index,
-    eval_index_name,
-    load_dataset,
-)
+from xsearch.eval.build import EVAL_MARKER, build_index, eval_index_name
+from xsearch.eval.datasets import ADAPTERS, Record, load_dataset
 from xsearch.ingest.pipeline import Annotation, IngestOptions, ingest
 from xsearch.models import load_encoder
 from xsearch.store.store import Store

@@ -5,27 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.helpers.eval_layouts import CLASSES, DIRECTIONS, build
+from tests.helpers.eval_layouts import CLASSES, DIRECTIONS, Planted, build
 from xsearch.errors import UsageError
 from xsearch.eval.retrieval import Evaluation, parse_pairs
 from xsearch.store.rebuild import rebuild_indexes
 from xsearch.store.store import Store
-
-MODEL = {"encoder": "audioclip", "config": "audioclip-tiny", "weights": "random"}
-
-
-class Planted:
-    """Stands in for `xsearch.api.Index`: text queries embed to their label's direction."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    def embed_queries(self, text=()):
-        out = []
-        for t in text:
-            v = sum(DIRECTIONS[label] for label in t.split(", "))
-            out.append(v / np.linalg.norm(v))
-        return np.stack(out)
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ Each `write_*` function writes a few classes of a few short files under `root`, 
 its adapter reads, and returns a `Layout`: what to pass to `load_dataset` and the records (and
 skipped entries) the adapter should give back. Every file has distinct content (a tone per
 class, varied per file, with seeded noise), since ingest indexes equal content only once.
-Used by tests/eval/test_eval_datasets.py and by the evaluation benchmarks' tests.
+Used by tests/eval/test_eval_datasets.py and by the evaluation benchmarks' tests; `build`
+and `Planted` make indexes of planted vectors whose metrics are known.
 """
 
 from __future__ import annotations
@@ -266,9 +267,10 @@ CLASSES = ["dog", "rain", "siren"]
 DIRECTIONS = {c: np.eye(1024, dtype=np.float32)[10 * n] for n, c in enumerate(CLASSES)}
 
 
-def build(directory, files):
-    """files: [(labels, {modality: [vector, ...]})] -> a committed store."""
-    with Writer(directory, MODEL) as writer:
+def build(directory, files, widths: dict[str, int] | None = None):
+    """files: [(labels, {modality: [vector, ...]})] -> a committed store; `widths` (modality
+    -> vector width) makes an index of those modalities (default: the store's own choice)."""
+    with Writer(directory, MODEL, widths=widths) as writer:
         changes = Changes()
         for n, (labels, items) in enumerate(files):
             asset = writer.allocate_asset()
@@ -286,3 +288,19 @@ def build(directory, files):
                 changes.add_vectors(modality, ids, np.stack(vectors))
         writer.commit(changes)
     return Store.open(directory)
+
+
+class Planted:
+    """Stands in for `xsearch.api.Index` over a store from `build`: text queries embed to the
+    normalized sum of their labels' directions (labels joined by ", ")."""
+
+    def __init__(self, store: Store, name: str = "planted") -> None:
+        self.store = store
+        self.name = name
+
+    def embed_queries(self, text=()):
+        out = []
+        for t in text:
+            v = sum(DIRECTIONS[label] for label in t.split(", "))
+            out.append(v / np.linalg.norm(v))
+        return np.stack(out)

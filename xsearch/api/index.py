@@ -171,7 +171,8 @@ class Index:
         each file that could not be ingested and why."""
         from xsearch.store.store import Store
 
-        store = Store.open(self.dir)  # an index with no generation yet reports 0 of everything
+        # an index with no generation yet (or not even a folder) reports 0 of everything
+        store = Store.open(self.dir) if self.dir.is_dir() else Store(self.dir, None)
         modalities = store.modalities if store.manifest else ()
         counts = store.items.column("modality").to_pylist()
         failed = store.failures.select(["path", "reason"]).to_pylist() if failures else None
@@ -182,7 +183,9 @@ class Index:
             assets=store.assets.num_rows,
             items={m: counts.count(m) for m in modalities},
             failures=store.failures.num_rows,
-            bytes=sum(p.stat().st_size for p in self.dir.rglob("*") if p.is_file()),
+            bytes=sum(p.stat().st_size for p in self.dir.rglob("*") if p.is_file())
+            if self.dir.is_dir()
+            else 0,
             model=dict(store.manifest.model) if store.manifest else None,
             targets=list(targets_for(modalities)) if modalities else [],
             recipe=store.recipe if store.manifest else None,
@@ -224,10 +227,11 @@ class Index:
     def _check_model(self, encoder: Encoder, recorded: dict[str, str] | None) -> None:
         from xsearch.ingest.identity import model_identity
 
-        if recorded and model_identity(encoder) != recorded:
+        found = model_identity(encoder)
+        if recorded and found != recorded:
             raise UsageError(
-                f"index {self.name} was built with other weights than the ones found now "
-                "(give the weights it was built with)"
+                f"index {self.name} was built with {_describe(recorded)}, not with "
+                f"{_describe(found)} found now: give the weights it was built with"
             )
 
     # --- writing ---------------------------------------------------------------------------
@@ -467,6 +471,13 @@ class Index:
         from xsearch.api.evaluation import evaluate
 
         return evaluate(self, **options)
+
+
+def _describe(model: dict[str, str]) -> str:
+    """'audioclip-tiny, random weights' or 'audioclip, weights sha256 2441d35b…'."""
+    weights = model.get("weights", "?")
+    named = "random weights" if weights == "random" else f"weights sha256 {weights[:12]}…"
+    return f"{model.get('config', '?')}, {named}"
 
 
 def _assets_of(store: Store, files: Sequence[str | Path]) -> frozenset[int]:

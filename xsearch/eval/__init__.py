@@ -2,7 +2,8 @@
 collections (dataset adapters) ingested into an index built for the evaluation, so that the
 evaluated vectors are the ones a query is served from.
 
-`xsearch.eval.datasets` (the adapters) loads the ingest pipeline; import it where needed."""
+`xsearch.eval.datasets` (the adapters) and `xsearch.eval.build` (the evaluation index, which
+loads the ingest pipeline) are imported where needed; `xsearch.api.evaluate` runs it all."""
 
 from xsearch.eval.metrics import (
     average_precisions,

@@ -1,7 +1,8 @@
-"""Evaluation results as the paper lays them out, as JSON, and as precision-recall plots."""
+"""Evaluation results laid out as the paper does: its columns, and precision-recall plots."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from xsearch.eval.retrieval import PairResult
@@ -10,41 +11,13 @@ from xsearch.eval.retrieval import PairResult
 COLUMNS = ("P@1", "R@1", "mAP", "HR@1", "R@10", "MRR")
 
 
-def pairs_table(dataset: str, results: list[PairResult], exact: list[PairResult] | None = None):
-    """A rich table: dataset, query, result, metrics in %, queries; with the exact index's mAP
-    and the difference when `exact` is given."""
-    from rich.table import Table
-
-    table = Table(title="retrieval (%)")
-    for col in ("dataset", "query", "result", *COLUMNS, "queries"):
-        table.add_column(col, justify="left" if col in ("dataset", "query", "result") else "right")
-    if exact is not None:
-        table.add_column("mAP exact", justify="right")
-        table.add_column("Δ mAP", justify="right")
-    for n, r in enumerate(results):
-        cells = [dataset, r.query, r.result, *(_percent(r.metrics[c]) for c in COLUMNS)]
-        cells.append(f"{r.metrics['queries']:,}")
-        if exact is not None:
-            full = exact[n].metrics["mAP"]
-            cells += [_percent(full), _percent(r.metrics["mAP"] - full, sign=True)]
-        table.add_row(*cells)
-    return table
-
-
-def _percent(value: float, sign: bool = False) -> str:
-    if value != value:  # NaN: no query of the pairing had a relevant result
-        return "–"
-    return f"{100 * value:+.2f}" if sign else f"{100 * value:.2f}"
-
-
-def plot_curves(results: list[PairResult], path: Path, title: str) -> None:
+def plot_curves(results: Sequence[PairResult], path: str | Path, title: str) -> None:
     """One precision-recall curve per pairing, in one PNG."""
-    import matplotlib
+    # A Figure without pyplot: no display needed, and the host's backend is left alone.
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # no display needed
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
+    fig = Figure(figsize=(6, 4.5), dpi=120)
+    ax = fig.subplots()
     for r in results:
         if r.curve is None:
             continue  # no query of this pairing had a relevant result
@@ -58,4 +31,3 @@ def plot_curves(results: list[PairResult], path: Path, title: str) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)

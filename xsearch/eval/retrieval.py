@@ -16,12 +16,12 @@ For each pairing query modality -> target modality (text, image, audio):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from xsearch.errors import UsageError
+from xsearch.errors import ParameterError, UsageError
 from xsearch.eval.metrics import interpolated_precision, retrieval_metrics, zero_shot_accuracy
 from xsearch.indexes import placement
 from xsearch.search.engine import SearchOptions, search_parameters
@@ -47,16 +47,35 @@ class PairResult:
         return out
 
 
-def parse_pairs(spec: str | None) -> list[tuple[str, str]]:
-    """'text:audio,audio:image' -> [("text", "audio"), ("audio", "image")]; None = all nine."""
+def parse_pairs(
+    spec: str | Iterable[tuple[str, str] | str] | None, modalities: Sequence[str] = MODALITIES
+) -> list[tuple[str, str]]:
+    """'text:audio,audio:image' (or [("text", "audio"), ("audio", "image")]) -> a list of
+    (query, result) pairings; None or empty = every pairing of `modalities`. A pairing of a
+    modality outside `modalities` is a ParameterError naming it."""
     if not spec:
-        return [(q, t) for q in MODALITIES for t in MODALITIES]
+        return [(q, t) for q in modalities for t in modalities]
+    parts = spec.split(",") if isinstance(spec, str) else list(spec)
     pairs = []
-    for part in spec.split(","):
-        q, _, t = part.strip().partition(":")
+    for part in parts:
+        if isinstance(part, str):
+            q, _, t = part.strip().partition(":")
+        elif isinstance(part, (tuple, list)) and len(part) == 2:
+            q, t = part
+        else:
+            raise ParameterError("pairs", f"bad pairing {part!r}: give (query, result) pairs")
+        shown = f"{q}:{t}"
         if q not in MODALITIES or t not in MODALITIES:
-            raise UsageError(
-                f"bad pairing {part.strip()!r}: use QUERY:RESULT with {', '.join(MODALITIES)}"
+            raise ParameterError(
+                "pairs",
+                f"bad pairing {shown!r}: use QUERY:RESULT with {', '.join(modalities)}",
+            )
+        lacking = [m for m in (q, t) if m not in modalities]
+        if lacking:
+            raise ParameterError(
+                "pairs",
+                f"pairing {shown!r}: the index has no {lacking[0]} "
+                f"(it has {', '.join(modalities)})",
             )
         pairs.append((q, t))
     return pairs
@@ -67,7 +86,9 @@ class Evaluation:
 
     def __init__(self, index, relevance: str = "same", exact: bool = False, **search_knobs):
         if relevance not in RELEVANCE:
-            raise UsageError(f"unknown relevance {relevance!r}; use one of {', '.join(RELEVANCE)}")
+            raise ParameterError(
+                "relevance", f"unknown relevance {relevance!r}; use one of {', '.join(RELEVANCE)}"
+            )
         self.index = index
         self.store = index.store
         self.relevance = relevance
@@ -110,7 +131,8 @@ class Evaluation:
         pr = None
         used = [(c, p["queries"]) for c, p in curves if p["queries"]]
         if used:  # the query-weighted mean curve
-            mean = sum(c * n for c, n in used) / sum(n for _, n in used)
+            weights = np.array([n for _, n in used], dtype=np.float64)
+            mean = np.average(np.stack([c for c, _ in used]), axis=0, weights=weights)
             pr = (np.linspace(0, 1, len(mean)).tolist(), mean.tolist())
         return PairResult(query, result, metrics, len(cand_ids), pr)
 

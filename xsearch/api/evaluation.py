@@ -141,7 +141,7 @@ def evaluate(
         exact_run = Evaluation(index, relevance, exact=True)
         exact = [exact_run.pair(r.query, r.result) for r in rows]
     store = index.store
-    model = dict(store.manifest.model or {})
+    model = dict(store.manifest.model or {}) if store.manifest else {}
     return EvaluationResult(
         index=getattr(index, "name", store.dir.name),
         generation=store.generation,
@@ -175,6 +175,7 @@ def evaluate_dataset(
     fp16_index: bool = False,
     options: dict[str, Any] | None = None,
     encoder: Encoder | None = None,
+    workers: int | None = None,
 ) -> EvaluationResult:
     """Ingest the labelled dataset of `kind` (one of DATASET_KINDS) at `root` into the index
     `index_name` (default `eval-KIND`, under `home`), each file with exactly its labels, then
@@ -184,11 +185,13 @@ def evaluate_dataset(
     are unchanged, rebuilt when they changed; a directory holding another index is refused.
     `options` go to the dataset's adapter (e.g. {"folds": [1, 2]}, {"esc10": True}).
     `weights`, `config`, `device` and `batch_size` choose the model (or pass a loaded
-    `encoder`); `gpu` and `fp16_index` place the FAISS indexes as in `open_index`. Records
-    that could not be indexed are listed in the result's `left_out`."""
+    `encoder`); `workers` decoding processes ingest the files (0: in this process). `gpu` and
+    `fp16_index` place the FAISS indexes as in `open_index`. Records that could not be indexed
+    are listed in the result's `left_out`."""
     from xsearch.api.index import check_placement, open_index
     from xsearch.eval.build import build_index, eval_index_name
     from xsearch.eval.datasets import load_dataset
+    from xsearch.ingest.pipeline import IngestOptions
     from xsearch.store.store import index_dir
 
     # every option is checked before the slow work (the model, the ingest)
@@ -207,7 +210,8 @@ def evaluate_dataset(
 
         encoder = load_encoder(weights, config=config, device=device, batch_size=batch_size)
     _pairs_for(pairs, tuple(getattr(encoder, "modalities", ())) or _all_modalities())
-    built = build_index(records, directory, encoder)
+    ingest = IngestOptions() if workers is None else IngestOptions(workers=workers)
+    built = build_index(records, directory, encoder, ingest)
     index = open_index(name, home, device=device, gpu=gpu, fp16_index=fp16_index)
     index.use_encoder(encoder)  # the one that built it, already loaded
     result = evaluate(index, pairs, relevance, compare_exact, nprobe, ef, k_factor, curves=curves)
@@ -256,7 +260,7 @@ def _modalities(index: Index) -> tuple[str, ...]:
 def _zero_shot(run: Any, modalities: Sequence[str]) -> dict[str, dict[str, float | int]]:
     """Zero-shot accuracy of the audio and image items against the class names, where the
     index has text and single-label items of that modality."""
-    out = {}
+    out: dict[str, dict[str, float | int]] = {}
     if "text" not in modalities:
         return out
     for modality in (m for m in ("audio", "image") if m in modalities):
