@@ -21,13 +21,3 @@ def open_index(index: str, **options: Any):
         random_weights_banner()
     return idx
 
-
-def open_encoder(weights: str | None, config: str | None, device: str, batch_size: int):
-    """Transitional: the encoder for a command (commands move onto xsearch.api)."""
-    from xsearch.cli.console import random_weights_banner
-    from xsearch.models import load_encoder
-
-    encoder = load_encoder(weights, config=config, device=device, batch_size=batch_size)
-    if encoder.weights.is_random:
-        random_weights_banner()
-    return encoder

@@ -159,7 +159,7 @@ def test_model_info_reports_checkpoint(tiny_checkpoint):
     result = invoke("model", "info", "-w", str(tiny_checkpoint), "--json")
     assert result.exit_code == 0, result.output
     facts = json.loads(result.stdout)
-    assert facts["config"] == "audioclip-tiny" and facts["source"] == "--weights"
+    assert facts["config"] == "audioclip-tiny" and facts["source"] == "weights"
     assert facts["parameters"] > 1_000_000 and facts["device"] == "cpu"
 
 

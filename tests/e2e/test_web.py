@@ -224,7 +224,7 @@ def test_the_page_searches_plays_and_uploads(server, browser, home):
     page.click(".filters summary")
     page.fill("#where", "nonsense((")
     search(page, "rain", "audio")
-    assert page.is_visible("#error") and "bad --where" in page.inner_text("#error")
+    assert page.is_visible("#error") and "where: bad filter" in page.inner_text("#error")
     assert cards(page).count() == 0
     page.fill("#where", "")
     search(page, "rain", "audio")

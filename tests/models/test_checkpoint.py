@@ -10,14 +10,18 @@ import torch
 from xsearch.errors import CheckpointError
 from xsearch.models.checkpoint import (
     build_model,
+    checkpoint_config,
     config_for,
+    describe_non_checkpoint,
     expected_shapes,
     load_checkpoint,
+    read_shapes,
     read_state_dict,
 )
 from xsearch.models.config import get_config
 
-OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "audioclip" / "state_dict.tsv"
+# Every key, shape and dtype of the official checkpoint, as published with AudioCLIP v0.1.
+OFFICIAL = Path(__file__).resolve().parents[1] / "data" / "audioclip_state_dict.tsv"
 
 
 def official_shapes() -> dict[str, tuple[int, ...]]:
@@ -31,7 +35,6 @@ def official_shapes() -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-@pytest.mark.skipif(not OFFICIAL.exists(), reason="the official key list is not beside the repo")
 def test_full_architecture_has_exactly_the_official_keys_and_shapes():
     ours = expected_shapes(get_config("audioclip"))
     theirs = official_shapes()
@@ -92,6 +95,54 @@ def test_garbage_files_give_one_line_errors(tmp_path, content):
     with pytest.raises(CheckpointError) as info:
         read_state_dict(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def _jpeg(path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), "red").save(path, format="JPEG")
+
+
+def _random_bytes(path: Path) -> None:
+    import numpy as np
+
+    data = np.random.default_rng(7).bytes(4096)
+    path.write_bytes(b"\x13" + data)  # no byte of a checkpoint's own first bytes
+
+
+@pytest.mark.parametrize(
+    ("make", "what"),
+    [
+        (_random_bytes, "random bytes"),
+        (_jpeg, "a JPEG image"),
+        (lambda p: p.write_bytes(b""), "empty"),
+        (lambda p: p.write_text("weights go here\nsee the README\n"), "a text file"),
+        (lambda p: p.write_text("<!DOCTYPE html><html>sign in</html>"), "an HTML page"),
+    ],
+    ids=["random", "jpeg", "empty", "text", "html"],
+)
+def test_a_file_that_is_no_checkpoint_says_what_it_is(tmp_path, make, what):
+    path = tmp_path / "weights.pt"
+    make(path)
+    for read in (read_state_dict, load_checkpoint, read_shapes):
+        with pytest.raises(CheckpointError) as info:
+            read(path)
+        message = str(info.value)
+        assert f"{path} is not a PyTorch checkpoint (it looks like {what}" in message
+        assert "\n" not in message and "Python objects" not in message
+
+
+def test_a_real_checkpoint_is_not_described_as_something_else(tiny_checkpoint):
+    assert describe_non_checkpoint(tiny_checkpoint) is None
+
+
+def test_shapes_identify_the_config_without_reading_the_data(tiny_checkpoint):
+    shapes = read_shapes(tiny_checkpoint)
+    assert all(t.is_meta for t in shapes.values())
+    assert checkpoint_config(tiny_checkpoint).name == "audioclip-tiny"
+    with pytest.raises(CheckpointError, match="'audioclip' architecture") as info:
+        checkpoint_config(tiny_checkpoint, "audioclip")
+    assert str(tiny_checkpoint) in str(info.value)
 
 
 def test_truncated_checkpoint_is_an_error(tiny_checkpoint, tmp_path):

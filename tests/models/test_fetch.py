@@ -285,11 +285,29 @@ def test_progress_reports_every_byte_and_is_silent_off_a_terminal(
 # --- failures -------------------------------------------------------------------------------
 
 
+def test_the_public_fetch_reports_progress_to_a_function(server: Served, tmp_path: Path) -> None:
+    from xsearch.api import fetch_weights
+
+    seen: list[tuple[int, int | None]] = []
+    result = fetch_weights(
+        "full", tmp_path, url=server.url("/file"), progress=lambda *a: seen.append(a)
+    )
+    size = len(server.payload)
+    assert result.path == tmp_path / FILENAME and result.downloaded
+    assert seen[0] == (0, size) and seen[-1] == (size, size)
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+    seen.clear()
+    again = fetch_weights(
+        "full", tmp_path, url=server.url("/file"), progress=lambda *a: seen.append(a)
+    )
+    assert not again.downloaded and seen == []  # nothing downloaded, nothing reported
+
+
 @pytest.mark.parametrize(
     ("path", "reason"),
     [
         ("/corrupt", r"bad CRC-32"),  # torch.load alone would accept these bytes
-        ("/page", r"not a loadable PyTorch checkpoint"),
+        ("/page", r"not a PyTorch checkpoint \(it looks like an HTML page"),
     ],
 )
 def test_bad_content_fails_verification_and_leaves_nothing(

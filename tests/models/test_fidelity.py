@@ -1,10 +1,11 @@
 """xsearch's AudioCLIP reproduces the official implementation: golden embeddings.
 
-`data/golden_audioclip.npz` holds embeddings computed by the official AudioCLIP code
+`tests/data/golden_audioclip.npz` holds embeddings computed by the official AudioCLIP code
 (github.com/AndreyGuzhov/AudioCLIP, float32 on CPU) for the seeded checkpoint and the inputs
-of `golden_recipe.py`; its `recipe` entry says how. The official code is not part of this
-repository and nothing here runs it: these tests rebuild the checkpoint, load it through
-xsearch's own checkpoint path and compare xsearch's embeddings with the stored ones.
+of `tests/helpers/golden_recipe.py`; its `recipe` entry says how. The official code is not
+part of this repository and nothing here runs it: these tests rebuild the checkpoint, load
+it through xsearch's own checkpoint path and compare xsearch's embeddings with the stored
+ones.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-GOLDEN = Path(__file__).parent / "data" / "golden_audioclip.npz"
+GOLDEN = Path(__file__).parents[1] / "data" / "golden_audioclip.npz"
 # Read at import: the autouse fixture in conftest.py hides XSEARCH_WEIGHTS from the tests.
 REAL_WEIGHTS = os.environ.get("XSEARCH_WEIGHTS", "")
 
@@ -39,8 +40,8 @@ def rebuilt(golden, tmp_path_factory) -> dict:
     """The checkpoint rebuilt from the recipe (its fingerprint), saved, loaded through
     xsearch's checkpoint path, and xsearch's embeddings of the golden inputs."""
     import torch
-    from golden_recipe import fingerprint, make_checkpoint, make_inputs
 
+    from tests.helpers.golden_recipe import fingerprint, make_checkpoint, make_inputs
     from xsearch.models.checkpoint import load_checkpoint
     from xsearch.models.encoder import AudioCLIPEncoder
 
@@ -62,7 +63,7 @@ def rebuilt(golden, tmp_path_factory) -> dict:
 
 
 def test_golden_file_matches_recipe(golden):
-    from golden_recipe import RECIPE_VERSION, make_inputs
+    from tests.helpers.golden_recipe import RECIPE_VERSION, make_inputs
 
     assert int(golden["version"]) == RECIPE_VERSION, "recipe changed: regenerate the golden file"
     texts, images, waves = make_inputs()
@@ -138,8 +139,7 @@ def test_audio_frontend_ignores_autocast():
     reason="set XSEARCH_WEIGHTS to an official AudioCLIP checkpoint to run",
 )
 def test_real_checkpoint():
-    from golden_recipe import make_inputs
-
+    from tests.helpers.golden_recipe import make_inputs
     from xsearch.models.checkpoint import load_checkpoint
     from xsearch.models.encoder import AudioCLIPEncoder
 

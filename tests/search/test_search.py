@@ -71,12 +71,12 @@ def test_where_filters_on_asset_and_item_columns(store):
 
 
 def test_bad_where_is_a_usage_error(store):
-    with pytest.raises(UsageError, match="bad --where"):
+    with pytest.raises(UsageError, match="where: bad filter"):
         search(store, clustered(1)[0], "audio", options=SearchOptions(where="no_such_column = 1"))
-    with pytest.raises(UsageError, match="bad --where"):
+    with pytest.raises(UsageError, match="where: bad filter"):
         search(store, clustered(1)[0], "audio", options=SearchOptions(where="1; DROP TABLE x"))
     sneaky = "path IN (SELECT * FROM read_csv('/etc/hostname'))"
-    with pytest.raises(UsageError, match="bad --where"):  # no file is ever read
+    with pytest.raises(UsageError, match="where: bad filter"):  # no file is ever read
         search(store, clustered(1)[0], "audio", options=SearchOptions(where=sneaky))
 
 

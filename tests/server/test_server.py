@@ -136,6 +136,28 @@ def test_status(client):
     assert status["model"]["config"] == "audioclip-tiny"
     assert status["model"]["random_weights"] is True
     assert status["max_upload_bytes"] == LIMIT
+    assert [t["value"] for t in status["targets"]] == ["audio", "image", "text", "video", "all"]
+    assert {t["label"] for t in status["targets"]} >= {"images", "everything"}
+
+
+def test_an_index_of_another_model_serves_its_own_targets(tmp_path):
+    """The page's target list comes from the index: a 512-d audio+text model has no images."""
+    import xsearch
+    from tests.helpers.media_tree import make_media
+    from xsearch.api import IngestOptions
+    from xsearch.models.fake import FakeEncoder, fake_spec
+
+    index = xsearch.open("clap-like", root=tmp_path, create=True)
+    index.use_encoder(FakeEncoder(fake_spec(512, ("audio", "text"), 48_000)))
+    index.ingest([make_media(tmp_path / "media")], IngestOptions(workers=0))
+    with TestClient(create_app(index), raise_server_exceptions=False) as c:
+        status = c.get("/api/status").json()
+        assert [t["value"] for t in status["targets"]] == ["audio", "text", "video", "all"]
+        assert set(status["items"]) == {"audio", "text"}
+        assert_json_error(c.get("/api/search", params={"text": "x", "target": "image"}), 400,
+                          "target")  # fmt: skip
+        hits = c.get("/api/search", params={"text": "a dog on a walk", "target": "text"}).json()
+        assert hits["hits"][0]["text"] == "a dog on a walk"
 
 
 # --- searching ---------------------------------------------------------------------------------
@@ -439,8 +461,8 @@ def test_upload_errors(client):
 @pytest.mark.parametrize(
     ("query", "needle"),
     [
-        ("text=x&where=nonsense((", "bad --where"),
-        ("text=x&where=no_such_column > 1", "bad --where"),
+        ("text=x&where=nonsense((", "where: bad filter"),
+        ("text=x&where=no_such_column > 1", "where: bad filter"),
         ("text=x&k=0", "k must be"),
         ("text=x&k=-3", "k must be"),
         ("text=x&k=ten", "k must be an integer"),
@@ -598,7 +620,7 @@ def one_picture_index(tmp_path: Path):
     directory = tmp_path / "home" / "live"
     ingest(find_files([folder]), directory, encoder, IngestOptions(workers=0))
     index = xsearch.open("live", root=tmp_path / "home", device="cpu")
-    index.__dict__["encoder"] = encoder
+    index.use_encoder(encoder)
     return folder, pictures, encoder, directory, index
 
 

@@ -39,6 +39,7 @@ def serve(
 
     from xsearch.server.app import create_app
 
+    index.store  # an empty index fails first, before the model loads  # noqa: B018
     index.encoder  # load (and check) the model now, not on the first request  # noqa: B018
     if index.placement is not None and index.placement.gpu:
         for modality in index.modalities:  # a type the GPU cannot run fails here, in one line

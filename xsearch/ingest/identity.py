@@ -4,25 +4,28 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from xsearch.models.weights import weights_sha256
+
+if TYPE_CHECKING:
+    from xsearch.models.spec import Encoder
 
 
 def content_hash(path: Path) -> str:
     """blake2b-128 of the file's bytes: equal content, equal hash, whatever the name."""
+    digest = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
+        while chunk := f.read(1 << 20):  # hashlib.file_digest is Python 3.11+
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
-def model_identity(encoder) -> dict[str, str]:
-    """What an index records about the model that embedded it. Vectors of different weights
-    live in different spaces, so an index refuses a model whose identity differs."""
+def model_identity(encoder: Encoder) -> dict[str, str]:
+    """What an index records about the model that embedded it: its family, config and the
+    weights' sha256 ("random" for random weights). Vectors of different weights live in
+    different spaces, so an index refuses a model whose identity differs."""
     choice = encoder.weights
-    if choice.is_random:
-        weights = "random"
-    else:
-        sidecar = choice.path.with_name(choice.path.name + ".sha256")
-        if sidecar.is_file():
-            weights = sidecar.read_text().split()[0]
-        else:
-            with open(choice.path, "rb") as f:
-                weights = hashlib.file_digest(f, "sha256").hexdigest()
-    return {"encoder": encoder.name, "config": encoder.config.name, "weights": weights}
+    weights = "random" if choice.is_random or choice.path is None else weights_sha256(choice.path)
+    spec = encoder.spec
+    return {"encoder": spec.family, "config": spec.config, "weights": weights}

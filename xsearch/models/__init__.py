@@ -42,8 +42,8 @@ def load_encoder(
     and `seed`."""
     import torch
 
-    from xsearch.models.checkpoint import DEFAULT_CONFIG, build_model, load_checkpoint
-    from xsearch.models.config import get_config
+    from xsearch.models.checkpoint import build_model, load_checkpoint
+    from xsearch.models.config import DEFAULT_CONFIG, get_config
     from xsearch.models.encoder import AudioCLIPEncoder
     from xsearch.models.weights import resolve_weights
 

@@ -13,6 +13,8 @@ from importlib import resources
 from xsearch.errors import UsageError
 from xsearch.models.spec import AudioInput, EncoderSpec, ImageInput, TextInput
 
+DEFAULT_CONFIG = "audioclip"  # the official architecture; random weights use it unless told
+
 
 @dataclass(frozen=True)
 class VisionConfig:
@@ -87,3 +89,9 @@ def spec_of(config: ModelConfig) -> EncoderSpec:
         audio=AudioInput(config.audio.sample_rate),
         text=TextInput(config.text.context_length),
     )
+
+
+def spec_for(name: str) -> EncoderSpec:
+    """The spec of the registered config `name`, without building the model or importing
+    torch: what callers need to prepare inputs (sample rate, image size) before loading."""
+    return spec_of(get_config(name))

@@ -8,7 +8,6 @@ loadable checkpoint. A part that fails verification is deleted, so the next run 
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import re
@@ -33,9 +32,12 @@ from rich.progress import (
 
 from xsearch import __version__
 from xsearch.errors import CheckpointError, DownloadError, UsageError
-from xsearch.models.weights import RELEASES, Release, weights_dir
+from xsearch.models.weights import RELEASES, Release, sha256_file, sidecar_path, weights_dir
 
 PART_SUFFIX = ".part"
+# What a download reports its progress to: True (a bar on stderr when it is a terminal),
+# False, a rich Progress to add a task to, or a function of (bytes so far, total or None).
+ProgressArg = bool | Progress | Callable[[int, int | None], None]
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save has written zip archives since PyTorch 1.6
 
 
@@ -63,7 +65,7 @@ def download(
     dest: Path,
     *,
     expected_size: int | None = None,
-    progress: bool | Progress = True,
+    progress: ProgressArg = True,
     timeout: float = 15.0,
     chunk_size: int = 1 << 20,
 ) -> Path:
@@ -194,13 +196,25 @@ def _reason(err: object) -> str:
 
 @contextmanager
 def _progress_bar(
-    progress: bool | Progress, description: str, total: int | None, completed: int
+    progress: ProgressArg, description: str, total: int | None, completed: int
 ) -> Iterator[Callable[[int], None]]:
-    """A function to report bytes to: a task on the given Progress, a new bar on stderr
-    when it is a terminal, or nothing (`progress=False`, or stderr redirected)."""
+    """A function to report bytes to: a task on the given Progress, the caller's function
+    (told the bytes so far and the total), a new bar on stderr when it is a terminal, or
+    nothing (`progress=False`, or stderr redirected)."""
     if isinstance(progress, Progress):
         task = progress.add_task(description, total=total, completed=completed)
         yield lambda n: progress.advance(task, n)
+    elif callable(progress):
+        report = progress
+        done = completed
+        report(done, total)
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            report(done, total)
+
+        yield advance
     elif progress and sys.stderr.isatty():
         columns = (
             TextColumn("[bold]{task.description}"),
@@ -217,15 +231,6 @@ def _progress_bar(
 
 
 # --- verifying -----------------------------------------------------------------------------
-
-
-def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
-    """The hex sha256 of a file, read in chunks (checkpoints are half a gigabyte)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify_checkpoint(path: Path, expected_size: int | None = None) -> None:
@@ -260,7 +265,7 @@ def _check_zip(path: Path) -> None:
 
 def write_sidecar(path: Path, sha256: str) -> Path:
     """Record `sha256` next to `path` as `<file>.sha256`, in `sha256sum -c` format."""
-    sidecar = path.with_name(path.name + ".sha256")
+    sidecar = sidecar_path(path)
     sidecar.write_text(f"{sha256}  {path.name}\n", encoding="utf-8")
     return sidecar
 
@@ -281,7 +286,7 @@ def fetch_weights(
     *,
     url: str | None = None,
     expected_size: int | None = None,
-    progress: bool | Progress = True,
+    progress: ProgressArg = True,
     timeout: float = 15.0,
 ) -> FetchResult:
     """Download, verify and install the official checkpoint `variant` into `dest_dir`

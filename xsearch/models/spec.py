@@ -17,8 +17,16 @@ from xsearch.errors import UsageError
 if TYPE_CHECKING:
     import numpy as np
 
+    from xsearch.models.weights import WeightsChoice
+
 # Every modality an encoder may embed; an encoder embeds a subset of them.
 MODALITIES = ("image", "audio", "text")
+
+
+def check_modality(modality: str) -> None:
+    """UsageError, in one line, unless `modality` is one of MODALITIES."""
+    if modality not in MODALITIES:
+        raise UsageError(f"unknown modality {modality!r}; use {', '.join(MODALITIES)}")
 
 
 @dataclass(frozen=True)
@@ -53,10 +61,14 @@ class EncoderSpec:
         """The modalities it embeds, in MODALITIES order."""
         return tuple(m for m in MODALITIES if getattr(self, m) is not None)
 
+    @property
+    def widths(self) -> dict[str, int]:
+        """Modality -> vector width, what an index of this model records."""
+        return {m: self.dim for m in self.modalities}
+
     def require(self, modality: str) -> None:
         """UsageError, in one line, when the model cannot embed `modality`."""
-        if modality not in MODALITIES:
-            raise UsageError(f"unknown modality {modality!r}; use {', '.join(MODALITIES)}")
+        check_modality(modality)
         if getattr(self, modality) is None:
             raise UsageError(
                 f"model {self.config} embeds {', '.join(self.modalities)}, not {modality}"
@@ -73,6 +85,7 @@ class Encoder(ABC):
     UsageError (see `embed`)."""
 
     spec: EncoderSpec
+    weights: WeightsChoice  # the checkpoint it was loaded from, or random weights
     batch_size: int = 16
 
     @property

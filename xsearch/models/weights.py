@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,32 +65,74 @@ class WeightsChoice:
     """What a command will load: a checkpoint path, or random weights."""
 
     path: Path | None  # None means random weights
-    source: str  # "--weights", "XSEARCH_WEIGHTS", "cache" or "random"
+    source: str  # "weights" (given by the caller), "XSEARCH_WEIGHTS", "cache" or "random"
 
     @property
     def is_random(self) -> bool:
         return self.path is None
 
 
-def missing_weights_message() -> str:
+def install_hint() -> str:
+    """How to get the official weights, in words every caller can use (the one place it is
+    written: the missing-weights error and the random-weights banner both show it)."""
     return (
-        "no AudioCLIP weights found: run `xsearch model fetch`, or put "
-        f"{RELEASES['full'].filename} in {weights_dir()}, or pass --weights PATH "
-        f"(or set {ENV_WEIGHTS}); `--weights random` runs with meaningless random weights"
+        f"run `xsearch model fetch`, or put {RELEASES['full'].filename} in {weights_dir()}, "
+        f"or set {ENV_WEIGHTS} or pass weights (a checkpoint path)"
     )
+
+
+def missing_weights_message() -> str:
+    """The error when no weights are given or found: where to get them, and the random opt-in."""
+    return (
+        f"no AudioCLIP weights found: {install_hint()}; "
+        f"weights {RANDOM!r} runs with meaningless random weights"
+    )
+
+
+def sidecar_path(path: Path) -> Path:
+    """Where a checkpoint's sha256 is recorded: `<file>.sha256`, in `sha256sum -c` format."""
+    return path.with_name(path.name + ".sha256")
+
+
+def recorded_sha256(path: Path | None) -> str | None:
+    """The sha256 recorded beside a checkpoint (by `xsearch model fetch`), or None: hashing
+    half a gigabyte on every start is what the sidecar saves."""
+    if path is None:
+        return None
+    sidecar = sidecar_path(Path(path))
+    if not sidecar.is_file():
+        return None
+    fields = sidecar.read_text(encoding="utf-8", errors="replace").split()
+    return fields[0] if fields else None
+
+
+def weights_sha256(path: Path) -> str:
+    """The checkpoint's sha256: the recorded one when there is a sidecar, else computed."""
+    recorded = recorded_sha256(path)
+    return recorded if recorded is not None else sha256_file(path)
+
+
+def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
+    """The hex sha256 of a file, read in chunks (checkpoints are half a gigabyte)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def resolve_weights(option: str | None = None) -> WeightsChoice:
     """The weights a command uses; raises WeightsNotFound with where to put them."""
     if option == RANDOM:
         return WeightsChoice(None, RANDOM)
-    for value, source in ((option, "--weights"), (os.environ.get(ENV_WEIGHTS), ENV_WEIGHTS)):
+    for value, source in ((option, "weights"), (os.environ.get(ENV_WEIGHTS), ENV_WEIGHTS)):
         if value:
             if value == RANDOM:
                 return WeightsChoice(None, RANDOM)
             path = Path(value).expanduser()
             if not path.is_file():
-                raise WeightsNotFound(f"{source} points at {path}, which is not a file")
+                named = f"weights {path}" if source == "weights" else f"{source}={path}"
+                raise WeightsNotFound(f"{named} is not a file")
             return WeightsChoice(path, source)
     for release in RELEASES.values():
         path = weights_dir() / release.filename
