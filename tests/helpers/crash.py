@@ -42,6 +42,6 @@ def snapshot(directory: Path) -> dict:
         "items": sorted(items, key=lambda i: i["item_id"]),
         "ntotal": {
             m: (idx.ntotal if (idx := store.faiss_index(m)) is not None else 0)
-            for m in ("image", "audio", "text")
+            for m in store.modalities
         },
     }

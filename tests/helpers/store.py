@@ -12,12 +12,21 @@ from xsearch.store.store import Changes, Store, Writer
 MODEL = {"encoder": "audioclip", "config": "audioclip-tiny", "weights": "random"}
 
 
-def unit(n: int, seed: int = 0) -> np.ndarray:
-    v = np.random.default_rng(seed).standard_normal((n, 1024)).astype(np.float32)
+def unit(n: int, seed: int = 0, dim: int = 1024) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def add_asset(writer: Writer, changes: Changes, path: str, n_audio: int, seed: int = 0) -> int:
+def add_asset(
+    writer: Writer,
+    changes: Changes,
+    path: str,
+    n_audio: int,
+    seed: int = 0,
+    dim: int = 1024,
+    modality: str = "audio",
+) -> int:
+    """Add one asset of `n_audio` items of `modality` (audio unless told), `dim`-wide."""
     asset = writer.allocate_asset()
     changes.new_assets.append(
         dict(asset_id=asset, path=path, content_hash=f"h-{path}", kind="audio", bytes=1,
@@ -26,10 +35,10 @@ def add_asset(writer: Writer, changes: Changes, path: str, n_audio: int, seed: i
     ids = writer.allocate_items(n_audio)
     for k, item in enumerate(ids):
         changes.new_items.append(
-            dict(item_id=int(item), asset_id=asset, modality="audio", start=10.0 * k,
+            dict(item_id=int(item), asset_id=asset, modality=modality, start=10.0 * k,
                  end=10.0 * (k + 1), text=None)
         )  # fmt: skip
-    changes.add_vectors("audio", ids, unit(n_audio, seed))
+    changes.add_vectors(modality, ids, unit(n_audio, seed, dim))
     return asset
 
 
@@ -42,7 +51,7 @@ def commit_asset(directory: Path, path: str, n_audio: int, seed: int = 0) -> Sto
 
 
 def check_invariants(store: Store) -> None:
-    for modality in ("image", "audio", "text"):
+    for modality in store.modalities:
         ids = store.item_ids(modality)
         assert len(set(ids)) == len(ids)
         index = store.faiss_index(modality)

@@ -192,7 +192,7 @@ def test_a_reader_two_generations_behind_reopens_and_never_mixes(tmp_path):
     fresh = Store.open(directory)
     assert fresh.generation == 3
     check_answer(fresh, search(fresh, query, "audio", k=50), "audio")
-    index = xsearch.api.Index(stale)
+    index = xsearch.api.Index.for_store(stale)
     assert index.refresh() and index.store.generation == 3
     record("concurrency", "a reader two generations behind", 4, 4)
 
@@ -211,7 +211,7 @@ class Reader(threading.Thread):
 
     def run(self) -> None:
         index = xsearch.open(self.dir.name, root=self.dir.parent, device="cpu")
-        index.__dict__["encoder"] = self.encoder  # the same weights, loaded once
+        index.use_encoder(self.encoder)  # the same weights, loaded once
         last, n = 0, 0
         while not self.stop.is_set():
             target = ("audio", "image", "text", "all")[n % 4]
@@ -313,7 +313,7 @@ def test_the_server_answers_from_one_generation_while_an_ingest_commits(
     published[1] = {m: frozenset(first.item_ids(m).tolist()) for m in ("audio", "image")}
     monkeypatch.setattr(Writer, "_publish", publish)
     index = xsearch.open("live", root=home, device="cpu")
-    index.__dict__["encoder"] = encoder
+    index.use_encoder(encoder)
     picture = next(p for p in sorted(base.iterdir()) if p.suffix == ".png").read_bytes()
     ingesting = threading.Event()
     ingesting.set()

@@ -134,6 +134,11 @@ class _Memo:
     def embed_images(self, images):
         return self._ask("embed_images", list(images), [_digest(i) for i in images])
 
+    def embed(self, modality, payloads):
+        return {"image": self.embed_images, "audio": self.embed_audio, "text": self.embed_text}[
+            modality
+        ](payloads)
+
 
 def _digest(value) -> str:
     import hashlib
@@ -165,8 +170,9 @@ def _run_matrix(workdir: Path, out: Path) -> None:
     from xsearch.ingest.scan import find_files
     from xsearch.models import load_encoder
     from xsearch.samples import audio_samples, write_wav
+    from xsearch.store.repair import repair_index
     from xsearch.store.store import Store
-    from xsearch.store.verify import repair_index, verify_index
+    from xsearch.store.verify import verify_index
 
     encoder = _Memo(load_encoder("random", config="audioclip-tiny", device="cpu", batch_size=4))
     options = IngestOptions(workers=0)
@@ -185,7 +191,7 @@ def _run_matrix(workdir: Path, out: Path) -> None:
 
     def search(directory: Path):
         index = xsearch.open(directory.name, root=directory.parent)
-        index.__dict__["encoder"] = encoder  # one model for every case
+        index.use_encoder(encoder)  # one model for every case
         return _hits(index, like)
 
     def add_late(directory: Path) -> int:
@@ -375,10 +381,10 @@ def test_a_damaged_faiss_file_never_reaches_faiss_on_any_path(matrix, tmp_path, 
     store = Store.open(directory)
     like = int(store.item_ids("audio")[0])
     with pytest.raises(StoreCorrupt, match="checksum mismatch"):
-        Index(store).search(like=like, target="audio")
+        Index.for_store(store).search(like=like, target="audio")
     with pytest.raises(StoreCorrupt, match="checksum mismatch"):
-        Evaluation(Index(Store.open(directory))).pair("audio", "audio")
-    client = TestClient(create_app(Index(Store.open(directory))))
+        Evaluation(Index.for_store(Store.open(directory))).pair("audio", "audio")
+    client = TestClient(create_app(Index.for_store(Store.open(directory))))
     reply = client.get("/api/search", params={"like": like, "target": "audio"})
     assert reply.status_code >= 400 and "checksum mismatch" in reply.json()["error"]
     model = Store.open(directory).manifest.model
@@ -460,8 +466,9 @@ def test_repair_keeps_the_type_of_an_on_disk_index(tmp_path):
     """Damaged on-disk lists: the index file still tells the type, rebuilt as it was."""
     from tests.helpers.store import check_invariants, commit_asset
     from xsearch.store.rebuild import rebuild_indexes
+    from xsearch.store.repair import repair_index
     from xsearch.store.store import Store
-    from xsearch.store.verify import repair_index, verify_index
+    from xsearch.store.verify import verify_index
 
     directory = tmp_path / "idx"
     commit_asset(directory, "/m/a.wav", 300, seed=4)
@@ -484,8 +491,8 @@ def test_repair_keeps_the_type_of_an_on_disk_index(tmp_path):
 def test_damaged_embeddings_of_removed_items_only_are_dropped(tmp_path):
     """A damaged Parquet part whose vectors all belong to removed items loses nothing."""
     from tests.helpers.store import MODEL, add_asset, check_invariants
+    from xsearch.store.repair import repair_index
     from xsearch.store.store import Changes, Store, Writer
-    from xsearch.store.verify import repair_index
 
     directory = tmp_path / "idx"
     with Writer(directory, MODEL) as writer:

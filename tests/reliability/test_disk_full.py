@@ -23,7 +23,8 @@ from xsearch.ingest.pipeline import IngestOptions, ingest
 from xsearch.ingest.scan import find_files
 from xsearch.models import load_encoder
 from xsearch.store.manifest import MANIFEST
-from xsearch.store.store import _GEN, DATA, Store
+from xsearch.store.names import generation_of, manifest_copy_generation
+from xsearch.store.store import DATA, Store
 
 SIZE_MB = 4
 
@@ -102,8 +103,9 @@ def leftovers(directory: Path) -> list[str]:
     used = {e.path for e in store.manifest.files.values()}
     out = [p.name for p in directory.glob(".*.tmp-*")]
     for path in (directory / DATA).iterdir():
-        gen = int(_GEN.search(path.name).group(1))
-        unused = f"{DATA}/{path.name}" not in used and not path.name.startswith("manifest-g")
+        gen = generation_of(path.name)
+        copy = manifest_copy_generation(path.name) is not None
+        unused = f"{DATA}/{path.name}" not in used and not copy
         if gen > store.generation or (gen == store.generation and unused):
             out.append(path.name)
     return out
@@ -176,7 +178,7 @@ def test_a_full_index_can_still_be_searched(small_fs, tmp_path, encoder):
     ingest(find_files([first]), home / "idx", encoder, IngestOptions(workers=0))
     fill(small_fs, 0)
     index = xsearch.open("idx", root=home, device="cpu")
-    index.__dict__["encoder"] = encoder
+    index.use_encoder(encoder)
     hits = index.search(text="sound", target="audio", k=5)
     assert [Path(h.path).name for h in hits] == ["a3-0.wav"]
     record("disk full", "search on a full disk", 1, 1)

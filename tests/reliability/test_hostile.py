@@ -238,7 +238,8 @@ def test_absurd_faiss_sizes_with_a_forged_manifest_are_refused_in_bounded_memory
 
 
 def test_forged_faiss_file_is_reported_and_rebuilt_by_verify(tmp_path):
-    from xsearch.store.verify import repair_index, verify_index
+    from xsearch.store.repair import repair_index
+    from xsearch.store.verify import verify_index
 
     directory = small_store(tmp_path / "idx")
     forge_faiss(directory, forged_index("Flat", "codes", 1 << 28), manifest_too=True)

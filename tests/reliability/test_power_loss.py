@@ -33,8 +33,9 @@ from xsearch.models import load_encoder
 from xsearch.samples import audio_samples, image_samples, write_video, write_wav
 from xsearch.store import manifest as manifest_module
 from xsearch.store.manifest import MANIFEST, StoreCorrupt
+from xsearch.store.names import generation_of
 from xsearch.store.rebuild import rebuild_indexes
-from xsearch.store.store import _GEN, DATA, Store, Writer
+from xsearch.store.store import DATA, Store, Writer
 
 
 class Run:
@@ -131,7 +132,7 @@ class Checker:
         left = [p.name for p in directory.glob(".*.tmp-*")]
         data = directory / DATA
         files = list(data.iterdir()) if data.is_dir() else []
-        left += [p.name for p in files if int(_GEN.search(p.name).group(1)) > generation]
+        left += [p.name for p in files if generation_of(p.name) > generation]
         return f"leftovers after the next writer: {left}" if left else None
 
     def _same(self, directory: Path, generation: int) -> str | None:

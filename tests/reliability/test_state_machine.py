@@ -12,7 +12,8 @@ Checked after every step (`consistent`):
 - searches through the engine return items that resolve, the query's own item first.
 
 Checked after each ingest, against the store before it:
-- nothing already indexed is embedded again (new items belong to content not indexed before);
+- nothing already indexed is embedded again (new items belong to content not indexed before,
+  or are copies of its items with their vectors);
 - indexed content still present in the folder keeps an asset with the same item ids and
   identical vectors (a rename keeps its embeddings).
 
@@ -20,7 +21,7 @@ Checked after each completed ingest, against the folder:
 - every asset at an existing path has that file's content hash (a changed file was
   re-embedded, its old items are gone);
 - every content in the folder is indexed under a path that holds it (a copy of content
-  indexed under another path gets no asset of its own);
+  indexed under another path gets an asset of its own, with that content's vectors);
 - with prune, every asset's file exists; without prune, deleted files may remain.
 
 A rebuild and a reopen keep assets, items and vectors exactly, and every sequence ends with a
@@ -59,8 +60,10 @@ from xsearch.ingest.scan import find_files
 from xsearch.models import load_encoder
 from xsearch.samples import image_samples, write_wav
 from xsearch.search.engine import search
+from xsearch.store.manifest import kept_manifest
+from xsearch.store.names import generation_of
 from xsearch.store.rebuild import rebuild_indexes
-from xsearch.store.store import _GEN, DATA, Store
+from xsearch.store.store import DATA, Store
 
 STEMS = ("a", "b", "c", "sub/d")
 # Few names and payloads per kind, so that moves over files, swaps and shared content are common.
@@ -134,6 +137,11 @@ class CachingEncoder:
     def embed_text(self, batch):
         return self._embed("text", batch, lambda t: (repr(t),), self.inner.embed_text)
 
+    def embed(self, modality, batch):
+        return {"image": self.embed_images, "audio": self.embed_audio, "text": self.embed_text}[
+            modality
+        ](batch)
+
 
 class Interrupted(Exception):
     """Raised by FailingEncoder: an ingest stopped mid-way."""
@@ -164,6 +172,10 @@ class FailingEncoder:
     def embed_text(self, batch):
         self._tick()
         return self.inner.embed_text(batch)
+
+    def embed(self, modality, batch):
+        self._tick()
+        return self.inner.embed(modality, batch)
 
 
 def snapshot(store: Store) -> dict:
@@ -373,10 +385,24 @@ class IndexMachine(RuleBasedStateMachine):
 
     def _check_incremental(self, before: dict, after: dict) -> None:
         indexed_before = {a["content_hash"] for a in before["assets"].values()}
+        # A copy of indexed content gets new items holding that content's vectors; only a
+        # caption of its own that the content had nowhere is embedded.
+        kept: dict[str, set[bytes]] = {}
+        texts: dict[str, set[str]] = {}
+        for asset_id, asset in before["assets"].items():
+            digest = asset["content_hash"]
+            kept.setdefault(digest, set()).update(items_of(before, asset_id).values())
+            texts.setdefault(digest, set()).update(
+                item["text"] for item in before["items"].values()
+                if item["asset_id"] == asset_id and item["modality"] == "text"
+            )  # fmt: skip
         for item_id, item in after["items"].items():
             if item_id >= before["next_item_id"]:
                 asset = after["assets"][item["asset_id"]]
-                assert asset["content_hash"] not in indexed_before, f"re-embedded {asset}"
+                digest = asset["content_hash"]
+                copied = after["vectors"][item_id] in kept.get(digest, ())
+                captioned = item["modality"] == "text" and item["text"] not in texts.get(digest, ())
+                assert digest not in indexed_before or copied or captioned, f"re-embedded {asset}"
         present = self._contents()
         for digest in indexed_before & set(present):
             kept = [
@@ -402,6 +428,8 @@ class IndexMachine(RuleBasedStateMachine):
                 assert not self.last_prune, f"pruned ingest kept {asset['path']}"
         missing = set(present) - set(where)
         assert not missing, f"not indexed: {[present[d] for d in missing]}"
+        unlisted = paths - {asset["path"] for asset in snap["assets"].values()}
+        assert not unlisted, f"no asset of their own: {sorted(unlisted)}"  # copies too
 
     @invariant()
     def consistent(self) -> None:
@@ -422,11 +450,13 @@ class IndexMachine(RuleBasedStateMachine):
             self.stepping = False
 
     def _check_data_files(self, store: Store) -> None:
-        used = {e.path for e in store.manifest.files.values()} if store.manifest else set()
+        # the files of this generation and of the previous one (whose readers may open them)
+        previous = kept_manifest(self.index, store.generation - 1)
+        used = {e.path for m in (store.manifest, previous) if m for e in m.files.values()}
         for path in (self.index / DATA).iterdir():
-            match = _GEN.search(path.name)
+            gen = generation_of(path.name)
             assert f"{DATA}/{path.name}" in used or (
-                match and int(match.group(1)) >= store.generation - 1
+                gen is not None and gen >= store.generation - 1
             ), f"leftover {path.name}"
 
     def _check_search(self, store: Store, paths: dict[int, str]) -> None:

@@ -10,6 +10,7 @@ from xsearch.store.lock import IndexLocked, WriterLock
 from xsearch.store.manifest import StoreCorrupt
 from xsearch.store.rebuild import rebuild_indexes
 from xsearch.store.store import Changes, Store, Writer, index_dir
+from xsearch.store.verify import verify_index
 
 
 def test_commit_reopen_and_remove(tmp_path):
@@ -127,3 +128,23 @@ def test_index_names_are_checked():
 def test_unknown_index_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="no index"):
         Store.open(tmp_path / "nothing")
+
+
+def test_a_reader_one_generation_behind_keeps_files_that_generation_carried_over(tmp_path):
+    """Generation 2 adds only text, so it reads generation 1's audio index; publishing
+    generation 3 (new audio) must not delete that file while readers of 2 may open it."""
+    directory = tmp_path / "idx"
+    commit_asset(directory, "/m/a.wav", 2, seed=1)
+    with Writer(directory, MODEL) as writer:
+        changes = Changes()
+        add_asset(writer, changes, "/m/a.txt", 1, seed=2, modality="text")
+        writer.commit(changes)
+    reader = Store.open(directory)
+    assert reader.manifest.files["faiss/audio"].path.endswith("-g1.index")  # carried over
+    commit_asset(directory, "/m/b.wav", 1, seed=3)
+    assert reader.faiss_index("audio").ntotal == 2
+    check_invariants(reader)
+    Writer(directory, MODEL).close()  # a writer opening on generation 3 keeps them too
+    assert Store.open(directory).generation == 3
+    assert (directory / reader.manifest.files["faiss/audio"].path).exists()
+    assert verify_index(directory).checks[0].note is None  # not taken for a leftover

@@ -12,16 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from xsearch.errors import XSearchError
 from xsearch.store.fsutil import crashpoint, fsync_dir, sha256_file
+from xsearch.store.names import manifest_copy, manifest_copy_generation
 
 MANIFEST = "manifest.json"
 FORMAT = 1
-COPY = re.compile(r"manifest-g(\d+)\.json")  # data/manifest-gN.json, generation N's manifest
 
 
 class StoreCorrupt(XSearchError):
@@ -48,6 +47,10 @@ class Manifest:
     next_item_id: int = 0
     next_asset_id: int = 0
     format: int = FORMAT
+    # modality -> vector width; its keys are the index's modalities. Empty in manifests written
+    # before widths were recorded (store/binding.py infers them from the stored vectors).
+    widths: dict[str, int] = field(default_factory=dict)
+    recipe: dict | None = None  # how ingest cut items (window length, frames); None: not told
 
     def to_json(self) -> bytes:
         body = asdict(self)
@@ -57,7 +60,8 @@ class Manifest:
     def from_json(cls, data: bytes, where: Path) -> Manifest:
         """Parse and check a manifest; StoreCorrupt (one line, naming `where`) when it is
         damaged. Manifests written before it carried its checksum are taken as they are."""
-        index_dir = where.parent.parent if COPY.fullmatch(where.name) else where.parent
+        is_copy = manifest_copy_generation(where.name) is not None
+        index_dir = where.parent.parent if is_copy else where.parent
         try:
             raw = json.loads(data)
             claimed = raw.pop("sha256", None)
@@ -106,8 +110,19 @@ def _digest(body: dict) -> str:
 def manifest_copies(index_dir: Path) -> dict[int, Path]:
     """The kept copies of published manifests, by generation (see `publish`)."""
     data = index_dir / "data"
-    names = (COPY.fullmatch(p.name) for p in data.iterdir()) if data.is_dir() else ()
-    return {int(m.group(1)): data / m.group(0) for m in names if m}
+    paths = data.iterdir() if data.is_dir() else ()
+    found = ((manifest_copy_generation(p.name), p) for p in paths)
+    return {gen: path for gen, path in found if gen is not None}
+
+
+def kept_manifest(index_dir: Path, generation: int) -> Manifest | None:
+    """The kept copy of generation `generation`'s manifest, or None when it is not there or
+    not sound."""
+    path = index_dir / "data" / manifest_copy(generation)
+    try:
+        return Manifest.from_json(path.read_bytes(), path)
+    except (OSError, StoreCorrupt):
+        return None
 
 
 def read_manifest(index_dir: Path) -> Manifest | None:
@@ -152,7 +167,7 @@ def _keep_copy(index_dir: Path, manifest: Manifest) -> None:
     generation, so that writers delete it with the rest of that generation. Written after the
     publish: a copy exists only for a generation that was published."""
     data = index_dir / "data"
-    copy = data / f"manifest-g{manifest.generation}.json"
+    copy = data / manifest_copy(manifest.generation)
     try:
         with open(copy, "wb") as f:
             f.write(manifest.to_json())

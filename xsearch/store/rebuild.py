@@ -21,16 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from xsearch.store.store import Store, Writer
-from xsearch.store.tables import MODALITIES
-
-DEFAULT_DIM = 1024  # AudioCLIP's, for checking a factory string on a store with no vectors
 
 
 @dataclass(frozen=True)
 class RebuildOptions:
     factory: str = "Flat"  # a FAISS index-factory string
     train_sample: int | None = None  # vectors to train on; None: faiss_index.train_size's rule
-    batch_size: int = 32_768  # vectors read at a time (128 MB of 1024-d float32)
+    batch_size: int = 32_768  # vectors read at a time (128 MB of float32 at width 1024)
     on_disk: bool = False  # IVF lists in an .ivfdata file that readers map, not load
     seed: int = 0  # of the training sample
     on_batch: Callable[[int], None] | None = None  # called with each batch's row count (tests)
@@ -63,8 +60,8 @@ def rebuild(directory: Path, options: RebuildOptions) -> tuple[Store, list[Modal
     with Writer(directory, manifest.model if manifest else {}) as writer:
         store = writer.store
         _check_factory(store, options)  # a bad factory string fails here, before any work
-        reports = {m: ModalityReport(m) for m in MODALITIES}
-        builders = {m: _builder(store, m, options, reports[m]) for m in MODALITIES}
+        reports = {m: ModalityReport(m) for m in store.modalities}
+        builders = {m: _builder(store, m, options, reports[m]) for m in store.modalities}
         published = writer.rebuild(builders)
     for report in reports.values():
         for role in (f"faiss/{report.modality}", f"ivfdata/{report.modality}"):
@@ -75,21 +72,14 @@ def rebuild(directory: Path, options: RebuildOptions) -> tuple[Store, list[Modal
 
 
 def _check_factory(store: Store, options: RebuildOptions) -> None:
+    """A factory string that cannot index one of the index's widths (PQ64 at width 100,
+    say) fails here, before any work."""
     from xsearch.indexes.faiss_index import check_on_disk, new_index
 
-    index = new_index(_dim(store) or DEFAULT_DIM, options.factory)
-    if options.on_disk:
-        check_on_disk(index, options.factory)
-
-
-def _dim(store: Store) -> int | None:
-    """The stored vectors' dimension (from the first part's schema), or None."""
-    import pyarrow.parquet as pq
-
-    for modality in MODALITIES:
-        for role in store.embedding_roles(modality):
-            return pq.read_schema(store.path(role)).field("embedding").type.list_size
-    return None
+    for width in sorted(set(store.widths.values())):
+        index = new_index(width, options.factory)
+        if options.on_disk:
+            check_on_disk(index, options.factory)
 
 
 def _builder(store: Store, modality: str, options: RebuildOptions, report: ModalityReport):
@@ -100,9 +90,9 @@ def _builder(store: Store, modality: str, options: RebuildOptions, report: Modal
         from xsearch.indexes import faiss_index
 
         live = np.unique(store.item_ids(modality))
-        dim = _dim(store)
-        if not len(live) or dim is None:
+        if not len(live) or not store.embedding_roles(modality):
             return None
+        dim = store.widths[modality]
         index = faiss_index.new_index(dim, options.factory)
         report.items = len(live)
         t0 = time.perf_counter()

@@ -15,16 +15,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from xsearch.errors import UsageError
-from xsearch.store import tables
+from xsearch.store import binding, tables
 from xsearch.store.fsutil import crashpoint, fsync_dir, make_dirs, sha256_file
 from xsearch.store.lock import WriterLock
 from xsearch.store.lookup import RowsById
-from xsearch.store.manifest import FileEntry, Manifest, StoreCorrupt, publish, read_manifest
+from xsearch.store.manifest import (
+    FileEntry,
+    Manifest,
+    StoreCorrupt,
+    kept_manifest,
+    publish,
+    read_manifest,
+)
+from xsearch.store.names import generation_file, generation_of
 from xsearch.store.reference import bottom_k, updated_sample
 
 LOCK = "writer.lock"
 DATA = "data"
-_GEN = re.compile(r"-g(\d+)")
 
 
 def index_root() -> Path:
@@ -54,6 +61,7 @@ class Store:
         self._verified: set[str] = set()
         self._references: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.lock = threading.Lock()  # one DuckDB statement at a time on the shared connection
+        self._loading = threading.Lock()  # one load (and GPU placement) of each FAISS index
 
     @classmethod
     def open(cls, directory: Path, create: bool = False, placement=None) -> Store:
@@ -69,6 +77,22 @@ class Store:
     @property
     def generation(self) -> int:
         return self.manifest.generation if self.manifest else 0
+
+    @cached_property
+    def widths(self) -> dict[str, int]:
+        """Modality -> vector width, in the order image, audio, text: what the manifest
+        records (or, for an index written before it did, what its stored vectors say)."""
+        return binding.index_widths(self.dir, self.manifest)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities this index holds vectors of (or may), in the order image, audio, text."""
+        return tuple(self.widths)
+
+    @property
+    def recipe(self) -> dict | None:
+        """How ingest cut this index's items (window length, frames), or None when not told."""
+        return self.manifest.recipe if self.manifest else None
 
     def path(self, role: str) -> Path | None:
         """The verified file for `role`, or None when this generation has none."""
@@ -135,7 +159,7 @@ class Store:
         with self._reading():
             parts = [tables.read_parquet(self.path(r)) for r in self.embedding_roles(modality)]
         if not parts:
-            return np.empty(0, np.int64), np.empty((0, 0), np.float32)
+            return np.empty(0, np.int64), np.empty((0, self.widths.get(modality, 0)), np.float32)
         ids, vectors = tables.embeddings_arrays(pa.concat_tables(parts))
         live = np.isin(ids, self.item_ids(modality))
         order = np.argsort(ids[live], kind="stable")
@@ -177,12 +201,15 @@ class Store:
 
     def faiss_index(self, modality: str):
         """The FAISS index of `modality` (loaded and verified once), or None when it has no
-        items. Writers must not modify it in place: it is this generation's."""
+        items. Writers must not modify it in place: it is this generation's. Threads that ask
+        at once wait for one load: a GPU holds one copy, not one per thread."""
         if modality not in self._indexes:
-            from xsearch.indexes.placement import CPU, place
+            with self._loading:
+                if modality not in self._indexes:  # another thread may have loaded it meanwhile
+                    from xsearch.indexes.placement import CPU, place
 
-            index = self.load_faiss(modality)
-            self._indexes[modality] = place(index, self.placement or CPU)
+                    index = self.load_faiss(modality)
+                    self._indexes[modality] = place(index, self.placement or CPU)
         return self._indexes[modality]
 
     def load_faiss(self, modality: str):
@@ -243,15 +270,32 @@ class Writer:
     Files of generation N are written aside under `data/` with `-gN` in their name and
     fsynced, then `manifest.json` is replaced in one rename. A crash before the rename leaves
     generation N-1 published; the next writer deletes the leftovers.
+
+    `widths` (modality -> vector width) and `recipe` (how ingest cut the items) are recorded
+    by the first commit that knows them; a writer asking for others than those recorded is
+    refused here, and a commit refuses vectors of another width (see store/binding.py). Left
+    None, they are the index's own (widths: else those of the first commit's vectors).
     """
 
-    def __init__(self, directory: Path, model: dict[str, str]) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        model: dict[str, str],
+        widths: dict[str, int] | None = None,
+        recipe: dict | None = None,
+    ) -> None:
         Store.open(directory, create=True)  # make sure the directory exists
         self.lock = WriterLock(directory / LOCK)
         self.lock.acquire()
-        self.store = Store.open(directory)  # read under the lock
-        self.model = model
-        self._check_model()
+        try:
+            self.store = Store.open(directory)  # read under the lock
+            self.model = model
+            self._check_model()
+            self.widths = self._check_widths(widths)
+            self.recipe = self._check_recipe(recipe)
+        except BaseException:
+            self.close()
+            raise
         self._clean_leftovers()
         m = self.store.manifest
         self.next_item_id = m.next_item_id if m else 0
@@ -269,22 +313,48 @@ class Writer:
     def _check_model(self) -> None:
         m = self.store.manifest
         if m and m.model and m.model != self.model:
-            self.close()
             raise UsageError(
                 f"index {self.store.dir.name} was built with {describe_model(m.model)}; "
                 f"this run uses {describe_model(self.model)} (use the same weights, or a new index)"
             )
 
-    def _clean_leftovers(self) -> None:
+    def _check_widths(self, asked: dict[str, int] | None) -> dict[str, int] | None:
+        """The widths this writer commits with: the index's, which `asked` must equal; None
+        while neither the index nor the caller tells (the first commit's vectors will)."""
+        known = binding.known_widths(self.store.dir, self.store.manifest)
+        if asked is None:
+            return known
+        asked = binding.check_widths(asked)
+        if known is not None:
+            refusal = binding.widths_refusal(self.store.dir.name, known, asked)
+            if refusal:
+                raise UsageError(refusal)
+        return asked
+
+    def _check_recipe(self, asked: dict | None) -> dict | None:
+        """The recipe this writer records: `asked`, which must equal a recorded one."""
+        m = self.store.manifest
+        recorded = m.recipe if m else None
+        if asked is None:
+            return recorded
+        if recorded is not None:
+            refusal = binding.recipe_refusal(self.store.dir.name, recorded, asked)
+            if refusal:
+                raise UsageError(refusal)
+        return dict(asked)
+
+    def _clean_leftovers(self, previous: Manifest | None = None) -> None:
         """Delete data files that no published generation needs: those of a crashed commit, and
         those the last two generations do not use (readers of the previous generation may
-        still be opening its files)."""
+        still be opening its files, some of which an older generation wrote). `previous`: the
+        previous generation's manifest, else read from its kept copy."""
         store = self.store
         gen = store.generation
-        used = {e.path for e in store.manifest.files.values()} if store.manifest else set()
+        previous = previous or kept_manifest(store.dir, gen - 1)
+        used = {e.path for m in (store.manifest, previous) if m for e in m.files.values()}
         for path in (store.dir / DATA).iterdir():
-            match = _GEN.search(path.name)
-            file_gen = int(match.group(1)) if match else -1
+            file_gen = generation_of(path.name)
+            file_gen = -1 if file_gen is None else file_gen
             unused = f"{DATA}/{path.name}" not in used
             if unused and (file_gen > gen or file_gen < gen - 1):
                 path.unlink()
@@ -301,39 +371,44 @@ class Writer:
         return self.next_asset_id - 1
 
     def commit(self, changes: Changes) -> Store:
-        """Publish the previous generation plus `changes` as the next generation."""
+        """Publish the previous generation plus `changes` as the next generation. Vectors of
+        another width than the index's, or of a modality it does not have, are refused
+        (UsageError) before anything is written."""
+        self._check_vectors(changes)
         old = self.store
         gen = old.generation + 1
         data = old.dir / DATA
         files = dict(old.manifest.files) if old.manifest else {}
 
-        removed_items = set()
+        removed = old.items.slice(0, 0)
         if changes.removed_assets:
             gone = pc.is_in(old.items.column("asset_id"), pa.array(sorted(changes.removed_assets)))
-            removed_items = set(old.items.filter(gone).column("item_id").to_pylist())
+            removed = old.items.filter(gone)
+        removed_items = set(removed.column("item_id").to_pylist())
         assets = _apply_assets(old.assets, changes)
         items = _apply_items(old.items, changes, removed_items)
 
         written: dict[str, Path] = {}
         for role, table in (("assets", assets), ("items", items)):
-            written[role] = data / f"{role}-g{gen}.parquet"
+            written[role] = data / generation_file(role, gen, "parquet")
             tables.write_parquet(table, written[role])
             crashpoint(f"write-{role}")
         if changes.failures is not None:
-            written["failures"] = data / f"failures-g{gen}.parquet"
+            written["failures"] = data / generation_file("failures", gen, "parquet")
             tables.write_parquet(
                 pa.Table.from_pylist(changes.failures, schema=tables.FAILURES), written["failures"]
             )
-        for modality in tables.MODALITIES:
+        for modality in self.widths or old.widths:
             parts = changes.new_vectors.get(modality, [])
-            dead = np.array(sorted(i for i in removed_items if i in set(old.item_ids(modality))))
+            of_modality = pc.equal(removed.column("modality"), modality)
+            dead = np.sort(removed.filter(of_modality).column("item_id").to_numpy())
             if not parts and not len(dead):
                 continue
             ids = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.int64)
             vecs = np.concatenate([p[1] for p in parts]) if parts else None
             if parts:
                 role = f"embeddings/{modality}/g{gen:08d}"
-                written[role] = data / f"emb-{modality}-g{gen}.parquet"
+                written[role] = data / generation_file(f"emb-{modality}", gen, "parquet")
                 tables.write_parquet(tables.embeddings_table(ids, vecs), written[role])
                 crashpoint(f"write-embeddings-{modality}")
             index = self._next_index(old, modality, gen, dead, ids, vecs)
@@ -343,6 +418,17 @@ class Writer:
             self._write_reference(files, written, modality, gen, sample)
 
         return self._publish(files, written, gen)
+
+    def _check_vectors(self, changes: Changes) -> None:
+        """Refuse vectors the index cannot hold; the first vectors of an index whose widths
+        nobody told fix them."""
+        widths = self.widths or binding.widths_of(changes.new_vectors)
+        for modality, parts in changes.new_vectors.items():
+            for _, vectors in parts:
+                refusal = binding.vectors_refusal(self.store.dir.name, widths, modality, vectors)
+                if refusal:
+                    raise UsageError(refusal)
+        self.widths = widths or None
 
     def rebuild(self, embeddings: dict, factory: str = "Flat") -> Store:
         """Publish a generation whose FAISS files are built afresh. `embeddings` maps a modality
@@ -372,7 +458,7 @@ class Writer:
         if not len(ids):
             files.pop(role, None)
             return
-        written[role] = self.store.dir / DATA / f"ref-{modality}-g{gen}.parquet"
+        written[role] = self.store.dir / DATA / generation_file(f"ref-{modality}", gen, "parquet")
         tables.write_parquet(tables.embeddings_table(ids, vectors), written[role])
         crashpoint(f"write-reference-{modality}")
 
@@ -389,11 +475,13 @@ class Writer:
             files=files,
             next_item_id=self.next_item_id,
             next_asset_id=self.next_asset_id,
+            widths=dict(self.widths or {}),
+            recipe=self.recipe,
         )
         publish(directory, manifest)
         crashpoint("publish")
-        self.store = Store(directory, manifest)
-        self._clean_leftovers()
+        previous, self.store = self.store.manifest, Store(directory, manifest)
+        self._clean_leftovers(previous)
         return self.store
 
     def _next_index(self, old: Store, modality, gen, dead, ids, vecs):
@@ -439,7 +527,7 @@ class Writer:
             files.pop(f"ivfdata/{modality}", None)
 
     def _index_file(self, modality: str, gen: int, kind: str) -> Path:
-        return self.store.dir / DATA / f"faiss-{modality}-g{gen}.{kind}"
+        return self.store.dir / DATA / generation_file(f"faiss-{modality}", gen, kind)
 
 
 def _next_sample(old: Store, modality: str, dead, new_ids, new_vectors):

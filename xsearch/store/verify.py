@@ -1,25 +1,16 @@
-"""`xsearch verify`: check every file of an index, and repair what can be repaired.
+"""`xsearch verify`: check every file of an index, and what the files say about each other.
 
-What a store keeps, and what can be recovered when it is damaged:
-- `manifest.json` names the files of the published generation. A copy of each published
-  manifest is kept as `data/manifest-gN.json` (see manifest.py): a lost or damaged manifest is
-  restored from the newest intact copy.
-- assets, items and embeddings (Parquet) are the source of truth. A damaged embeddings file
-  is re-created from the FAISS index of its modality when that index stores vectors exactly
-  (Flat, HNSW-Flat); damaged assets or items cannot be re-created: the previous generation is
-  restored instead when its files are still there and intact (the previous generation's files
-  outlive one commit), and the files that the lost generation added must be ingested again.
-- the list of failed files only saves retrying them: a damaged list is reset.
-- FAISS indexes and reference samples are derived from the embeddings: rebuilt.
-
-A repair holds the writer lock while it publishes a restored manifest, then rebuilds the
-derived files with `rebuild_indexes`, which takes the lock again.
+Each file of a generation is checked against its recorded size and sha256, then read (Parquet
+with its schema, FAISS as the store loads it), then compared with the others: ids unique and
+below the manifest's next ids, every item with an asset and a stored vector of its modality's
+width, each FAISS index holding exactly the live items (and their stored vectors, when it keeps
+them exactly), each reference sample the bottom-k sketch of the stored vectors. What a check
+finds is a `Check`; what can be done about it is store/repair.py's job.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,22 +18,21 @@ import pyarrow as pa
 
 from xsearch.errors import UsageError
 from xsearch.store import tables
+from xsearch.store.binding import index_widths
 from xsearch.store.manifest import (
-    COPY,
     MANIFEST,
-    FileEntry,
     Manifest,
     StoreCorrupt,
     file_problem,
+    kept_manifest,
     manifest_copies,
-    publish,
     read_manifest,
 )
+from xsearch.store.names import generation_of, manifest_copy_generation
 from xsearch.store.reference import bottom_k
 from xsearch.store.store import DATA, LOCK
 
 SOURCE = ("assets", "items")  # with embeddings/*: what nothing else can re-create
-_GEN = re.compile(r"-g(\d+)")
 _SAMPLE = 10_000  # vectors of a FAISS index compared with the stored embeddings
 
 
@@ -74,32 +64,19 @@ class Verdict:
     # what the checks read, for the repair: role -> table or index; modality -> live item ids
     loaded: dict[str, object] = field(default_factory=dict, repr=False)
     live: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    widths: dict[str, int] = field(default_factory=dict, repr=False)  # the index's (binding.py)
 
     @property
     def healthy(self) -> bool:
         return all(c.ok for c in self.checks)
 
     @property
-    def generation(self) -> int | None:
-        return self.manifest.generation if self.manifest else None
+    def generation(self) -> int:
+        """The generation checked; 0 for an index with none (or an unreadable manifest)."""
+        return self.manifest.generation if self.manifest else 0
 
     def bad(self) -> dict[str, Check]:
         return {c.role: c for c in self.checks if not c.ok}
-
-
-@dataclass
-class Repair:
-    """What `repair_index` found, did, and could not save."""
-
-    before: Verdict
-    after: Verdict
-    actions: list[str] = field(default_factory=list)
-    lost: list[str] = field(default_factory=list)  # what is gone and must be ingested again
-    lost_items: int = 0
-
-    @property
-    def healthy(self) -> bool:
-        return self.after.healthy
 
 
 def kind_of_role(role: str) -> str:
@@ -109,9 +86,6 @@ def kind_of_role(role: str) -> str:
     if role.startswith(("faiss/", "ivfdata/", "reference/")):
         return "derived"
     return role
-
-
-# --- verify ----------------------------------------------------------------------------------
 
 
 def verify_index(directory: Path, manifest: Manifest | None = None) -> Verdict:
@@ -137,6 +111,7 @@ def verify_index(directory: Path, manifest: Manifest | None = None) -> Verdict:
             verdict.checks.append(_lock_check(directory))
             return verdict
     m = verdict.manifest
+    verdict.widths = index_widths(directory, m)
     checks = {role: Check(entry.path, role) for role, entry in sorted(m.files.items())}
     for role, check in checks.items():
         check.problem = file_problem(directory / check.file, m.files[role])
@@ -146,12 +121,14 @@ def verify_index(directory: Path, manifest: Manifest | None = None) -> Verdict:
     verdict.checks += checks.values()
     _check_consistency(verdict)
     verdict.checks.append(_lock_check(directory))
-    used = {e.path for e in m.files.values()}
+    previous = kept_manifest(directory, m.generation - 1)  # its readers may still open them
+    used = {e.path for one in (m, previous) if one for e in one.files.values()}
     stray = []
     for path in sorted((directory / DATA).glob("*")):
-        match = _GEN.search(path.name)
-        gen = int(match.group(1)) if match else -1
-        kept = COPY.fullmatch(path.name) or gen == m.generation - 1  # outlive one commit
+        gen = generation_of(path.name)
+        gen = -1 if gen is None else gen
+        copy = manifest_copy_generation(path.name) is not None
+        kept = copy or gen == m.generation - 1  # outlive one commit
         if f"{DATA}/{path.name}" not in used and not (kept and gen <= m.generation):
             stray.append(path.name)
     if stray:
@@ -208,13 +185,16 @@ def _check_consistency(verdict: Verdict) -> None:
     if len(ids) and ids.max() >= m.next_item_id:
         checks["items"].problem = "item ids beyond the manifest's next id"
     unknown = sorted(set(modalities) - set(tables.MODALITIES))
+    foreign = sorted(set(modalities) - set(verdict.widths))
     if unknown:
         checks["items"].problem = f"items of unknown modality {unknown[0]!r}"
+    elif foreign:
+        checks["items"].problem = f"items of modality {foreign[0]!r}, which the index does not hold"
     if assets is not None:
         orphans = ~np.isin(items.column("asset_id").to_numpy(), assets.column("asset_id"))
         if orphans.any():
             checks["items"].problem = f"{int(orphans.sum())} items belong to no asset"
-    for modality in tables.MODALITIES:
+    for modality in verdict.widths:
         verdict.live[modality] = np.sort(ids[modalities == modality])
         _check_modality(verdict, checks, modality)
 
@@ -223,8 +203,14 @@ def _check_modality(verdict: Verdict, checks: dict[str, Check], modality: str) -
     m, loaded, live = verdict.manifest, verdict.loaded, verdict.live[modality]
     parts = sorted(r for r in m.files if r.startswith(f"embeddings/{modality}/"))
     vectors = None
+    width = verdict.widths[modality]
+    for role in parts:
+        if checks[role].ok and (got := _width(loaded[role])) != width:
+            checks[
+                role
+            ].problem = f"vectors of width {got}; the index's {modality} width is {width}"
     if all(checks[r].ok for r in parts):
-        ids, vectors = _embeddings(loaded, parts)
+        ids, vectors = concat_embeddings(loaded, parts)
         if len(np.unique(ids)) != len(ids):
             for r in parts:
                 checks[r].problem = f"{modality} vectors stored twice under one id"
@@ -264,7 +250,13 @@ def _check_modality(verdict: Verdict, checks: dict[str, Check], modality: str) -
             ].problem = "differs from the sample of the stored embeddings"
 
 
-def _embeddings(loaded: dict, parts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _width(table: pa.Table) -> int | None:
+    kind = table.schema.field("embedding").type if "embedding" in table.column_names else None
+    return getattr(kind, "list_size", None)
+
+
+def concat_embeddings(loaded: dict, parts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, vectors) of the embeddings tables `loaded` holds for the roles `parts`."""
     if not parts:
         return np.empty(0, np.int64), np.empty((0, 0), np.float32)
     return tables.embeddings_arrays(pa.concat_tables([loaded[r] for r in parts]))
@@ -282,14 +274,14 @@ def _index_problem(index, live: np.ndarray, vectors: np.ndarray) -> str | None:
         return f"holds {index.ntotal} vectors, not the {len(live)} items of its modality"
     if len(live) and index.d != vectors.shape[1]:
         return f"dimension {index.d}, the stored vectors have {vectors.shape[1]}"
-    if len(live) and _exact(index):
+    if len(live) and stores_vectors_exactly(index):
         pick = np.linspace(0, len(live) - 1, min(len(live), _SAMPLE)).astype(np.int64)
         if not np.array_equal(index.reconstruct_batch(live[pick]), vectors[pick]):
             return "its vectors differ from the stored embeddings"
     return None
 
 
-def _exact(index) -> bool:
+def stores_vectors_exactly(index) -> bool:
     """Whether the index stores the vectors themselves (they can be read back exactly)."""
     import faiss
 
@@ -326,252 +318,3 @@ def _lock_check(directory: Path) -> Check:
             if holder != str(os.getpid()):  # not the repair holding it
                 check.note = f"held by process {holder}: an ingest is writing a new generation"
     return check
-
-
-# --- repair ----------------------------------------------------------------------------------
-
-
-@dataclass
-class _Plan:
-    base: Verdict  # the generation whose source files are used
-    files: dict[str, FileEntry]  # its files, with what the repair re-created
-    actions: list[str]
-    rebuild: bool  # whether derived files must be rebuilt
-
-
-def repair_index(directory: Path) -> Repair:
-    """Bring the index back to a healthy generation (see the module's docstring). Raises
-    IndexLocked while an ingest writes it; returns what was done and what was lost."""
-    from xsearch.store.lock import WriterLock
-    from xsearch.store.rebuild import rebuild_indexes
-
-    before = verify_index(directory)
-    if before.healthy:
-        return Repair(before, before, ["nothing to repair"])
-    with WriterLock(directory / LOCK):
-        before = verify_index(directory)  # again, now that no writer can change it
-        if before.healthy:
-            return Repair(before, before, ["nothing to repair"])
-        report = Repair(before, before)
-        gen = _newest_generation(directory, before) + 1
-        plan, newest = None, None
-        for candidate in _candidates(directory, before):
-            newest = newest or candidate
-            plan = _plan(candidate, gen)
-            if plan is not None:
-                break
-        if plan is None:
-            _unrepairable(report, newest)
-            return report
-        _describe_restore(report, before, newest, plan.base, gen)
-        report.actions += plan.actions
-        if plan.base is not before or plan.files != before.manifest.files:
-            base = plan.base.manifest
-            ids = [m for m in (base, before.manifest, newest.manifest) if m is not None]
-            publish(
-                directory,
-                replace(
-                    base,
-                    generation=gen,
-                    files=plan.files,
-                    next_item_id=max(m.next_item_id for m in ids),
-                    next_asset_id=max(m.next_asset_id for m in ids),
-                ),
-            )
-    if plan.rebuild:
-        factory, note = _factory(plan.base)
-        on_disk = factory != "Flat" and any(r.startswith("ivfdata/") for r in plan.files)
-        store = rebuild_indexes(directory, factory, on_disk=on_disk)
-        report.actions.append(
-            f"rebuilt the FAISS indexes ({factory}{', on disk' if on_disk else ''}{note}) and "
-            f"reference samples from the stored embeddings: generation {store.generation}"
-        )
-    report.after = verify_index(directory)
-    return report
-
-
-def _newest_generation(directory: Path, verdict: Verdict) -> int:
-    gens = [verdict.generation or 0, *manifest_copies(directory)]
-    for path in (directory / DATA).glob("*"):
-        match = _GEN.search(path.name)
-        if match:
-            gens.append(int(match.group(1)))
-    return max(gens)
-
-
-def _candidates(directory: Path, current: Verdict):
-    """The generations a repair may start from, newest first: the published one, then the
-    kept copies of older (or, when the manifest is lost, the same) generations."""
-    if current.manifest is not None:
-        yield current
-    for gen, path in sorted(manifest_copies(directory).items(), reverse=True):
-        if current.manifest is not None and gen >= current.manifest.generation:
-            continue
-        try:
-            manifest = Manifest.from_json(path.read_bytes(), path)
-        except (StoreCorrupt, OSError):
-            continue
-        yield verify_index(directory, manifest)
-
-
-def _plan(verdict: Verdict, gen: int) -> _Plan | None:
-    """The files of a repaired generation `gen` based on `verdict`'s, or None when a source
-    file of it is damaged beyond recovery."""
-    files = dict(verdict.manifest.files)
-    actions: list[str] = []
-    bad = verdict.bad()
-    bad.pop("manifest", None)
-    bad.pop("lock", None)
-    if any(role in SOURCE for role in bad):
-        return None
-    for modality in tables.MODALITIES:
-        parts = [r for r in bad if r.startswith(f"embeddings/{modality}/")]
-        if parts and not _recover_embeddings(verdict, files, modality, parts, gen, actions):
-            return None
-    if "failures" in bad:
-        path = verdict.directory / DATA / f"failures-g{gen}.parquet"
-        tables.write_parquet(tables.FAILURES.empty_table(), path)
-        files["failures"] = _entry(verdict.directory, path)
-        actions.append(
-            f"{verdict.manifest.files['failures'].path} ({bad['failures'].problem}): the list "
-            "of failed files was reset; the next ingest tries those files again"
-        )
-    derived = [r for r in bad if kind_of_role(r) == "derived"]
-    rebuild = False
-    for role in derived:
-        modality = role.split("/", 1)[1]
-        if len(verdict.live.get(modality, ())) == 0 and role in files:
-            files.pop(role)  # a modality without items needs no index (rebuild skips it)
-            actions.append(f"dropped {role}: damaged, and its modality has no items")
-        else:
-            rebuild = True
-    return _Plan(verdict, files, actions, rebuild)
-
-
-def _recover_embeddings(verdict, files, modality, parts, gen, actions) -> bool:
-    """Re-create what the damaged embeddings files of `modality` held for live items, from
-    its FAISS index when that stores the vectors exactly and holds every live item."""
-    import faiss
-
-    live = verdict.live.get(modality)
-    if live is None:  # the items are unreadable: nothing tells which vectors are needed
-        return False
-    intact = [r for r in files if r.startswith(f"embeddings/{modality}/") and r not in parts]
-    need = np.setdiff1d(live, _embeddings(verdict.loaded, intact)[0])
-    damaged = ", ".join(verdict.manifest.files[r].path for r in parts)
-    for role in parts:
-        files.pop(role)
-    if not len(need):
-        actions.append(f"{damaged}: held no vector of a live item, dropped")
-        return True
-    index = verdict.loaded.get(f"faiss/{modality}")
-    if index is None or f"faiss/{modality}" in verdict.bad() or not _exact(index):
-        return False
-    held = faiss.vector_to_array(faiss.downcast_index(index).id_map)
-    if not np.isin(need, held).all():
-        return False
-    path = verdict.directory / DATA / f"emb-{modality}-g{gen}.parquet"
-    tables.write_parquet(tables.embeddings_table(need, index.reconstruct_batch(need)), path)
-    files[parts[0]] = _entry(verdict.directory, path)
-    actions.append(
-        f"{damaged}: re-created the {len(need)} {modality} vectors it held from the FAISS "
-        "index, which stores them exactly"
-    )
-    return True
-
-
-def _entry(directory: Path, path: Path) -> FileEntry:
-    from xsearch.store.fsutil import fsync_dir, sha256_file
-
-    fsync_dir(path.parent)
-    return FileEntry(str(path.relative_to(directory)), sha256_file(path), path.stat().st_size)
-
-
-def _describe_restore(
-    report: Repair, before: Verdict, newest: Verdict, base: Verdict, gen: int
-) -> None:
-    """Say which generation the repair starts from, and what that loses."""
-    b, n = base.manifest, newest.manifest
-    if before.manifest is None:
-        report.actions.append(
-            f"{MANIFEST} ({before.checks[0].problem}): restored from "
-            f"data/manifest-g{b.generation}.json, as generation {gen}"
-        )
-    if base is newest:
-        return
-    damaged = "; ".join(
-        f"{c.file}: {c.problem}" for c in newest.checks if not c.ok and kind_of_role(c.role)
-        == "source"
-    )  # fmt: skip
-    report.actions.append(
-        f"restored generation {b.generation} as generation {gen}, since generation "
-        f"{n.generation} lost source data ({damaged})"
-    )
-    items = newest.loaded.get("items")
-    if items is not None and base.loaded.get("items") is not None:
-        old = base.loaded["items"].column("item_id").to_numpy()
-        report.lost_items = int((~np.isin(items.column("item_id").to_numpy(), old)).sum())
-        count = f"{report.lost_items} items"
-    else:
-        report.lost_items = max(0, n.next_item_id - b.next_item_id)
-        count = f"up to {report.lost_items} items"
-    added = _added_files(newest, base)
-    what = f"the files added or changed in generation {n.generation}"
-    if added:
-        shown = ", ".join(added[:5]) + (", ..." if len(added) > 5 else "")
-        files = f"{len(added)} file{'s' if len(added) > 1 else ''}"
-        what = f"{files} added or changed in generation {n.generation} ({shown})"
-    report.lost.append(
-        f"{count} lost: {what} must be ingested again (run the same `xsearch ingest`)"
-    )
-
-
-def _added_files(current: Verdict, base: Verdict) -> list[str] | None:
-    """Paths of the assets `current` has and `base` has not, when both lists are readable."""
-    new, old = current.loaded.get("assets"), base.loaded.get("assets")
-    if new is None or old is None:
-        return None
-    known = set(old.column("content_hash").to_pylist())
-    return sorted(r["path"] for r in new.to_pylist() if r["content_hash"] not in known)
-
-
-def _unrepairable(report: Repair, newest: Verdict | None) -> None:
-    checks = newest.checks if newest is not None else report.before.checks
-    damaged = [
-        f"{c.file} ({c.problem})"
-        for c in checks
-        if not c.ok and kind_of_role(c.role) in ("source", "manifest")
-    ]
-    if newest is None and report.before.checks[0].ok is False:
-        damaged = [f"{MANIFEST} ({report.before.checks[0].problem}), and no copy is kept"]
-    items = newest.loaded.get("items") if newest is not None else None
-    report.lost_items = items.num_rows if items is not None else 0
-    report.lost.append(
-        f"cannot repair: {', '.join(damaged)}: source data that nothing else holds, and no "
-        f"earlier generation is intact; move {report.before.directory} away and ingest the "
-        "media again"
-    )
-
-
-def _factory(verdict: Verdict) -> tuple[str, str]:
-    """The index factory of the generation's sound FAISS index files, else Flat. An index
-    file whose on-disk lists are damaged still tells its type."""
-    import faiss
-    from faiss.contrib.factory_tools import reverse_index_factory
-
-    from xsearch.indexes.safety import load_guarded
-
-    bad = verdict.bad()
-    flags = faiss.IO_FLAG_SKIP_IVF_DATA | faiss.IO_FLAG_READ_ONLY
-    for check in verdict.checks:
-        if not check.role.startswith("faiss/") or check.role in bad:
-            continue
-        index = verdict.loaded.get(check.role)
-        try:
-            if index is None:  # its lists are damaged: read the index file alone
-                path = verdict.directory / check.file
-                index = load_guarded(path, lambda p=path: faiss.read_index(str(p), flags))
-            return reverse_index_factory(faiss.downcast_index(index.index)), ""
-        except Exception:
-            continue
-    return "Flat", "; no sound index told the type: `xsearch index rebuild --factory` changes it"
