@@ -164,3 +164,34 @@ def test_unusable_files_raise_media_error(tmp_path, name):
     with pytest.raises(MediaError) as info:
         decode_file(path)
     assert str(info.value).startswith(str(path))
+
+
+def test_only_the_modalities_a_model_embeds_are_decoded(tmp_path):
+    """None for the image size or sample rate: the model does not embed that modality, so it
+    is not decoded (a video gives its sound only, or its frame only)."""
+    video = tmp_path / "walk.mp4"
+    write_video(video, 20, fps=10)  # 2 s, with a sine track
+    sound = decode_file(video, image_size=None, sample_rate=16_000)
+    assert sound.kind == "video" and sound.image is None and sound.frame_time is None
+    [window] = sound.audio  # AAC pads a little: about 2 s at the model's 16 kHz
+    assert window.end == pytest.approx(2.0, abs=0.05)
+    assert len(window.wave) == round(window.end * 16_000)
+    picture = decode_file(video, image_size=48, sample_rate=None)
+    assert picture.image.shape == (48, 48, 3) and picture.audio == []
+    assert picture.duration == pytest.approx(2.0, abs=0.1)  # the video's own length
+
+    photo = tmp_path / "photo.png"
+    _photo(64, 48).save(photo)
+    assert decode_file(photo, image_size=None).image is None
+    tone = tmp_path / "tone.wav"
+    write_wav(tone, sine(440, 1.0, RATE) * 32767, RATE)
+    assert decode_file(tone, sample_rate=None).audio == []
+
+
+def test_an_unlisted_extension_is_decoded_by_its_content(tmp_path):
+    path = tmp_path / "take.1"
+    write_wav(path, sine(440, 1.0, RATE) * 32767, RATE)
+    assert decode_file(path, sample_rate=16_000).kind == "audio"
+    picture = tmp_path / "scan.0001"
+    _photo(64, 48).save(picture, format="png")
+    assert decode_file(picture, image_size=32).image.shape == (32, 32, 3)

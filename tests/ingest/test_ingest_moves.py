@@ -115,11 +115,21 @@ def test_rewritten_with_the_content_of_a_deleted_file(two_files, encoder):
 
 
 def test_rewritten_with_the_content_of_another_file(two_files, encoder):
-    root, index, _ = two_files
+    """a.wav becomes a copy of b.wav: it keeps an asset of its own, holding b.wav's content
+    and vectors under new item ids; its old sound is gone."""
+    root, index, before = two_files
+    old = by_name(before)
     write(root / "a.wav", "siren.wav", 3_000)  # a copy of b.wav: indexed there already
     report, store = run(root, index, encoder, prune=True)
-    assert (report.removed, report.items) == (1, {})
-    assert list(by_name(store)) == ["b.wav"]  # a.wav's old sound is gone, not kept under it
+    assert (report.changed, report.copied, report.removed, report.items) == (1, 1, 0, {})
+    assets = by_name(store)
+    assert sorted(assets) == ["a.wav", "b.wav"]
+    assert assets["a.wav"]["asset_id"] not in (old["a.wav"]["asset_id"], old["b.wav"]["asset_id"])
+    assert assets["a.wav"]["content_hash"] == assets["b.wav"]["content_hash"]
+    mine = vectors_of(store, assets["a.wav"]["asset_id"])
+    theirs = vectors_of(store, assets["b.wav"]["asset_id"])
+    assert sorted(mine.values()) == sorted(theirs.values()) and not set(mine) & set(theirs)
+    assert vectors_of(store, old["a.wav"]["asset_id"]) == {}
     assert_true_to_folder(store, root)
 
 

@@ -17,7 +17,14 @@ from tests.helpers.media_factory import (
     write_wav,
 )
 from xsearch.errors import MediaError
-from xsearch.media import kind_of, load_audio, load_image, video_central_frame
+from xsearch.media import (
+    kind_of,
+    load_audio,
+    load_image,
+    probe_kind,
+    video_central_frame,
+    video_frame,
+)
 
 RATE = 44100
 
@@ -50,6 +57,18 @@ SINE_RMS = 0.5 * 32768 / np.sqrt(2)
         ("clip.webm", "video"),
         ("notes.txt", "text"),
         ("q.json", "text"),
+        ("x.aifc", "audio"),
+        ("x.AU", "audio"),
+        ("x.snd", "audio"),
+        ("x.caf", "audio"),
+        ("x.mka", "audio"),
+        ("x.wma", "audio"),
+        ("clip.m4v", "video"),
+        ("clip.3gp", "video"),
+        ("clip.ts", "video"),
+        ("clip.MTS", "video"),
+        ("scan.pgm", "image"),
+        ("logo.svg", None),
         ("archive.zip", None),
         ("README", None),
         ("dir.mp4/file", None),
@@ -208,6 +227,45 @@ def test_video_central_frame(tmp_path, filename, n_frames, kwargs):
     assert frame_index(np.asarray(image)) == n_frames // 2
     assert seconds == pytest.approx((n_frames // 2) / fps, abs=1e-6)
     assert abs(seconds - n_frames / fps / 2) <= 1 / fps
+
+
+@pytest.mark.parametrize(
+    ("filename", "kwargs"),
+    [
+        ("odd.mp4", {"gop": 4}),
+        ("mpeg4.mov", {"codec": "mpeg4", "gop": 6}),
+        # MPEG-TS starts at 0.2 s and its seeks land after the target: the seek backs off.
+        ("clip.ts", {"format": "mpegts", "gop": 10}),
+        ("piped.mkv", {"format": "matroska", "seekable": False}),
+    ],
+)
+def test_video_frame_at_a_time(tmp_path, filename, kwargs):
+    """The frame on screen at a time, counted as the central frame's time is: thumbnails
+    show the frame that was embedded."""
+    path = tmp_path / filename
+    write_video(path, 41, fps=10, **kwargs)
+    for seconds, index in [(0.0, 0), (1.0, 10), (1.25, 12), (3.5, 35), (4.0, 40), (99.0, 40)]:
+        assert frame_index(np.asarray(video_frame(path, seconds))) == index, seconds
+    middle, seconds = video_central_frame(path)
+    again = video_frame(path, seconds)
+    assert np.array_equal(np.asarray(again), np.asarray(middle))
+    assert np.array_equal(np.asarray(video_frame(path, None)), np.asarray(middle))
+
+
+def test_video_frame_is_rotated(tmp_path):
+    path = tmp_path / "portrait.mp4"
+    write_video(path, 5, size=(64, 48), rotation=90, with_audio=False)
+    assert video_frame(path, 0.1).size == (48, 64)
+
+
+def test_probe_kind_reads_the_content(tmp_path):
+    write_wav(tmp_path / "a", (sine(440, 0.5, RATE) * 32767).astype(np.int16), RATE)
+    write_video(tmp_path / "b", 5, format="mp4")
+    Image.new("RGB", (8, 8)).save(tmp_path / "c", format="png")
+    (tmp_path / "d").write_bytes(b"plain text, no media")
+    kinds = [probe_kind(tmp_path / n) for n in "abcd"]
+    assert kinds == ["audio", "video", "image", None]
+    assert probe_kind(tmp_path / "missing") is None
 
 
 def test_video_central_frame_raw_stream_without_timestamps(tmp_path):

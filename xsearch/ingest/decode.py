@@ -1,9 +1,10 @@
-"""Decode one media file into the items AudioCLIP's towers take: this runs in a worker process.
+"""Decode one media file into the items a model's towers take: this runs in a worker process.
 
 Only PyAV, NumPy and Pillow are used (never torch), so workers start fast and stay small. The
 result is a plain picklable `Decoded` that crosses the process boundary cheaply: images are
 already resized and centre-cropped to the model's input size as uint8, and audio is cut into
-fixed windows of the 44.1 kHz int16-scale waveform.
+fixed windows of the int16-scale waveform at the model's sample rate. A modality the model does
+not embed is not decoded at all.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import numpy as np
 from PIL import Image
 
 from xsearch.errors import MediaError
-from xsearch.media import kind_of, load_audio, load_image, video_central_frame
+from xsearch.media import kind_of, load_audio, load_image, probe_kind, video_central_frame
 from xsearch.media.audio import media_error
+from xsearch.media.kinds import UNSUPPORTED_HINTS, MediaKind, extension
 
 # A tail shorter than this is merged into the window before it rather than embedded on its own.
 MIN_TAIL_SECONDS = 1.0
+MEDIA_KINDS = ("audio", "image", "video")
 
 
 class AudioWindow(NamedTuple):
@@ -42,8 +45,9 @@ class Decoded:
 
     `image` is the uint8 [size, size, 3] RGB input of the image tower (for a video, its central
     frame, shown at `frame_time`); `audio` the windows of its audio track, in order.
-    `duration` is the length in seconds of the audio (for a video without audio, of the video);
-    None for an image.
+    `duration` is the length in seconds of the audio (for a video without audio, or whose
+    audio was not decoded, of the video); None for an image. A modality that was not asked for
+    is left empty.
     """
 
     path: str
@@ -57,19 +61,29 @@ class Decoded:
 def decode_file(
     path: str | os.PathLike[str],
     window_seconds: float = 10.0,
-    image_size: int = 224,
-    sample_rate: int = 44100,
+    image_size: int | None = 224,
+    sample_rate: int | None = 44100,
 ) -> Decoded:
-    """Decode `path` by its kind (`kind_of`): image -> one image; audio -> windows; video ->
-    the central frame plus the windows of its audio track (none when it has no audio).
+    """Decode `path` by its kind: image -> one image; audio -> windows; video -> the central
+    frame plus the windows of its audio track (none when it has no audio).
 
-    Raises MediaError (one line, naming the file) when the file cannot be used.
+    The kind comes from the extension (`kind_of`), else from the content (`probe_kind`), so a
+    file of an unlisted extension is still decoded when it holds media. `image_size` and
+    `sample_rate` are the model's inputs; None means the model does not embed that modality,
+    which is then not decoded (an image gives a `Decoded` without pixels, a video only its
+    sound). Raises MediaError (one line, naming the file) when the file cannot be used.
     """
     name = os.fspath(path)
     kind = kind_of(name)
+    if kind not in MEDIA_KINDS:
+        kind = _kind_by_content(name)
     if kind == "image":
+        if image_size is None:
+            return Decoded(name, kind)
         return Decoded(name, kind, image=crop_square(load_image(name), image_size))
     if kind == "audio":
+        if sample_rate is None:
+            return Decoded(name, kind)
         wave = load_audio(name, sample_rate)
         return Decoded(
             name,
@@ -77,18 +91,31 @@ def decode_file(
             duration=len(wave) / sample_rate,
             audio=cut_windows(wave, sample_rate, window_seconds),
         )
-    if kind == "video":
+    decoded = Decoded(name, "video")
+    if image_size is not None:
         frame, seconds = video_central_frame(name)
-        decoded = Decoded(name, kind, image=crop_square(frame, image_size), frame_time=seconds)
-        has_audio, video_seconds = _probe_video(name)
-        wave = _video_audio(name, sample_rate) if has_audio else None
-        if wave is not None:
-            decoded.audio = cut_windows(wave, sample_rate, window_seconds)
-            decoded.duration = len(wave) / sample_rate
-        else:
-            decoded.duration = video_seconds
-        return decoded
-    raise MediaError(f"{name}: not an audio, image or video file")
+        decoded.image, decoded.frame_time = crop_square(frame, image_size), seconds
+    has_audio, video_seconds = _probe_video(name)
+    track = _video_audio(name, sample_rate) if has_audio and sample_rate is not None else None
+    if track is not None and sample_rate is not None:
+        decoded.audio = cut_windows(track, sample_rate, window_seconds)
+        decoded.duration = len(track) / sample_rate
+    else:
+        decoded.duration = video_seconds
+    return decoded
+
+
+def _kind_by_content(name: str) -> MediaKind:
+    """The kind of a file whose extension says nothing, read from its content."""
+    hint = UNSUPPORTED_HINTS.get(extension(name))
+    if hint is not None:
+        raise MediaError(f"{name}: {hint}")
+    kind = probe_kind(name)
+    if kind is None:
+        if not os.path.exists(name):
+            raise MediaError(f"{name}: cannot open: No such file or directory")
+        raise MediaError(f"{name}: not an audio, image or video file that FFmpeg or Pillow reads")
+    return kind
 
 
 def cut_windows(wave: np.ndarray, sample_rate: int, window_seconds: float) -> list[AudioWindow]:

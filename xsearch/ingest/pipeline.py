@@ -22,8 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from PIL import Image
 
+from xsearch.errors import UsageError
 from xsearch.ingest.identity import content_hash, model_identity
 from xsearch.ingest.scan import folder_label, sidecar_texts
 from xsearch.ingest.workers import DecodePool
@@ -32,6 +35,10 @@ from xsearch.store.store import Changes, Store, Writer
 
 if TYPE_CHECKING:
     from xsearch.ingest.decode import Decoded
+    from xsearch.models.spec import Encoder, EncoderSpec
+
+# The modalities a file of each kind can give (besides the texts of its sidecars).
+_KIND_MODALITIES = {"image": ("image",), "audio": ("audio",), "video": ("image", "audio")}
 
 
 class Annotation(NamedTuple):
@@ -56,17 +63,33 @@ class IngestOptions:
     # applied (xsearch.eval builds a fresh index instead).
     annotations: Mapping[str, Annotation] | None = None
 
+    def recipe(self) -> dict:
+        """How this ingest cuts files into items, as the index records it: an index holds
+        items of one recipe only, so an ingest with another one is refused, never mixed in."""
+        return {"window_seconds": float(self.window_seconds), "frames": "central"}
+
 
 @dataclass
 class IngestReport:
+    """What one ingest did, file by file counted once: `added` (new paths, copies included),
+    `changed` (new content at a known path), `renamed`, `unchanged`, `failed`."""
+
     files: int = 0
     added: int = 0
     unchanged: int = 0
     renamed: int = 0
     changed: int = 0
     removed: int = 0
+    # Of the added and changed files, those whose content was indexed already under another
+    # path: they got their own asset with that content's vectors, without embedding again.
+    copied: int = 0
+    # Indexed files that are gone and were kept (prune drops them).
+    missing: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
-    items: dict[str, int] = field(default_factory=dict)  # new items per modality
+    # Files skipped by the folder walk as of no media type (filled by the caller that scans;
+    # see scan.find_files's on_unsupported and scan.summarize_unsupported).
+    unsupported: list[str] = field(default_factory=list)
+    items: dict[str, int] = field(default_factory=dict)  # items embedded, per modality
     generation: int = 0
     seconds: float = 0.0
     decode_seconds: float = 0.0  # time this process waited for decoded files
@@ -74,7 +97,8 @@ class IngestReport:
 
     def as_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items()} | {
-            "failed": [{"path": p, "reason": r} for p, r in self.failed]
+            "failed": [{"path": p, "reason": r} for p, r in self.failed],
+            "unsupported": list(self.unsupported),
         }
 
 
@@ -83,18 +107,20 @@ class _Plan:
     to_decode: list[Path] = field(default_factory=list)
     hashes: dict[Path, str] = field(default_factory=dict)
     replaced: dict[Path, int] = field(default_factory=dict)  # changed file -> old asset id
+    copies: dict[Path, int] = field(default_factory=dict)  # file -> the asset of its content
     still_failing: list[dict] = field(default_factory=list)  # failed before, unchanged since
 
 
 def _plan(files: list[Path], store: Store, changes: Changes, report: IngestReport) -> _Plan:
-    """Sort files into unchanged, renamed, changed and new, hashing only when needed.
+    """Sort files into unchanged, renamed, copied, changed and new, hashing only when needed.
 
     Content that is indexed already is never embedded again. A file holding it takes over an
     asset whose own path is gone or now holds other content (a rename: also one over an
-    indexed file, or a swap of two names); while the content is still in place under another
-    path, the file is a duplicate and gets no asset. An asset whose path now holds other
-    content and that no file takes over is replaced (once the new content is embedded) or,
-    when the new content is indexed elsewhere, removed."""
+    indexed file, or a swap of two names); while the content is still in place under every
+    other path, the file is a copy: it gets an asset of its own holding that content's items
+    and vectors. An asset whose path now holds other content and that no file takes over is
+    replaced (once the new content is embedded or copied) or, when its file moved over
+    another indexed file, removed."""
     assets = store.assets.to_pylist()
     by_path = {a["path"]: a for a in assets}
     failed_before = {(f["path"], f["bytes"], f["mtime"]): f for f in store.failures.to_pylist()}
@@ -128,12 +154,12 @@ def _plan(files: list[Path], store: Store, changes: Changes, report: IngestRepor
     for path, digest in differs.items():
         twins = by_hash.get(digest, [])
         free = [a["asset_id"] for a in twins if a["asset_id"] in vacated]
-        if free and len(free) == len(twins):
+        if free:
             changes.renamed[free[0]] = str(path)
-            vacated.discard(free[0])  # taken: a second copy is a duplicate of this one
+            vacated.discard(free[0])  # taken: a second file of it is a copy of this one
             report.renamed += 1
         elif twins:
-            report.unchanged += 1  # the same content is indexed under another path
+            plan.copies[path] = twins[0]["asset_id"]  # in place at its own path: a copy
         else:
             plan.hashes[path] = digest
             plan.to_decode.append(path)
@@ -141,7 +167,7 @@ def _plan(files: list[Path], store: Store, changes: Changes, report: IngestRepor
         known = by_path.get(str(path))
         if known is None or known["asset_id"] in changes.renamed:
             continue  # new, or its old content was moved to another path
-        if path in plan.hashes:
+        if path in plan.hashes or path in plan.copies:
             plan.replaced[path] = known["asset_id"]  # removed once the new content is in
         else:
             changes.removed_assets.add(known["asset_id"])
@@ -169,11 +195,11 @@ class Backend(Protocol):
     """Where the decode and embed stages run."""
 
     def decoding(
-        self, paths: list[str], options: IngestOptions, encoder
+        self, paths: list[str], options: IngestOptions, encoder: Encoder
     ) -> AbstractContextManager[Iterator[DecodeResult]]:
-        """Decode `paths` with `options`' limits, for `encoder`'s input sizes."""
+        """Decode `paths` with `options`' limits, for `encoder`'s inputs (`decode_settings`)."""
 
-    def embedding(self, encoder) -> AbstractContextManager[Embedder]:
+    def embedding(self, encoder: Encoder) -> AbstractContextManager[Embedder]:
         """Embed with `encoder`'s model (or the same model, loaded elsewhere)."""
 
 
@@ -204,33 +230,39 @@ class _InProcessEmbedder:
         pass
 
 
-def decode_settings(options: IngestOptions, encoder) -> dict:
-    """DecodePool's arguments (but the number of workers) for `options` and `encoder`."""
+def decode_settings(options: IngestOptions, encoder: Encoder) -> dict:
+    """DecodePool's arguments (but the number of workers) for `options` and `encoder`: the
+    image size and sample rate the model takes, None for a modality it does not embed (which
+    is then not decoded at all)."""
+    spec = encoder.spec
     return {
         "timeout": options.timeout,
         "memory_mb": options.memory_mb,
         "window_seconds": options.window_seconds,
-        "image_size": encoder.config.vision.image_size,
-        "sample_rate": encoder.sample_rate,
+        "image_size": spec.image.size if spec.image else None,
+        "sample_rate": spec.audio.sample_rate if spec.audio else None,
     }
 
 
-def embed_batch(encoder, modality: str, payloads: list) -> np.ndarray:
+def embed_batch(encoder: Encoder, modality: str, payloads: list) -> np.ndarray:
     """One batch of `modality` items -> their [n, dim] rows."""
-    if modality == "image":
-        return encoder.embed_images(payloads)
-    if modality == "audio":
-        return encoder.embed_audio(payloads)
-    return encoder.embed_text(payloads)
+    return encoder.embed(modality, payloads)
 
 
 class _Batcher:
     """Collects decoded items and embeds them a batch at a time. The embedder may finish a
     batch later (on a cluster): `finish` waits for every one, and comes before a commit."""
 
-    def __init__(self, embedder: Embedder, writer: Writer, changes: Changes, report: IngestReport):
+    def __init__(
+        self,
+        embedder: Embedder,
+        writer: Writer,
+        changes: Changes,
+        report: IngestReport,
+        modalities: Sequence[str],
+    ) -> None:
         self.embedder, self.writer, self.changes, self.report = embedder, writer, changes, report
-        self.pending: dict[str, list[tuple[dict, object]]] = {"image": [], "audio": [], "text": []}
+        self.pending: dict[str, list[tuple[dict, object]]] = {m: [] for m in modalities}
 
     def add(self, modality: str, item: dict, payload: object) -> None:
         self.pending[modality].append((item, payload))
@@ -262,7 +294,7 @@ class _Batcher:
 def ingest(
     files: Iterable[Path],
     index_dir: Path,
-    encoder,
+    encoder: Encoder,
     options: IngestOptions | None = None,
     on_plan: Callable[[int], None] | None = None,
     on_file: Callable[[Path, str, int], None] | None = None,
@@ -271,35 +303,47 @@ def ingest(
     """Bring the index at `index_dir` up to date with `files`; returns what was done.
     `on_plan(n)` is told how many files need decoding; `on_file(path, status, items)` hears
     each file's result with the number of items embedded so far. `backend` runs decoding and
-    embedding (default: `LocalBackend`)."""
+    embedding (default: `LocalBackend`). Raises UsageError when there are no files and no
+    index yet (nothing to create), and when the index was built with another model or recipe.
+    """
     options = options or IngestOptions()
     backend = backend or LocalBackend()
     report = IngestReport()
     start = time.perf_counter()
     files = list(files)
+    if not files and not _index_exists(index_dir):
+        raise UsageError(f"no media files found; index {index_dir.name} not created")
     report.files = len(files)
-    files, unnamed = _split_unstorable_names(files)
-    report.failed += [(f["path"], f["reason"]) for f in unnamed]
-    with Writer(index_dir, model_identity(encoder)) as writer:
+    spec = encoder.spec
+    files, refused = _split_unstorable_names(files)
+    files, unembeddable = _split_unembeddable(files, spec)
+    refused += unembeddable
+    report.failed += [(f["path"], f["reason"]) for f in refused]
+    widths, recipe = spec.widths, options.recipe()
+    with Writer(index_dir, model_identity(encoder), widths=widths, recipe=recipe) as writer:
         changes = Changes()
         plan = _plan(files, writer.store, changes, report)
         if on_plan:
             on_plan(len(plan.to_decode))
-        new_failures: list[dict] = list(unnamed)
+        new_failures: list[dict] = list(refused)
         done_since_commit = 0
         paths = [str(p) for p in plan.to_decode]
         with (
             backend.embedding(encoder) as embedder,
             backend.decoding(paths, options, encoder) as decoded_files,
         ):
-            batcher = _Batcher(embedder, writer, changes, report)
+            batcher = _Batcher(embedder, writer, changes, report, spec.modalities)
+            _add_copies(plan, writer, changes, batcher, options, report)
             waited = time.perf_counter()
-            for path, decoded, reason in decoded_files:
+            for name, decoded, reason in decoded_files:
                 report.decode_seconds += time.perf_counter() - waited
-                path = Path(path)
+                path = Path(name)
                 st = path.stat() if path.exists() else None
+                if decoded is not None:
+                    reason = _nothing_to_embed(decoded, spec)
+                    decoded = None if reason else decoded
                 if decoded is None:
-                    reason = reason.removeprefix(f"{path}: ")
+                    reason = (reason or "").removeprefix(f"{path}: ")
                     report.failed.append((str(path), reason))
                     new_failures.append(
                         {
@@ -311,11 +355,7 @@ def ingest(
                     )
                 else:
                     _add_asset(path, decoded, plan, writer, changes, batcher, options, st)
-                    if path in plan.replaced:
-                        changes.removed_assets.add(plan.replaced[path])
-                        report.changed += 1
-                    else:
-                        report.added += 1
+                    _count_new(path, plan, changes, report)
                 if on_file:
                     on_file(path, reason or "ok", sum(report.items.values()))
                 done_since_commit += 1
@@ -326,14 +366,21 @@ def ingest(
                     done_since_commit = 0
                 waited = time.perf_counter()
             batcher.finish()
+        present = {str(p) for p in files}
+        gone = [
+            asset["asset_id"]
+            for asset in writer.store.assets.to_pylist()
+            if asset["path"] not in present
+            and asset["asset_id"] not in changes.renamed
+            and asset["asset_id"] not in changes.removed_assets
+            and not Path(asset["path"]).exists()
+        ]
         if options.prune:
-            present = {str(p) for p in files}
-            for asset in writer.store.assets.to_pylist():
-                gone = asset["path"] not in present and not Path(asset["path"]).exists()
-                if gone and asset["asset_id"] not in changes.renamed:
-                    changes.removed_assets.add(asset["asset_id"])
-                    report.removed += 1
-        seen = {str(p) for p in files} | {f["path"] for f in unnamed}
+            changes.removed_assets.update(gone)
+            report.removed += len(gone)
+        else:
+            report.missing = len(gone)
+        seen = present | {f["path"] for f in refused}
         elsewhere = [f for f in writer.store.failures.to_pylist() if f["path"] not in seen]
         # By path: decode workers finish in any order, and an unchanged list commits nothing.
         failures = sorted(elsewhere + plan.still_failing + new_failures, key=_by_path)
@@ -343,6 +390,31 @@ def ingest(
         report.generation = store.generation
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _index_exists(index_dir: Path) -> bool:
+    return index_dir.is_dir() and Store.open(index_dir).manifest is not None
+
+
+def _count_new(path: Path, plan: _Plan, changes: Changes, report: IngestReport) -> None:
+    """Count a file that got a new asset: a new path, or new content at a known one (whose
+    old asset goes now that the new one is in)."""
+    if path in plan.replaced:
+        changes.removed_assets.add(plan.replaced[path])
+        report.changed += 1
+    else:
+        report.added += 1
+
+
+def _nothing_to_embed(decoded: Decoded, spec: EncoderSpec) -> str | None:
+    """Why a decoded file gives the model nothing to embed (its modalities were not decoded,
+    see `decode_settings`), or None when it gives something."""
+    if decoded.image is not None or decoded.audio:
+        return None
+    if decoded.kind == "video" and spec.audio is not None:
+        return f"no sound to embed, and model {spec.config} does not embed image"
+    wanted = " or ".join(_KIND_MODALITIES.get(decoded.kind, ("image", "audio")))
+    return f"model {spec.config} does not embed {wanted}"
 
 
 def _by_path(failure: dict) -> str:
@@ -366,21 +438,42 @@ def _split_unstorable_names(files: list[Path]) -> tuple[list[Path], list[dict]]:
     return kept, failed
 
 
-def _add_asset(path, decoded, plan, writer, changes, batcher, options, st) -> None:
-    asset_id = writer.allocate_asset()
+def _split_unembeddable(files: list[Path], spec: EncoderSpec) -> tuple[list[Path], list[dict]]:
+    """Files whose kind (by extension) gives none of the model's modalities, e.g. pictures for
+    an audio-text model, are listed as failed with that reason, without being decoded."""
+    kept, failed = [], []
+    for path in files:
+        wanted = _KIND_MODALITIES.get(kind_of(path) or "")
+        if wanted is None or any(m in spec.modalities for m in wanted):
+            kept.append(path)  # media the model takes, or a file judged by its content
+            continue
+        st = path.stat() if path.exists() else None
+        reason = f"model {spec.config} does not embed {' or '.join(wanted)}"
+        failed.append({"path": str(path), "reason": reason, "bytes": st.st_size if st else -1,
+                       "mtime": st.st_mtime if st else -1.0})  # fmt: skip
+    return kept, failed
+
+
+def _texts_and_labels(path: Path, options: IngestOptions) -> tuple[list[str], list[str]]:
+    """(texts, labels) of a file: its annotation, else its sidecars (and folder)."""
     annotation = options.annotations.get(str(path)) if options.annotations else None
     if annotation is not None:
-        labels, texts = list(annotation[0]), list(annotation[1])
-    else:
-        texts, labels = sidecar_texts(path)
-        if options.labels_from_folder:
-            labels = [*labels, folder_label(path)]
+        return list(annotation[1]), list(annotation[0])
+    texts, labels = sidecar_texts(path)
+    if options.labels_from_folder:
+        labels = [*labels, folder_label(path)]
+    return texts, labels
+
+
+def _add_asset(path, decoded, plan, writer, changes, batcher, options, st) -> None:
+    asset_id = writer.allocate_asset()
+    texts, labels = _texts_and_labels(path, options)
     changes.new_assets.append(
         {
             "asset_id": asset_id,
             "path": str(path),
             "content_hash": plan.hashes[path],
-            "kind": kind_of(path),
+            "kind": decoded.kind,
             "bytes": st.st_size,
             "mtime": st.st_mtime,
             "duration": decoded.duration,
@@ -392,8 +485,59 @@ def _add_asset(path, decoded, plan, writer, changes, batcher, options, st) -> No
         batcher.add("image", item, Image.fromarray(decoded.image))
     for start, end, wave in decoded.audio:
         batcher.add("audio", _item(asset_id, "audio", start, end), np.asarray(wave))
-    for text in texts:
-        batcher.add("text", _item(asset_id, "text", None, None, text), text)
+    if "text" in batcher.pending:
+        for text in texts:
+            batcher.add("text", _item(asset_id, "text", None, None, text), text)
+
+
+def _add_copies(
+    plan: _Plan,
+    writer: Writer,
+    changes: Changes,
+    batcher: _Batcher,
+    options: IngestOptions,
+    report: IngestReport,
+) -> None:
+    """Give each copy of indexed content its own asset: the items of the asset holding that
+    content, under new ids, with their stored vectors (no model call). Texts come from the
+    copy's own sidecars: one equal to a text of the original reuses its vector, another one
+    is embedded."""
+    if not plan.copies:
+        return
+    store = writer.store
+    originals = pa.array(sorted(set(plan.copies.values())), type=pa.int64())
+    assets = store.assets.filter(pc.is_in(store.assets.column("asset_id"), originals))
+    by_id = {a["asset_id"]: a for a in assets.to_pylist()}
+    rows = store.items.filter(pc.is_in(store.items.column("asset_id"), originals)).to_pylist()
+    items: dict[int, list[dict]] = {}
+    for row in rows:
+        items.setdefault(row["asset_id"], []).append(row)
+    ids = [r["item_id"] for r in rows]
+    vectors = dict(zip(ids, store.vectors(ids))) if ids else {}
+    for path, original in plan.copies.items():
+        st = path.stat()
+        texts, labels = _texts_and_labels(path, options)
+        asset_id = writer.allocate_asset()
+        own = {"asset_id": asset_id, "path": str(path), "bytes": st.st_size,
+               "mtime": st.st_mtime, "labels": labels}  # fmt: skip
+        changes.new_assets.append(by_id[original] | own)  # content, kind, duration: the same
+        theirs = items.get(original, [])
+        their_texts = {r["text"]: r for r in theirs if r["modality"] == "text"}
+        reused = [r for r in theirs if r["modality"] != "text"]
+        reused += [their_texts[t] for t in texts if t in their_texts]
+        for modality in dict.fromkeys(r["modality"] for r in reused):
+            rows_of = [r for r in reused if r["modality"] == modality]
+            new_ids = writer.allocate_items(len(rows_of))
+            for item_id, row in zip(new_ids, rows_of):
+                changes.new_items.append(row | {"item_id": int(item_id), "asset_id": asset_id})
+            vecs = np.stack([vectors[r["item_id"]] for r in rows_of])
+            changes.add_vectors(modality, new_ids, vecs)
+        if "text" in batcher.pending:
+            for text in texts:
+                if text not in their_texts:
+                    batcher.add("text", _item(asset_id, "text", None, None, text), text)
+        report.copied += 1
+        _count_new(path, plan, changes, report)
 
 
 def _item(asset_id: int, modality: str, start, end, text: str | None = None) -> dict:

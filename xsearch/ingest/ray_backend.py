@@ -12,7 +12,7 @@ What runs where:
   memory limits as a local ingest: a file that hangs, blows up or crashes the decoder is a
   recorded failure there too. At most two tasks per cluster CPU are in flight.
 - embed: `actors` Ray actors, each loading the encoder once from what the driver resolved (the
-  weights file's path, or random weights from the same seed); a probe text embedded on both
+  weights file's path, or random weights from the same seed); a probe input embedded on both
   sides checks that they hold the same model. Batches go to the least busy actor, at most two
   per actor in flight. A killed actor is restarted and its batches retried.
 - The vectors come back to the driver through Ray's object store (4 KB per item); the driver's
@@ -31,7 +31,7 @@ import re
 import signal
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -39,8 +39,10 @@ import numpy as np
 
 from xsearch.errors import UsageError, XSearchError
 from xsearch.ingest.pipeline import DecodeResult, IngestOptions, decode_settings, embed_batch
+from xsearch.models.spec import EncoderSpec
 
-INSTALL_HINT = "install the ray extra: pip install 'xsearch[ray]'"
+# The distribution is xsearch-media (the import package and the command are xsearch).
+INSTALL_HINT = "install the ray extra: pip install 'xsearch-media[ray]'"
 RETRIES = 3  # Ray's retries of a decode task, restarts of an actor and retries of its batch
 IN_FLIGHT_PER_ACTOR = 2  # one being embedded, one waiting: an actor never idles
 IN_FLIGHT_PER_CPU = 2  # decode tasks queued or running, per cluster CPU
@@ -164,7 +166,9 @@ class RayBackend:
         finally:
             results.close()  # cancels the tasks of a run that stopped early
 
-    def _decoded(self, task, paths: list[str], settings: dict, cpus: int) -> Iterator:
+    def _decoded(
+        self, task, paths: list[str], settings: dict, cpus: int
+    ) -> Generator[DecodeResult, None, None]:
         ray = self._ray
         window = max(2, IN_FLIGHT_PER_CPU * cpus)
         todo = iter(paths)
@@ -205,7 +209,7 @@ class RayBackend:
         choice = encoder.weights
         spec = {
             "weights": "random" if choice.is_random else str(choice.path.resolve()),
-            "config": encoder.config.name,
+            "config": encoder.spec.config,
             "device": device,
             "batch_size": encoder.batch_size,
         }
@@ -252,13 +256,14 @@ class _RayEmbedder:
         self.batch_size = encoder.batch_size
         self.actors: list[Any] = []
         self.in_flight: dict[Any, tuple[int, Callable[[np.ndarray], None]]] = {}
-        self.probes: list[Any] = []  # each actor's row of PROBE, checked with the first batch
+        self.probes: list[Any] = []  # each actor's row of the probe, checked with the first batch
 
     def submit(self, modality: str, payloads: list, done: Callable[[np.ndarray], None]) -> None:
         if not self.actors:
             self.ray = self.backend.start()
             self.actors = self.backend.embed_actors(self.encoder)
-            self.probes = [actor.probe.remote() for actor in self.actors]
+            probe = probe_input(self.encoder.spec)
+            self.probes = [actor.probe.remote(*probe) for actor in self.actors]
         while len(self.in_flight) >= IN_FLIGHT_PER_ACTOR * len(self.actors):
             self._collect_one()
         busy = Counter(index for index, _ in self.in_flight.values())
@@ -279,7 +284,8 @@ class _RayEmbedder:
 
     def _check_probes(self) -> None:
         probes, self.probes = self._get(self.probes), []
-        expected = embed_batch(self.encoder, "text", [PROBE])[0]
+        modality, payload = probe_input(self.encoder.spec)
+        expected = embed_batch(self.encoder, modality, [payload])[0]
         for row in probes:
             if float(row @ expected) < PROBE_MIN_COSINE:
                 raise UsageError(
@@ -315,9 +321,25 @@ class EmbedActor:
         _maybe_die(self.kill_once, "embed")
         return embed_batch(self.encoder, modality, payloads)
 
-    def probe(self) -> np.ndarray:
-        """PROBE's row, to compare with the driver's."""
-        return embed_batch(self.encoder, "text", [PROBE])[0]
+    def probe(self, modality: str, payload: Any) -> np.ndarray:
+        """The probe's row (see `probe_input`), to compare with the driver's."""
+        return embed_batch(self.encoder, modality, [payload])[0]
+
+
+def probe_input(spec: EncoderSpec) -> tuple[str, Any]:
+    """What both sides embed to check they hold one model: PROBE when the model embeds text,
+    else one second of a tone at its sample rate, else a gradient picture of its size."""
+    if spec.text is not None:
+        return "text", PROBE
+    if spec.audio is not None:
+        rate = spec.audio.sample_rate
+        return "audio", (8000 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)).astype(np.float32)
+    from PIL import Image
+
+    assert spec.image is not None  # a model embeds one modality at least
+    ramp = np.linspace(0, 255, spec.image.size, dtype=np.uint8)
+    pixels = np.stack([np.tile(ramp, (spec.image.size, 1))] * 3, axis=-1)
+    return "image", Image.fromarray(pixels)
 
 
 def decode_task(path: str, settings: dict, kill_once: str | None = None) -> tuple:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
 from xsearch.errors import MediaError, UsageError
 from xsearch.media import kind_of
+from xsearch.media.kinds import extension
 
 MEDIA_KINDS = frozenset({"audio", "image", "video"})
 
@@ -22,6 +24,7 @@ MEDIA_KINDS = frozenset({"audio", "image", "video"})
 MAX_SIDECAR_BYTES = 1 << 20
 
 OnError = Callable[[Path, OSError], None]
+OnUnsupported = Callable[[Path], None]
 
 
 def find_files(
@@ -29,13 +32,16 @@ def find_files(
     follow_symlinks_within_roots: bool = True,
     *,
     on_error: OnError | None = None,
+    on_unsupported: OnUnsupported | None = None,
 ) -> Iterator[Path]:
     """Yield the audio, image and video files under `roots`, as absolute resolved paths.
 
     Each folder yields its own files sorted by name, then its subfolders in name order (depth
-    first); a root that is a file is taken as it is, if it is media. Hidden entries (names
-    starting with '.') under a root are skipped, as are text files (they are only read as
-    sidecars), non-regular files (FIFOs, devices) and files already yielded.
+    first). A root that is a file is always taken (but a text file), whatever its extension:
+    the decoders judge it by its content. Hidden entries (names starting with '.') under a
+    root are skipped, as are text files (they are only read as sidecars), non-regular files
+    (FIFOs, devices) and files already yielded; a file of no known media type found in a
+    folder is passed to `on_unsupported` (`summarize_unsupported` says it in one line).
 
     Symlinks are followed only when `follow_symlinks_within_roots` is true and their target lies
     inside one of the roots; they are followed after the plain walk of every root, so what they
@@ -58,10 +64,16 @@ def find_files(
         if on_error is not None:
             on_error(path, exc if isinstance(exc, OSError) else OSError(str(exc)))
 
-    def take(path: Path) -> Iterator[Path]:
-        if path not in seen_files and kind_of(path) in MEDIA_KINDS:
+    def take(path: Path, named: bool = False) -> Iterator[Path]:
+        if path in seen_files:
+            return
+        kind = kind_of(path)
+        if kind in MEDIA_KINDS or (named and kind != "text"):
             seen_files.add(path)
             yield path
+        elif kind is None and on_unsupported is not None:
+            seen_files.add(path)  # reported once, whichever way it was reached
+            on_unsupported(path)
 
     def walk(top: Path) -> Iterator[Path]:
         stack = [top]
@@ -97,7 +109,7 @@ def find_files(
         if root.is_dir():
             yield from walk(root)
         elif root.is_file():
-            yield from take(root)
+            yield from take(root, named=True)
         else:  # a FIFO or a device named directly: reading it could block for ever
             report(root, OSError(f"{root}: not a regular file"))
 
@@ -115,6 +127,22 @@ def find_files(
             except (OSError, RuntimeError) as exc:
                 # A symlink loop: RuntimeError from resolve() before Python 3.13, ELOOP after.
                 report(link, exc)
+
+
+def summarize_unsupported(paths: Iterable[str | os.PathLike[str]]) -> str:
+    """One line about files skipped as of no media type, by extension, most common first:
+    "3 files of unsupported types (.svg: 2, .xyz: 1)"; '' when there are none."""
+    counts = Counter(f".{extension(p)}" if extension(p) else "no extension" for p in paths)
+    total = sum(counts.values())
+    if not total:
+        return ""
+    kinds = ", ".join(f"{ext}: {n}" for ext, n in sorted(counts.items(), key=_most_first))
+    files = "1 file of an unsupported type" if total == 1 else f"{total} files of unsupported types"
+    return f"{files} ({kinds})"
+
+
+def _most_first(entry: tuple[str, int]) -> tuple[int, str]:
+    return -entry[1], entry[0]
 
 
 def read_file_list(stream: TextIO) -> list[Path]:

@@ -30,7 +30,7 @@ from xsearch.errors import MediaError, XSearchError
 if TYPE_CHECKING:
     from xsearch.ingest.decode import Decoded
 
-P = TypeVar("P")  # whatever path objects the caller passes in come back out
+P = TypeVar("P", bound="str | os.PathLike[str]")  # the caller's path objects come back out
 Result = tuple[P, "Decoded | None", "str | None"]
 
 # A worker that has not said it is ready after this long is broken, not slow.
@@ -63,7 +63,9 @@ class DecodePool:
     use on top of the worker's own (about 0.25 GB of libraries); `max_pending` bounds the files
     being decoded plus those decoded but not yet taken by the consumer (default 2 * workers),
     so memory stays bounded whatever the consumer's pace. `workers=0` decodes in the calling
-    process, with no timeout or memory limit (for debugging and tests).
+    process, with no timeout or memory limit (for debugging and tests). `image_size` and
+    `sample_rate` are the model's inputs (`pipeline.decode_settings`); None: the model does not
+    embed that modality, which is then not decoded.
     """
 
     def __init__(
@@ -72,8 +74,8 @@ class DecodePool:
         timeout: float = 60.0,
         memory_mb: int = 2048,
         window_seconds: float = 10.0,
-        image_size: int = 224,
-        sample_rate: int = 44100,
+        image_size: int | None = 224,
+        sample_rate: int | None = 44100,
         *,
         max_pending: int | None = None,
     ) -> None:
@@ -85,7 +87,7 @@ class DecodePool:
         self.timeout = timeout
         self.memory_mb = memory_mb
         self.max_pending = max(max_pending or 2 * workers, workers, 1)
-        self.decode_options = {
+        self.decode_options: dict[str, Any] = {
             "window_seconds": window_seconds,
             "image_size": image_size,
             "sample_rate": sample_rate,

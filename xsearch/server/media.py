@@ -11,14 +11,13 @@ import os
 import stat
 import threading
 from collections import OrderedDict
-from fractions import Fraction
 
 import av
 import numpy as np
 from PIL import Image, ImageDraw
 
 from xsearch.errors import MediaError
-from xsearch.media import load_image, video_central_frame
+from xsearch.media import load_image, video_frame
 from xsearch.media.audio import media_error
 from xsearch.server.catalog import Asset, Catalog, Item
 
@@ -123,32 +122,6 @@ def _jpeg(picture: Image.Image) -> bytes:
     buffer = io.BytesIO()
     picture.save(buffer, "JPEG", quality=82)
     return buffer.getvalue()
-
-
-def video_frame(path: str, seconds: float | None) -> Image.Image:
-    """The frame on screen `seconds` into the video stream (the central frame when None)."""
-    if seconds is None:
-        return video_central_frame(path)[0]
-    try:
-        with av.open(path) as container:
-            if not container.streams.video:
-                raise media_error(path, "no video track")
-            stream = container.streams.video[0]
-            start = Fraction(stream.start_time or 0) * stream.time_base
-            target = start + Fraction(seconds).limit_denominator(1_000_000)
-            container.seek(int(target / stream.time_base), stream=stream)  # keyframe before
-            chosen = None
-            for frame in container.decode(stream):
-                if chosen is not None and frame.time is not None and frame.time > target:
-                    break
-                chosen = frame
-            if chosen is None:
-                raise media_error(path, "video track is empty")
-            image = chosen.to_image()
-            rotation = chosen.rotation
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        raise media_error(path, "cannot decode video", exc) from exc
-    return image.rotate(rotation, expand=True) if rotation else image
 
 
 def waveform(path: str, start: float, end: float) -> Image.Image:
