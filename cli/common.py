@@ -20,4 +20,3 @@ def open_index(index: str, **options: Any):
     if idx.exists and idx.random_weights:
         random_weights_banner()
     return idx
-

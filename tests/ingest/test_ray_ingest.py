@@ -1,6 +1,6 @@
 """`xsearch ingest --ray` on a local Ray instance (2 CPUs, loopback only): the same index as a
 local ingest, incremental runs, killed workers, and the CLI. Ray is the optional extra
-`xsearch-media[ray]`: without it these tests skip."""
+the `ray` extra: without it these tests skip."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from xsearch.models import load_encoder
 from xsearch.samples import audio_samples, write_wav
 from xsearch.store.store import Store
 
-RAY_MISSING = "ray is not installed: pip install 'xsearch-media[ray]' (the optional Ray extra)"
+RAY_MISSING = "ray is not installed: pip install -e '.[ray]' (the optional Ray extra)"
 TINY = ["-w", "random", "--config", "audioclip-tiny"]
 
 
@@ -202,8 +202,9 @@ def test_cli_without_ray_says_how_to_install_it(tmp_path, media):
     env = {"XSEARCH_HOME": str(tmp_path / "home"), "PYTHONPATH": str(fake.parent)}
     result = run_cli("ingest", str(media), "--ray", *TINY, env=env)
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: install the ray extra: pip install 'xsearch-media[ray]'"
+    expected = "error: install the ray extra: pip install -e '.[ray]' in the xsearch checkout"
+    assert result.stderr.strip() == expected
 
     result = run_cli("ingest", str(media), "--ray-actors", "2", *TINY, env=env)
     assert result.returncode == 2 and "--ray-actors" in result.stderr
-    assert "needs" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "on Ray only" in result.stderr and len(result.stderr.strip().splitlines()) == 1

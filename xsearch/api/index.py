@@ -288,7 +288,7 @@ class Index:
     def _ray_backend(self, ray: bool, address: str | None, actors: int | None):
         if not (ray or address):
             if actors is not None:
-                raise ParameterError("ray_actors", "needs Ray (ray=True or a ray_address)")
+                raise ParameterError("ray_actors", "applies to an ingest on Ray only")
             return None
         from xsearch.ingest.ray_backend import RayBackend, import_ray, starts_local
 

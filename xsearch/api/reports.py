@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
@@ -19,17 +18,13 @@ def read_path_list(stream: TextIO) -> list[str]:
 def ingest_notes(report: IngestReport, prune_option: str = "prune=True") -> list[str]:
     """What the user may want to act on after an ingest: files left out for their type, and
     indexed files that are gone (kept until pruned with `prune_option`)."""
+    from xsearch.ingest.scan import summarize_unsupported
+
     notes = []
-    unsupported = list(getattr(report, "unsupported", []) or [])
+    unsupported = summarize_unsupported(report.unsupported)
     if unsupported:
-        counts: dict[str, int] = {}
-        for path in unsupported:
-            suffix = Path(path).suffix.lower() or "(no extension)"
-            counts[suffix] = counts.get(suffix, 0) + 1
-        kinds = ", ".join(f"{s}: {n}" for s, n in sorted(counts.items(), key=lambda c: -c[1]))
-        plural = "s" if len(unsupported) != 1 else ""
-        notes.append(f"{len(unsupported)} file{plural} of unsupported types left out ({kinds})")
-    missing = getattr(report, "missing", 0) or 0
+        notes.append(f"{unsupported} left out")
+    missing = report.missing
     if missing:
         plural = "s are" if missing != 1 else " is"
         notes.append(f"{missing} indexed file{plural} gone; ingest with {prune_option} to drop")

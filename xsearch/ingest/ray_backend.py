@@ -42,7 +42,7 @@ from xsearch.ingest.pipeline import DecodeResult, IngestOptions, decode_settings
 from xsearch.models.spec import EncoderSpec
 
 # The distribution is xsearch-media (the import package and the command are xsearch).
-INSTALL_HINT = "install the ray extra: pip install 'xsearch-media[ray]'"
+INSTALL_HINT = "install the ray extra: pip install -e '.[ray]' in the xsearch checkout"
 RETRIES = 3  # Ray's retries of a decode task, restarts of an actor and retries of its batch
 IN_FLIGHT_PER_ACTOR = 2  # one being embedded, one waiting: an actor never idles
 IN_FLIGHT_PER_CPU = 2  # decode tasks queued or running, per cluster CPU
