@@ -165,11 +165,30 @@ def test_cli_query_after_ingest(tmp_path):
         (["--text", "dog^0"], "cancel out"),
         (["--like", "abc"], "item id"),
         (["--like", "99999"], "no item 99999"),
-        (["--text", "x", "--target", "sound"], "sound"),
-        (["--text", "x", "-k", "0"], "-k"),
+        (["--text", "x", "--target", "sound"], "--target: unknown target 'sound'"),
+        (["--text", "x", "-k", "0"], "-k: must be at least 1"),
+        (["--text", "x", "--where", "nonsense(("], "--where: bad filter"),
         (["--text", "x", "--index", "nope"], "no index"),
         ([], "give a query"),
         (["--audio", str(root / "broken.mp4")], "broken.mp4"),
     ):
         bad = run_cli("query", *args, env=env)
         assert bad.returncode != 0 and needle in bad.stderr and "Traceback" not in bad.stderr
+        # one error line after the random-weights banner, never a usage box
+        assert bad.stderr.strip().splitlines()[-1].startswith("error: ")
+        errors = [line for line in bad.stderr.splitlines() if line.startswith("error")]
+        assert len(errors) == 1 and "Usage" not in bad.stderr, bad.stderr
+
+
+def test_an_index_built_with_a_weights_file_is_queried_with_it(tmp_path, tiny_checkpoint):
+    """Every command that embeds takes the weights it was built with (no cache, no env)."""
+    root = make_media(tmp_path / "media")
+    env = {"XSEARCH_HOME": str(tmp_path / "home")}
+    weights = ["--weights", str(tiny_checkpoint)]
+    built = run_cli("ingest", str(root), *weights, "--workers", "0", env=env)
+    assert built.returncode == 0, built.stderr
+    found = run_cli("query", "--text", "rain", "--json", *weights, env=env)
+    assert found.returncode == 0 and found.stdout.strip(), found.stderr
+    other = run_cli("query", "--text", "rain", "--weights", "random", env=env)
+    assert other.returncode != 0 and "give the weights it was built with" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1

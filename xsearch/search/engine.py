@@ -231,8 +231,8 @@ def _allowed_items(
 
 def check_where(store: Store, where: str) -> None:
     """ParameterError now for a `where` filter that does not parse or names unknown columns:
-    it is bound against the tables, not run (`LIMIT 0`), so it costs nothing at any size."""
-    sql = f"SELECT item_id FROM items JOIN assets USING (asset_id) WHERE ({where}) LIMIT 0"
+    it is planned against the tables (`EXPLAIN`), not run, so it costs nothing at any size."""
+    sql = f"EXPLAIN SELECT item_id FROM items JOIN assets USING (asset_id) WHERE ({where})"
     with store.lock:
         try:
             store.sql.execute(sql)

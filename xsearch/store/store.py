@@ -157,7 +157,8 @@ class Store:
     def embeddings(self, modality: str) -> tuple[np.ndarray, np.ndarray]:
         """(item ids, vectors) of the live items of `modality`, in id order."""
         with self._reading():
-            parts = [tables.read_parquet(self.path(r)) for r in self.embedding_roles(modality)]
+            paths = [self.path(r) for r in self.embedding_roles(modality)]
+            parts = [tables.read_parquet(path) for path in paths if path is not None]
         if not parts:
             return np.empty(0, np.int64), np.empty((0, self.widths.get(modality, 0)), np.float32)
         ids, vectors = tables.embeddings_arrays(pa.concat_tables(parts))
@@ -405,7 +406,10 @@ class Writer:
             if not parts and not len(dead):
                 continue
             ids = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.int64)
-            vecs = np.concatenate([p[1] for p in parts]) if parts else None
+            width = (self.widths or old.widths)[modality]
+            vecs = (
+                np.concatenate([p[1] for p in parts]) if parts else np.empty((0, width), np.float32)
+            )
             if parts:
                 role = f"embeddings/{modality}/g{gen:08d}"
                 written[role] = data / generation_file(f"emb-{modality}", gen, "parquet")
@@ -439,7 +443,7 @@ class Writer:
 
         gen = self.store.generation + 1
         files = dict(self.store.manifest.files) if self.store.manifest else {}
-        written = {}
+        written: dict[str, Path] = {}
         for m, source in embeddings.items():
             if callable(source):
                 built = source(self._index_file(m, gen, "ivfdata"))
@@ -494,7 +498,6 @@ class Writer:
             return build(ids, vecs)
         lists = self._index_file(modality, gen, "ivfdata")
         index = writable_copy(index, lists)
-        vecs = vecs if vecs is not None else np.empty((0, 0), np.float32)
         try:
             index = update(index, dead, ids, vecs)
         except RuntimeError as e:  # the removal fails first, before anything has changed
