@@ -1,14 +1,8 @@
-"""What several commands share beyond options: the install hint and progress display."""
+"""Opening an index the way every command that searches does: with the random-weights banner."""
 
 from __future__ import annotations
 
 from typing import Any
-
-
-def install_hint() -> str:
-    from xsearch.api import install_hint as hint
-
-    return hint()
 
 
 def open_index(index: str, **options: Any):

@@ -18,7 +18,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from xsearch.errors import UsageError
+from xsearch.errors import ParameterError, UsageError
 
 DEFAULT_FACTORY = "Flat"
 # Refined indexes ("...,RFlat") re-rank k x this many candidates exactly. FAISS's default, 1,
@@ -147,9 +147,10 @@ def check_on_disk(index: faiss.Index, factory: str) -> None:
     refinement vectors would stay in memory)."""
     ivf = ivf_of(index)
     if ivf is None or isinstance(ivf, faiss.IndexIVFFastScan):
-        raise UsageError(
-            f"--on-disk needs an IVF index with plain codes (e.g. IVF4096,PQ64 or "
-            f"IVF4096,SQ8), not {factory!r}"
+        raise ParameterError(
+            "on_disk",
+            f"needs an IVF index with plain codes (e.g. IVF4096,PQ64 or IVF4096,SQ8), "
+            f"not {factory!r}",
         )
 
 

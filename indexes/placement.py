@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xsearch.errors import UsageError
+from xsearch.errors import ParameterError, UsageError
 
 NO_GPU = (
-    "--gpu needs faiss-gpu and a CUDA GPU, and {found}; install faiss-gpu "
-    "(pip install faiss-gpu-cu12) on a machine with a GPU, or leave out --gpu"
+    "needs faiss-gpu and a CUDA GPU, and {found}; install faiss-gpu "
+    "(pip install faiss-gpu-cu12) on a machine with a GPU, or search on the CPU"
 )
 GPU_MAX_K = 2048  # the most results one GPU search returns (GPU_MAX_SELECTION_K)
 _GPU_SEARCH = threading.Lock()  # a GPU index must not be searched from two threads at once
@@ -40,7 +40,7 @@ class Placement:
 
     def __post_init__(self) -> None:
         if self.float16 and not self.gpu:
-            raise UsageError("--fp16-index applies to GPU indexes: add --gpu")
+            raise ParameterError("fp16_index", "applies to GPU search only (with gpu)")
 
 
 CPU = Placement()
@@ -59,10 +59,10 @@ def require_gpu() -> int:
     import faiss
 
     if not hasattr(faiss, "GpuMultipleClonerOptions"):
-        raise UsageError(NO_GPU.format(found="this faiss is a CPU-only build"))
+        raise ParameterError("gpu", NO_GPU.format(found="this faiss is a CPU-only build"))
     n = gpu_count()
     if n == 0:
-        raise UsageError(NO_GPU.format(found="faiss-gpu found no CUDA device"))
+        raise ParameterError("gpu", NO_GPU.format(found="faiss-gpu found no CUDA device"))
     return n
 
 
@@ -187,7 +187,7 @@ def _check_gpu_type(index) -> None:
         return
     raise UsageError(
         f"a {type(inner).__name__} index cannot be placed on the GPU: GPU FAISS runs Flat and "
-        "IVF indexes with Flat, SQ or PQ codes (rebuild with e.g. --factory IVF4096,PQ64)"
+        "IVF indexes with Flat, SQ or PQ codes (rebuild with e.g. factory IVF4096,PQ64)"
     )
 
 

@@ -310,12 +310,12 @@ def test_eval_on_the_gpu_equals_cpu_beyond_the_gpus_largest_k(store):
 @pytest.mark.skipif(gpu_count() > 0, reason="checks the error shown when there is no GPU")
 def test_asking_for_a_gpu_without_one_is_one_clear_error(store, cpu_index):
     index, _ = cpu_index
-    with pytest.raises(UsageError, match="--gpu needs faiss-gpu and a CUDA GPU") as error:
+    with pytest.raises(UsageError, match="gpu: needs faiss-gpu and a CUDA GPU") as error:
         to_gpu(index)
     assert "\n" not in str(error.value)
-    with pytest.raises(UsageError, match="--gpu needs faiss-gpu"):
+    with pytest.raises(UsageError, match="gpu: needs faiss-gpu"):
         Store.open(store.dir, placement=Placement(gpu=True))  # before any index is loaded
-    with pytest.raises(UsageError, match="add --gpu"):
+    with pytest.raises(UsageError, match="fp16_index: applies to GPU search only"):
         Placement(float16=True)
     assert placement.place(index, Placement()) is index  # the CPU placement is a no-op
     assert not placement.is_gpu(index)
@@ -351,7 +351,7 @@ def test_gpu_option_without_a_gpu_is_one_line_and_no_traceback(store, command):
     assert done.exit_code == 2, done.output
     assert done.exception is None or isinstance(done.exception, SystemExit)
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: --gpu needs faiss-gpu"), done.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: --gpu: needs faiss-gpu"), done.stderr
     assert "Traceback" not in done.output and done.stdout == ""
 
 
@@ -363,7 +363,7 @@ def test_gpu_option_without_a_gpu_in_a_real_process(store):
     done = run_cli("query", "-i", "idx", "--like", item, "--gpu",
                    env={"XSEARCH_HOME": str(store.dir.parent)})  # fmt: skip
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.strip().startswith("error: --gpu needs faiss-gpu and a CUDA GPU")
+    assert done.stderr.strip().startswith("error: --gpu: needs faiss-gpu and a CUDA GPU")
     assert len(done.stderr.strip().splitlines()) == 1 and done.stdout == ""
 
 
@@ -377,9 +377,10 @@ def test_fp16_index_without_gpu_is_refused(store):
         app, ["query", "-i", "idx", "--like", item, "--fp16-index"],
         env={"XSEARCH_HOME": str(store.dir.parent), "COLUMNS": "200"},
     )  # fmt: skip
-    assert done.exit_code == 2 and "--fp16-index applies to GPU indexes" in done.stderr
+    assert done.exit_code == 2 and "--fp16-index: applies to GPU search only" in done.stderr
 
 
+@pytest.mark.slow  # every option set, twice
 def test_the_engines_gpu_branch_run_on_a_cpu_index_equals_the_cpu_search(store, monkeypatch):
     """The GPU branch (post-filtered `placement.search`, then the exact fallback over stored
     vectors for a selective filter) on the CPU index: `placement.search` only calls
@@ -414,6 +415,7 @@ def test_the_engines_gpu_branch_run_on_a_cpu_index_equals_the_cpu_search(store, 
     assert calls["gpu"] >= len(want)
 
 
+@pytest.mark.slow  # two evaluations of 5,000 items
 def test_the_eval_gpu_branch_run_on_a_cpu_index_equals_cpu(store, monkeypatch):
     """Evaluation's GPU branch on the CPU index: a search of at most GPU_MAX_K (2,048) of the
     5,000 candidates, the rest ranked by their exact inner product."""

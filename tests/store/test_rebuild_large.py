@@ -234,7 +234,7 @@ def test_commits_to_an_on_disk_index_write_new_lists(copy):
 def test_factories_the_lists_cannot_live_on_disk_with(copy):
     directory = copy("refused")
     for factory in ("Flat", "HNSW16", "IVF16,PQ16x4fs", "IVF16,PQ16,RFlat"):
-        with pytest.raises(UsageError, match="--on-disk needs an IVF index"):
+        with pytest.raises(UsageError, match="on_disk: needs an IVF index"):
             rebuild_indexes(directory, factory, on_disk=True)
     assert Store.open(directory).generation == 4  # nothing was published
 

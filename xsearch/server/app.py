@@ -162,7 +162,7 @@ class _Api:
             "model": {
                 "encoder": model.get("encoder"),
                 "config": model.get("config"),
-                "random_weights": model.get("weights") == "random",
+                "random_weights": self.index.random_weights,
             },
             "max_upload_bytes": self.max_upload_bytes,
             "targets": [{"value": t, "label": LABELS[t]} for t in self.index.targets],
