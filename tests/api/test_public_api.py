@@ -9,31 +9,15 @@ import numpy as np
 import pytest
 
 import xsearch
-from tests.helpers.media_tree import make_media
-from xsearch.api import IndexStatus, IngestOptions
+from tests.helpers.fakes import FAKE_SPECS, build_media_index, item_of, media_of
+from xsearch.api import IndexStatus
 from xsearch.errors import ParameterError, UsageError
-from xsearch.models.fake import FakeEncoder, fake_spec
-
-SPECS = {
-    "audioclip-like": fake_spec(1024, ("image", "audio", "text"), 44_100, 224),
-    "512-audio-text": fake_spec(512, ("audio", "text"), 48_000),
-    "768-audio-image": fake_spec(768, ("audio", "image"), 16_000, 48),
-}
 
 
-def built(tmp_path: Path, spec) -> xsearch.api.Index:
-    media = make_media(tmp_path / "media")
-    index = xsearch.open("media", root=tmp_path / "home", create=True)
-    index.use_encoder(FakeEncoder(spec, batch_size=4))
-    report = index.ingest([media], IngestOptions(workers=0, labels_from_folder=True))
-    assert report.generation == 1
-    return index
-
-
-@pytest.mark.parametrize("name", list(SPECS))
+@pytest.mark.parametrize("name", list(FAKE_SPECS))
 def test_ingest_status_search_verify_rebuild_for_any_model(tmp_path, name):
-    spec = SPECS[name]
-    index = built(tmp_path, spec)
+    spec = FAKE_SPECS[name]
+    index = build_media_index(tmp_path, spec)
     status = index.status()
     assert isinstance(status, IndexStatus)
     assert set(status.items) == set(spec.modalities)
@@ -49,18 +33,8 @@ def test_ingest_status_search_verify_rebuild_for_any_model(tmp_path, name):
     assert index.status().generation == 2 and index.verify().healthy
 
 
-def test_a_query_the_model_cannot_embed_is_one_line(tmp_path):
-    index = built(tmp_path, SPECS["512-audio-text"])
-    with pytest.raises(UsageError, match="embeds audio, text, not image") as caught:
-        index.search(image=str(tmp_path / "media" / "rain" / "sky.png"), target="audio")
-    assert "\n" not in str(caught.value)
-    with pytest.raises(ParameterError, match="target") as bad_target:
-        index.search(text="rain", target="image")
-    assert "use one of audio, text, video, all" in str(bad_target.value)
-
-
-def test_errors_name_parameters_in_neutral_words(tmp_path):
-    index = built(tmp_path, SPECS["audioclip-like"])
+def test_errors_name_parameters_in_neutral_words(fake_media_index):
+    index = fake_media_index("audioclip-like")
     calls = dict(index.encoder.calls)
     with pytest.raises(ParameterError) as k_error:
         index.search(text="rain", k=0)
@@ -83,21 +57,26 @@ def test_an_unknown_index_is_one_line(tmp_path):
         xsearch.open("nothing-here", root=tmp_path)
 
 
-def test_ingesting_an_empty_folder_creates_nothing(tmp_path):
+def test_ingesting_an_empty_folder_creates_nothing(tmp_path, fake_encoder):
     (tmp_path / "empty").mkdir()
     index = xsearch.open("idx", root=tmp_path / "home", create=True)
-    index.use_encoder(FakeEncoder())
+    index.use_encoder(fake_encoder())
     with pytest.raises(UsageError, match="no media files found"):
         index.ingest([tmp_path / "empty"])
     assert not index.exists
 
 
-def test_embed_queries_decode_at_the_models_rate(tmp_path):
-    spec = SPECS["768-audio-image"]
-    index = built(tmp_path, spec)
-    vectors = index.embed_queries(audio=[tmp_path / "media" / "dogs" / "bark.wav"])
-    assert vectors.shape == (1, 768)
+@pytest.mark.parametrize("name", list(FAKE_SPECS))
+def test_embed_queries_decode_at_the_models_rate(fake_media_index, name):
+    """The fake's vectors are keyed by the samples: a query sound gets the vector stored for
+    its file only when decoded at the rate ingest used, the model's."""
+    index = fake_media_index(name)
+    bark = media_of(index) / "dogs" / "bark.wav"
+    vectors = index.embed_queries(audio=[bark])
+    assert vectors.shape == (1, FAKE_SPECS[name].dim)
     assert np.isclose(np.linalg.norm(vectors[0]), 1.0)
+    stored = index.store.vectors([item_of(index, "bark.wav", "audio")])
+    assert np.allclose(vectors[0], stored[0], atol=1e-6)
 
 
 def test_every_public_name_resolves_and_none_is_shadowed_by_a_module():

@@ -180,6 +180,7 @@ def test_real_process_errors_have_no_traceback(tmp_path):
     assert result.stderr.strip().startswith("error:") and "nothing.wav" in result.stderr
 
 
+@pytest.mark.slow  # the whole demo, twice, in real processes
 def test_demo_ingests_and_queries_offline_on_random_weights(tmp_path):
     env = {"XSEARCH_HOME": str(tmp_path / "home")}
     args = ["demo", "--no-fetch", "--config", "audioclip-tiny", "--folder", str(tmp_path / "m")]
@@ -214,6 +215,7 @@ def test_error_lines_keep_square_brackets(tmp_path):
     assert done.returncode != 0 and "[live] trip.wav" in done.stderr, done.stderr
 
 
+@pytest.mark.slow  # ingest and query in real processes
 def test_ingest_reads_a_file_list_from_stdin_and_skips_what_is_not_a_file(tmp_path):
     import os
     from pathlib import Path

@@ -6,6 +6,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.helpers.cli import run_cli
 from tests.helpers.store import add_asset
 from xsearch.store.store import Changes, Writer
@@ -36,6 +38,7 @@ def test_demo_refuses_a_user_index_of_another_model_and_leaves_it_untouched(tmp_
     assert files_digest(home / "demo") == before
 
 
+@pytest.mark.slow  # the whole demo, twice, in real processes
 def test_demo_rebuilds_its_own_index_when_the_weights_change(tmp_path, tiny_checkpoint):
     home = tmp_path / "home"
     env = {"XSEARCH_HOME": str(home)}

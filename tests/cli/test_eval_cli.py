@@ -25,6 +25,7 @@ def home(tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow  # a real process
 def test_eval_an_index(home):
     env = {"XSEARCH_HOME": str(home / "home")}
     out, plot = str(home / "e.json"), str(home / "pr.png")
@@ -43,6 +44,7 @@ def test_eval_an_index(home):
     assert (home / "pr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow  # a real process
 def test_eval_compares_an_approximate_index_with_exact(home):
     env = {"XSEARCH_HOME": str(home / "home")}
     rebuild_indexes(home / "home" / "planted", "IVF3,Flat")
@@ -54,6 +56,7 @@ def test_eval_compares_an_approximate_index_with_exact(home):
     assert exact["mAP"] == 1.0 and served["mAP"] <= exact["mAP"]
 
 
+@pytest.mark.slow  # a real process per error
 def test_eval_errors(home):
     env = {"XSEARCH_HOME": str(home / "home")}
     for args, needle in (
@@ -68,6 +71,7 @@ def test_eval_errors(home):
         assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow  # builds and evaluates a dataset twice, in real processes
 def test_eval_a_dataset_end_to_end_with_the_tiny_model(tmp_path):
     """ESC-50 layout -> ingest with labels into eval-esc50 -> every pairing it has."""
     from tests.helpers.eval_layouts import write_esc50
@@ -95,6 +99,7 @@ def test_eval_a_dataset_end_to_end_with_the_tiny_model(tmp_path):
     assert json.loads(again.stdout)["pairs"] == report["pairs"]
 
 
+@pytest.mark.slow  # real processes
 def test_eval_table_is_whole_when_piped(home):
     """Piped, rich assumes 80 columns: the table must still come out whole, not squeezed."""
     import os

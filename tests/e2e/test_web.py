@@ -20,6 +20,8 @@ import pytest
 from tests.helpers.cli import ROOT
 from tests.helpers.media_tree import make_media
 
+pytestmark = pytest.mark.slow  # a real browser against a real server
+
 sync_api = pytest.importorskip("playwright.sync_api")
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -45,17 +47,15 @@ def chromium() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory) -> Path:
+def home(tmp_path_factory, tiny_audioclip) -> Path:
     from xsearch.ingest.pipeline import IngestOptions, ingest
     from xsearch.ingest.scan import find_files
-    from xsearch.models import load_encoder
     from xsearch.samples import write_video
 
     base = tmp_path_factory.mktemp("web")
     media = make_media(base / "media")
     write_video(media / "sunset.mp4", seconds=3.0)  # a second video, 3 s: its frame is at 1.5 s
-    encoder = load_encoder("random", config="audioclip-tiny", device="cpu", batch_size=4)
-    ingest(find_files([media]), base / "home" / "media", encoder, IngestOptions(workers=0))
+    ingest(find_files([media]), base / "home" / "media", tiny_audioclip, IngestOptions(workers=0))
     return base
 
 

@@ -15,6 +15,7 @@ from tests.helpers.eval_layouts import (
 )
 
 
+@pytest.mark.slow  # builds and evaluates every dataset layout
 def test_tables_on_generated_layouts(tmp_path, capsys):
     roots = {
         "esc50": write_esc50(tmp_path / "esc50", classes=3, per_class=2, folds=2).root,

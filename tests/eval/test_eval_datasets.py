@@ -16,13 +16,12 @@ from xsearch.errors import UsageError
 from xsearch.eval.build import EVAL_MARKER, build_index, eval_index_name
 from xsearch.eval.datasets import ADAPTERS, Record, load_dataset
 from xsearch.ingest.pipeline import Annotation, IngestOptions, ingest
-from xsearch.models import load_encoder
 from xsearch.store.store import Store
 
 
 @pytest.fixture(scope="module")
-def encoder():
-    return load_encoder("random", config="audioclip-tiny", device="cpu", batch_size=4)
+def encoder(tiny_audioclip):
+    return tiny_audioclip
 
 
 def options() -> IngestOptions:

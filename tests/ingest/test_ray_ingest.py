@@ -21,6 +21,8 @@ from xsearch.models import load_encoder
 from xsearch.samples import audio_samples, write_wav
 from xsearch.store.store import Store
 
+pytestmark = pytest.mark.slow  # starts a Ray cluster
+
 RAY_MISSING = "ray is not installed: pip install -e '.[ray]' (the optional Ray extra)"
 TINY = ["-w", "random", "--config", "audioclip-tiny"]
 

@@ -77,6 +77,7 @@ def test_golden_file_matches_recipe(golden):
         np.testing.assert_allclose(norms, 1.0, atol=1e-5)
 
 
+@pytest.mark.slow  # rebuilds the full-size model
 def test_rebuilt_checkpoint_is_the_golden_one(golden, rebuilt):
     """Same keys, and per tensor the same sum and norm. The tolerances absorb rounding in the
     BatchNorm calibration (with the audio frontend run in float64 instead: norms within 7e-5,
@@ -101,6 +102,7 @@ def test_golden_inputs_are_discriminative(golden, modality):
     assert off_diagonal.max() < MAX_OFF_DIAGONAL, off_diagonal.max()
 
 
+@pytest.mark.slow  # rebuilds the full-size model
 @pytest.mark.parametrize("modality", ["text", "image", "audio"])
 def test_matches_official_implementation(golden, rebuilt, modality):
     got, want = rebuilt[modality], golden[modality].astype(np.float32)
@@ -134,6 +136,7 @@ def test_audio_frontend_ignores_autocast():
     assert torch.isfinite(plain).all()
 
 
+@pytest.mark.slow  # the full-size model
 @pytest.mark.skipif(
     not REAL_WEIGHTS or REAL_WEIGHTS == "random",
     reason="set XSEARCH_WEIGHTS to an official AudioCLIP checkpoint to run",

@@ -8,14 +8,13 @@ import hashlib
 from xsearch.ingest.identity import model_identity
 from xsearch.models import load_encoder
 from xsearch.models.config import spec_for
-from xsearch.models.fake import FakeEncoder, fake_spec
 from xsearch.models.weights import sidecar_path
 
 
-def test_load_encoder_knows_its_spec(tiny_checkpoint):
+def test_load_encoder_knows_its_spec(tiny_checkpoint, tiny_audioclip):
     from_file = load_encoder(str(tiny_checkpoint), device="cpu")
     assert from_file.spec == spec_for("audioclip-tiny")
-    random = load_encoder("random", config="audioclip-tiny", device="cpu")
+    random = tiny_audioclip  # load_encoder("random", config="audioclip-tiny")
     assert random.spec == spec_for("audioclip-tiny") and random.weights.is_random
 
 
@@ -31,17 +30,15 @@ def test_identity_of_a_checkpoint_is_family_config_and_sha256(tiny_checkpoint, t
     assert model_identity(encoder)["weights"] == "0" * 64
 
 
-def test_identity_of_random_weights():
-    encoder = load_encoder("random", config="audioclip-tiny", device="cpu")
-    assert model_identity(encoder) == {
+def test_identity_of_random_weights(tiny_audioclip):
+    assert model_identity(tiny_audioclip) == {
         "encoder": "audioclip",
         "config": "audioclip-tiny",
         "weights": "random",
     }
 
 
-def test_identity_of_a_fake_encoder_names_its_shape():
-    spec = fake_spec(512, ("audio", "text"))
-    identity = model_identity(FakeEncoder(spec))
+def test_identity_of_a_fake_encoder_names_its_shape(fake_encoder):
+    identity = model_identity(fake_encoder(dim=512, modalities=("audio", "text")))
     assert identity == {"encoder": "fake", "config": "fake-512-audio-text", "weights": "random"}
-    assert model_identity(FakeEncoder(fake_spec(768, ("audio", "image")))) != identity
+    assert model_identity(fake_encoder(dim=768, modalities=("audio", "image"))) != identity

@@ -104,6 +104,7 @@ def test_optimised_tiny_model_gives_the_same_embeddings():
     _check_prepared("audioclip-tiny")
 
 
+@pytest.mark.slow  # the full-size model
 def test_optimised_full_model_gives_the_same_embeddings():
     start = time.perf_counter()
     _check_prepared("audioclip")

@@ -37,19 +37,20 @@ from tests.helpers.store import MODEL, check_invariants, commit_asset, unit
 from tests.helpers.tally import record
 from xsearch.ingest.pipeline import IngestOptions, ingest
 from xsearch.ingest.scan import find_files
-from xsearch.models import load_encoder
 from xsearch.search.engine import search
 from xsearch.server.app import create_app
 from xsearch.store.manifest import StoreCorrupt, read_manifest
 from xsearch.store.store import Store, Writer
+
+pytestmark = pytest.mark.slow  # fault injection and races, several real processes
 
 CLI = ["-w", "random", "--config", "audioclip-tiny", "--workers", "0"]
 LOCKED = "is writing this index"
 
 
 @pytest.fixture(scope="module")
-def encoder():
-    return load_encoder("random", config="audioclip-tiny", device="cpu", batch_size=4)
+def encoder(tiny_audioclip):
+    return tiny_audioclip
 
 
 def paths(store: Store) -> set[str]:

@@ -13,12 +13,13 @@ from tests.helpers.crash import PUBLISHED_FROM, STEPS, snapshot
 from tests.helpers.tally import record
 from xsearch.ingest.pipeline import IngestOptions, ingest
 from xsearch.ingest.scan import find_files
-from xsearch.models import load_encoder
 from xsearch.samples import audio_samples, image_samples, write_video, write_wav
+
+pytestmark = pytest.mark.slow  # a process killed at each commit step
 
 
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory):
+def scenario(tmp_path_factory, tiny_audioclip):
     """Generation 1 holds two files; the crashing run adds a video (frame, sound and sidecar
     text, so every modality's files are written) and an audio file."""
     base = tmp_path_factory.mktemp("crash")
@@ -27,7 +28,7 @@ def scenario(tmp_path_factory):
     waves = audio_samples(seconds=1.0)
     write_wav(media / "a.wav", waves["tone_440hz.wav"])
     image_samples((64, 48))["red_circle.png"].save(media / "b.png")
-    encoder = load_encoder("random", config="audioclip-tiny", device="cpu", batch_size=4)
+    encoder = tiny_audioclip
     options = IngestOptions(workers=0)
     ingest(find_files([media]), base / "gen1", encoder, options)
 

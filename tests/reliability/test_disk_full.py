@@ -21,10 +21,11 @@ from tests.helpers.media_factory import mixed_folder
 from tests.helpers.tally import record
 from xsearch.ingest.pipeline import IngestOptions, ingest
 from xsearch.ingest.scan import find_files
-from xsearch.models import load_encoder
 from xsearch.store.manifest import MANIFEST
 from xsearch.store.names import generation_of, manifest_copy_generation
 from xsearch.store.store import DATA, Store
+
+pytestmark = pytest.mark.slow  # fills a small file system
 
 SIZE_MB = 4
 
@@ -68,8 +69,8 @@ def small_fs(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def encoder():
-    return load_encoder("random", config="audioclip-tiny", device="cpu", batch_size=4)
+def encoder(tiny_audioclip):
+    return tiny_audioclip
 
 
 def make_folder(folder: Path, n: int, seed: int) -> Path:

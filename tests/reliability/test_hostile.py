@@ -27,6 +27,8 @@ from xsearch.media import load_image
 from xsearch.store.manifest import FileEntry, StoreCorrupt, publish, read_manifest
 from xsearch.store.store import Store
 
+pytestmark = pytest.mark.slow  # a corpus of hostile media and checkpoints
+
 RATE = 44100
 
 
@@ -536,12 +538,11 @@ def test_media_fuzz_corpus_ingests_without_hang_crash_or_runaway_memory(tmp_path
     record("hostile inputs", "scanner specials", tried=len(specials), survived=len(specials))
 
 
-def test_file_name_that_is_not_utf8_is_indexed_or_listed_as_failed(tmp_path):
+def test_file_name_that_is_not_utf8_is_indexed_or_listed_as_failed(tmp_path, tiny_audioclip):
     from xsearch.ingest.pipeline import IngestOptions, ingest
     from xsearch.ingest.scan import find_files
-    from xsearch.models import load_encoder
 
-    encoder = load_encoder("random", config="audioclip-tiny", device="cpu", batch_size=4)
+    encoder = tiny_audioclip
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()

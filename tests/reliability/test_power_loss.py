@@ -29,13 +29,14 @@ from tests.helpers.tally import record
 from xsearch.ingest.identity import model_identity
 from xsearch.ingest.pipeline import IngestOptions, ingest
 from xsearch.ingest.scan import find_files
-from xsearch.models import load_encoder
 from xsearch.samples import audio_samples, image_samples, write_video, write_wav
 from xsearch.store import manifest as manifest_module
 from xsearch.store.manifest import MANIFEST, StoreCorrupt
 from xsearch.store.names import generation_of
 from xsearch.store.rebuild import rebuild_indexes
 from xsearch.store.store import DATA, Store, Writer
+
+pytestmark = pytest.mark.slow  # a power loss simulated at every write of several commits
 
 
 class Run:
@@ -165,8 +166,8 @@ def report(case: str, checker: Checker) -> None:
 
 
 @pytest.fixture(scope="module")
-def encoder():
-    return load_encoder("random", config="audioclip-tiny", device="cpu", batch_size=4)
+def encoder(tiny_audioclip):
+    return tiny_audioclip
 
 
 @pytest.fixture(scope="module")

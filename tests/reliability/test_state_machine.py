@@ -57,13 +57,14 @@ from tests.helpers.tally import record
 from xsearch.ingest.identity import content_hash
 from xsearch.ingest.pipeline import IngestOptions, ingest
 from xsearch.ingest.scan import find_files
-from xsearch.models import load_encoder
 from xsearch.samples import image_samples, write_wav
 from xsearch.search.engine import search
 from xsearch.store.manifest import kept_manifest
 from xsearch.store.names import generation_of
 from xsearch.store.rebuild import rebuild_indexes
 from xsearch.store.store import DATA, Store
+
+pytestmark = pytest.mark.slow  # random sequences of file changes and ingests
 
 STEMS = ("a", "b", "c", "sub/d")
 # Few names and payloads per kind, so that moves over files, swaps and shared content are common.
@@ -478,11 +479,10 @@ class IndexMachine(RuleBasedStateMachine):
 
 
 @pytest.fixture(scope="module")
-def shared():
+def shared(tiny_audioclip):
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)  # tiny indexes: threads only wait for each other
-    tiny = load_encoder("random", config="audioclip-tiny", device="cpu", batch_size=2)
-    _SHARED["encoder"] = CachingEncoder(tiny)
+    _SHARED["encoder"] = CachingEncoder(tiny_audioclip)
     _SHARED["payloads"] = _payloads()
     yield
     _SHARED.clear()

@@ -11,16 +11,14 @@ from tests.helpers.media_tree import make_media
 from xsearch.errors import UsageError
 from xsearch.ingest.pipeline import IngestOptions, ingest
 from xsearch.ingest.scan import find_files
-from xsearch.models import load_encoder
 from xsearch.search.engine import Hit
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
+def home(tmp_path_factory, tiny_audioclip):
     base = tmp_path_factory.mktemp("api")
     media = make_media(base / "media")
-    encoder = load_encoder("random", config="audioclip-tiny", device="cpu", batch_size=4)
-    ingest(find_files([media]), base / "home" / "media", encoder, IngestOptions(workers=0))
+    ingest(find_files([media]), base / "home" / "media", tiny_audioclip, IngestOptions(workers=0))
     return base
 
 
@@ -86,7 +84,7 @@ def test_empty_index(tmp_path):
         index.search(text="rain")
 
 
-def test_a_reader_follows_when_its_generation_is_gone(tmp_path):
+def test_a_reader_follows_when_its_generation_is_gone(tmp_path, tiny_audioclip):
     """The writer deletes generation g's files once g + 2 is published: an open index then
     moves to the newest generation and answers from it alone."""
     from xsearch.samples import image_samples
@@ -94,7 +92,7 @@ def test_a_reader_follows_when_its_generation_is_gone(tmp_path):
     folder = tmp_path / "media"
     folder.mkdir()
     pictures = list(image_samples((64, 48)).items())
-    encoder = load_encoder("random", config="audioclip-tiny", device="cpu", batch_size=4)
+    encoder = tiny_audioclip
     directory = tmp_path / "home" / "live"
     for name, picture in pictures[:3]:
         picture.save(folder / name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xsearch.errors import UsageError
+from xsearch.errors import ParameterError, UsageError
 from xsearch.search.engine import SearchOptions, fuse, search
 from xsearch.store.rebuild import rebuild_indexes
 from xsearch.store.store import Changes, Store, Writer
@@ -89,8 +89,9 @@ def test_excluded_assets_never_come_back(store):
 
 
 def test_errors(store):
-    with pytest.raises(UsageError, match="-k"):
+    with pytest.raises(ParameterError, match=r"^k: ") as bad_k:  # neutral words, not "-k"
         search(store, clustered(1)[0], "audio", k=0)
+    assert bad_k.value.param == "k"
     with pytest.raises(UsageError, match="no image items"):
         search(store, clustered(1)[0], "image")
     with pytest.raises(UsageError, match="unknown target"):

@@ -28,7 +28,6 @@ from tests.helpers.media_tree import make_media
 from tests.helpers.server import serving
 from xsearch.ingest.pipeline import IngestOptions, ingest
 from xsearch.ingest.scan import find_files
-from xsearch.models import load_encoder
 from xsearch.server import uploads
 from xsearch.server.app import create_app
 
@@ -36,7 +35,7 @@ LIMIT = 2_000_000  # bytes: the upload limit of the test app
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory) -> Path:
+def home(tmp_path_factory, tiny_audioclip) -> Path:
     """Three indexes: `media` (every modality), `pics` (one image), `failed` (no items)."""
     base = tmp_path_factory.mktemp("server")
     media = make_media(base / "media")
@@ -44,9 +43,8 @@ def home(tmp_path_factory) -> Path:
     shutil.copy(media / "rain" / "sky.png", base / "pics" / "sky.png")
     (base / "bad").mkdir()
     (base / "bad" / "broken.wav").write_bytes(b"RIFF\x00\x00garbage" * 10)
-    encoder = load_encoder("random", config="audioclip-tiny", device="cpu", batch_size=4)
     for name, folder in (("media", media), ("pics", base / "pics"), ("failed", base / "bad")):
-        ingest(find_files([folder]), base / "home" / name, encoder, IngestOptions(workers=0))
+        ingest(find_files([folder]), base / "home" / name, tiny_audioclip, IngestOptions(workers=0))
     return base
 
 
@@ -138,26 +136,6 @@ def test_status(client):
     assert status["max_upload_bytes"] == LIMIT
     assert [t["value"] for t in status["targets"]] == ["audio", "image", "text", "video", "all"]
     assert {t["label"] for t in status["targets"]} >= {"images", "everything"}
-
-
-def test_an_index_of_another_model_serves_its_own_targets(tmp_path):
-    """The page's target list comes from the index: a 512-d audio+text model has no images."""
-    import xsearch
-    from tests.helpers.media_tree import make_media
-    from xsearch.api import IngestOptions
-    from xsearch.models.fake import FakeEncoder, fake_spec
-
-    index = xsearch.open("clap-like", root=tmp_path, create=True)
-    index.use_encoder(FakeEncoder(fake_spec(512, ("audio", "text"), 48_000)))
-    index.ingest([make_media(tmp_path / "media")], IngestOptions(workers=0))
-    with TestClient(create_app(index), raise_server_exceptions=False) as c:
-        status = c.get("/api/status").json()
-        assert [t["value"] for t in status["targets"]] == ["audio", "text", "video", "all"]
-        assert set(status["items"]) == {"audio", "text"}
-        assert_json_error(c.get("/api/search", params={"text": "x", "target": "image"}), 400,
-                          "target")  # fmt: skip
-        hits = c.get("/api/search", params={"text": "a dog on a walk", "target": "text"}).json()
-        assert hits["hits"][0]["text"] == "a dog on a walk"
 
 
 # --- searching ---------------------------------------------------------------------------------
@@ -521,6 +499,7 @@ def test_host_check_refuses_other_names(index):
         assert client.get("/api/status").status_code == 200
 
 
+@pytest.mark.slow  # real processes
 def test_serve_refuses_an_unknown_or_empty_index(tmp_path):
     result = run_cli("serve", "--index", "nope", env={"XSEARCH_HOME": str(tmp_path)})
     assert result.returncode == 2
@@ -530,6 +509,7 @@ def test_serve_refuses_an_unknown_or_empty_index(tmp_path):
     assert result.returncode == 2 and "empty" in result.stderr
 
 
+@pytest.mark.slow  # a real server process
 def test_serve_on_all_interfaces_warns_and_stops_cleanly(home):
     exe = Path(sys.executable).with_name("xsearch")
     env = {**os.environ, "XSEARCH_HOME": str(home / "home")}
@@ -553,6 +533,7 @@ def test_serve_on_all_interfaces_warns_and_stops_cleanly(home):
 # --- concurrency -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # 64 requests from 16 threads to a real server
 @pytest.mark.timeout(300)
 def test_concurrent_requests_equal_serial_results(live, home, index):
     base = f"http://127.0.0.1:{live}"
@@ -607,16 +588,15 @@ def test_concurrent_requests_equal_serial_results(live, home, index):
             assert value == serial[key], key
 
 
-def one_picture_index(tmp_path: Path):
-    """An index `live` of one picture, opened: (folder, pictures to add, encoder, its
-    directory, the opened index)."""
+def one_picture_index(tmp_path: Path, encoder):
+    """An index `live` of one picture embedded by `encoder`, opened: (folder, pictures to add,
+    encoder, its directory, the opened index)."""
     from xsearch.samples import image_samples
 
     folder = tmp_path / "media"
     folder.mkdir()
     pictures = list(image_samples((64, 48)).items())
     pictures[0][1].save(folder / pictures[0][0])
-    encoder = load_encoder("random", config="audioclip-tiny", device="cpu", batch_size=4)
     directory = tmp_path / "home" / "live"
     ingest(find_files([folder]), directory, encoder, IngestOptions(workers=0))
     index = xsearch.open("live", root=tmp_path / "home", device="cpu")
@@ -624,10 +604,10 @@ def one_picture_index(tmp_path: Path):
     return folder, pictures, encoder, directory, index
 
 
-def test_the_server_follows_new_generations(tmp_path):
+def test_the_server_follows_new_generations(tmp_path, tiny_audioclip):
     """Ingests while serving: each shows at the next request, also after the writer has
     deleted the generation the server started with."""
-    folder, pictures, encoder, directory, index = one_picture_index(tmp_path)
+    folder, pictures, encoder, directory, index = one_picture_index(tmp_path, tiny_audioclip)
     with TestClient(create_app(index), raise_server_exceptions=False) as c:
         assert c.get("/api/status").json()["generation"] == 1
         for n, (name, picture) in enumerate(pictures[1:4], start=2):
@@ -644,10 +624,12 @@ def test_the_server_follows_new_generations(tmp_path):
     assert not (directory / "data" / "assets-g1.parquet").exists()  # generation 1 is gone
 
 
-def test_the_server_follows_a_generation_its_index_moved_to_during_a_search(tmp_path):
+def test_the_server_follows_a_generation_its_index_moved_to_during_a_search(
+    tmp_path, tiny_audioclip
+):
     """Index.search reopens on its own when its files were deleted under it; the server's
     status, catalog and thumbnails must follow that generation too, not stay behind."""
-    folder, pictures, encoder, directory, index = one_picture_index(tmp_path)
+    folder, pictures, encoder, directory, index = one_picture_index(tmp_path, tiny_audioclip)
     with TestClient(create_app(index), raise_server_exceptions=False) as c:
         assert c.get("/api/status").json()["generation"] == 1
         pictures[1][1].save(folder / pictures[1][0])

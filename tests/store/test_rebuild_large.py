@@ -117,6 +117,7 @@ def index_ids(index) -> np.ndarray:
     return faiss.vector_to_array(faiss.downcast_index(index).id_map)
 
 
+@pytest.mark.slow  # trains two IVF indexes
 def test_streamed_training_matches_an_in_memory_build(copy):
     """Trained on a streamed sample of half the items, the index finds what one trained on
     all of them in memory finds, at every breadth."""
@@ -259,6 +260,7 @@ def test_too_few_items_to_train_is_a_one_line_error(copy, tmp_path):
     assert "too few to train" in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # real processes
 def test_cli_rebuild_on_disk_and_a_crash_before_the_publish(base, tmp_path):
     root = tmp_path / "home"
     shutil.copytree(base, root / "idx")
