@@ -22,8 +22,8 @@ from xsearch.store.store import Store
 
 
 @pytest.fixture(scope="module")
-def encoder():
-    return load_encoder("random", config="audioclip-tiny", device="cpu", batch_size=4)
+def encoder(tiny_audioclip):
+    return tiny_audioclip
 
 
 def run(root: Path, index: Path, encoder, **options):
@@ -88,6 +88,7 @@ def test_rename_keeps_embeddings_change_reembeds_prune_removes(tmp_path, encoder
     assert store.faiss_index("image").ntotal == 1  # the video frame; the picture is gone
 
 
+@pytest.mark.slow  # loads a second model
 def test_another_model_cannot_ingest_into_the_index(tmp_path, encoder):
     root = make_media(tmp_path / "media")
     run(root, tmp_path / "idx", encoder)
@@ -96,6 +97,7 @@ def test_another_model_cannot_ingest_into_the_index(tmp_path, encoder):
         run(root, tmp_path / "idx", other)
 
 
+@pytest.mark.slow  # runs the command twice
 def test_cli_ingest_with_worker_processes_and_status(tmp_path):
     root = make_media(tmp_path / "media")
     env = {"XSEARCH_HOME": str(tmp_path / "home")}
@@ -114,6 +116,7 @@ def test_cli_ingest_with_worker_processes_and_status(tmp_path):
     assert {Path(f["path"]).name for f in facts["failed"]} == {"broken.mp4", "empty.wav"}
 
 
+@pytest.mark.slow  # runs the command five times
 def test_cli_errors_are_one_line(tmp_path):
     env = {"XSEARCH_HOME": str(tmp_path / "home")}
     result = run_cli("status", "--index", "nope", env=env)
@@ -123,6 +126,7 @@ def test_cli_errors_are_one_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # runs the command about 15 times
 def test_cli_query_after_ingest(tmp_path):
     root = make_media(tmp_path / "media")
     env = {"XSEARCH_HOME": str(tmp_path / "home")}
@@ -180,6 +184,7 @@ def test_cli_query_after_ingest(tmp_path):
         assert len(errors) == 1 and "Usage" not in bad.stderr, bad.stderr
 
 
+@pytest.mark.slow  # runs the command three times
 def test_an_index_built_with_a_weights_file_is_queried_with_it(tmp_path, tiny_checkpoint):
     """Every command that embeds takes the weights it was built with (no cache, no env)."""
     root = make_media(tmp_path / "media")

@@ -16,7 +16,6 @@ from tests.helpers.store import check_invariants
 from xsearch.ingest.identity import content_hash
 from xsearch.ingest.pipeline import IngestOptions, ingest
 from xsearch.ingest.scan import find_files
-from xsearch.models import load_encoder
 from xsearch.samples import audio_samples, write_wav
 from xsearch.store.rebuild import rebuild_indexes
 from xsearch.store.store import Store
@@ -25,8 +24,8 @@ WAVES = audio_samples(seconds=1.0)
 
 
 @pytest.fixture(scope="module")
-def encoder():
-    return load_encoder("random", config="audioclip-tiny", device="cpu", batch_size=2)
+def encoder(tiny_audioclip):
+    return tiny_audioclip
 
 
 def write(path: Path, name: str, mtime: int) -> None:

@@ -57,3 +57,13 @@ def test_the_fake_loads_without_torch():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_query_picture_finds_its_indexed_self(fake_media_index):
+    """Ingest crops pictures to the model's size; a query picture is cropped the same way."""
+    from pathlib import Path
+
+    index = fake_media_index("768-audio-image")
+    sky = next(a["path"] for a in index.store.assets.to_pylist() if a["path"].endswith("sky.png"))
+    hits = index.search(image=sky, target="image", k=1)
+    assert Path(hits[0].path).name == "sky.png" and abs(hits[0].cosine - 1.0) < 1e-5

@@ -62,7 +62,17 @@ class FakeEncoder(Encoder):
         return self._vectors("text", [b"text:" + t.encode() for t in joined])
 
     def embed_images(self, images: Sequence[Any]) -> np.ndarray:
-        return self._vectors("image", [b"image:" + np.asarray(i).tobytes() for i in images])
+        """Keyed by the picture as a model sees it (resized and centre-cropped to the spec's
+        size, as ingest already delivers it), so a query picture finds its indexed self."""
+        from PIL import Image
+
+        from xsearch.ingest.decode import crop_square
+
+        self.spec.require("image")
+        size = self.spec.image.size if self.spec.image else 0
+        seen = [crop_square(i if isinstance(i, Image.Image) else Image.fromarray(i), size)
+                for i in images]  # fmt: skip
+        return self._vectors("image", [b"image:" + pixels.tobytes() for pixels in seen])
 
     def embed_audio(self, waves: Sequence[np.ndarray]) -> np.ndarray:
         keys = [b"audio:" + np.asarray(w, dtype=np.float32).tobytes() for w in waves]
