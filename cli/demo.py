@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from xsearch.cli.console import err, handle_errors, out, random_weights_banner
+from xsearch.cli.console import DownloadBar, err, handle_errors, out, random_weights_banner
 from xsearch.cli.options import BatchSize, Config, Device, Weights
 
 
@@ -36,16 +36,22 @@ def demo(
     def say(message: str) -> None:
         err.print(message, highlight=False, soft_wrap=True)
 
-    report = run_demo(
-        folder,
-        index,
-        weights=weights,
-        fetch=fetch,
-        config=config,
-        device=device,
-        batch_size=batch_size,
-        on_message=say,
-    )
+    bar = DownloadBar("AudioCLIP full") if err.is_terminal else None
+    try:
+        report = run_demo(
+            folder,
+            index,
+            weights=weights,
+            fetch=fetch,
+            config=config,
+            device=device,
+            batch_size=batch_size,
+            on_message=say,
+            on_download=bar,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
     if report.random_weights:
         random_weights_banner()
     if report.rebuilt:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from xsearch import api
-from xsearch.cli.console import err, handle_errors, out
+from xsearch.cli.console import DownloadBar, err, handle_errors, out
 from xsearch.cli.options import Config, Device, Json, Weights
 
 app = typer.Typer(help="Inspect and fetch the AudioCLIP weights.", no_args_is_help=True)
@@ -46,42 +46,6 @@ def _shown(value: Any) -> str:
     return value or "-"
 
 
-class _DownloadBar:
-    """A progress bar on stderr, started by the first bytes (none when the file is present)."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.bar: Any = None
-        self.task: Any = None
-
-    def __call__(self, done: int, total: int | None) -> None:
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        if self.bar is None:
-            self.bar = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                TimeRemainingColumn(),
-                console=err,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task(self.label, total=total)
-        self.bar.update(self.task, completed=done, total=total)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 @app.command("fetch")
 @handle_errors
 def fetch(
@@ -100,7 +64,7 @@ def fetch(
     ] = None,
 ) -> None:
     """Download an official AudioCLIP checkpoint (resumable), verify it, and cache it."""
-    bar = _DownloadBar(f"AudioCLIP {variant.value}") if err.is_terminal else None
+    bar = DownloadBar(f"AudioCLIP {variant.value}") if err.is_terminal else None
     try:
         result = api.fetch_weights(variant.value, dest_dir, url=url, progress=bar)
     finally:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import io
 import re
 import socket
 import threading
@@ -16,8 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from rich.console import Console
-from rich.progress import Progress
 
 from xsearch.errors import DownloadError, UsageError
 from xsearch.models import fetch
@@ -174,7 +171,7 @@ def _left_nothing(dest: Path) -> None:
 
 
 def test_fetch_installs_verified_file_and_sidecar(server: Served, tmp_path: Path) -> None:
-    result = fetch.fetch_weights("full", tmp_path, url=server.url("/file"), progress=False)
+    result = fetch.fetch_weights("full", tmp_path, url=server.url("/file"))
     _assert_installed(result, tmp_path / FILENAME, server.payload)
     assert result.downloaded is True
     assert result.matches_release is False  # not the official file: a flag, not an error
@@ -182,7 +179,7 @@ def test_fetch_installs_verified_file_and_sidecar(server: Served, tmp_path: Path
 
 
 def test_default_destination_is_the_weights_cache(server: Served, tmp_path: Path) -> None:
-    result = fetch.fetch_weights(url=server.url("/file"), progress=False)
+    result = fetch.fetch_weights(url=server.url("/file"))
     assert result.path == tmp_path / "cache" / "weights" / FILENAME
     assert result.path.read_bytes() == server.payload
 
@@ -191,7 +188,7 @@ def test_follows_redirects_and_keeps_range(server: Served, tmp_path: Path) -> No
     dest = tmp_path / FILENAME
     third = len(server.payload) // 3
     fetch.part_path(dest).write_bytes(server.payload[:third])
-    result = fetch.fetch_weights("full", tmp_path, url=server.url("/redirect"), progress=False)
+    result = fetch.fetch_weights("full", tmp_path, url=server.url("/redirect"))
     _assert_installed(result, dest, server.payload)
     assert server.requests == [("/redirect", f"bytes={third}-"), ("/file", f"bytes={third}-")]
     assert server.statuses == [302, 206]
@@ -202,11 +199,11 @@ def test_dropped_connection_is_resumed_with_range(server: Served, tmp_path: Path
     half = len(server.payload) // 2
     url = server.url("/truncate")
     with pytest.raises(DownloadError, match=rf"closed after {half} of {len(server.payload)}"):
-        fetch.fetch_weights("full", tmp_path, url=url, progress=False)
+        fetch.fetch_weights("full", tmp_path, url=url)
     assert not dest.exists()
     assert fetch.part_path(dest).read_bytes() == server.payload[:half]
 
-    result = fetch.fetch_weights("full", tmp_path, url=url, progress=False)
+    result = fetch.fetch_weights("full", tmp_path, url=url)
     _assert_installed(result, dest, server.payload)
     assert server.requests == [("/truncate", None), ("/truncate", f"bytes={half}-")]
     assert server.statuses == [200, 206]
@@ -215,7 +212,7 @@ def test_dropped_connection_is_resumed_with_range(server: Served, tmp_path: Path
 def test_complete_part_is_verified_after_416(server: Served, tmp_path: Path) -> None:
     dest = tmp_path / FILENAME
     fetch.part_path(dest).write_bytes(server.payload)
-    result = fetch.fetch_weights("full", tmp_path, url=server.url("/file"), progress=False)
+    result = fetch.fetch_weights("full", tmp_path, url=server.url("/file"))
     _assert_installed(result, dest, server.payload)
     assert server.requests == [("/file", f"bytes={len(server.payload)}-")]
     assert server.statuses == [416]
@@ -224,7 +221,7 @@ def test_complete_part_is_verified_after_416(server: Served, tmp_path: Path) -> 
 def test_part_longer_than_file_starts_over(server: Served, tmp_path: Path) -> None:
     dest = tmp_path / FILENAME
     fetch.part_path(dest).write_bytes(server.payload + b"junk")
-    result = fetch.fetch_weights("full", tmp_path, url=server.url("/file"), progress=False)
+    result = fetch.fetch_weights("full", tmp_path, url=server.url("/file"))
     _assert_installed(result, dest, server.payload)
     assert server.statuses == [416, 200]
     assert server.requests[1] == ("/file", None)
@@ -233,7 +230,7 @@ def test_part_longer_than_file_starts_over(server: Served, tmp_path: Path) -> No
 def test_server_ignoring_range_starts_over(server: Served, tmp_path: Path) -> None:
     dest = tmp_path / FILENAME
     fetch.part_path(dest).write_bytes(b"\0" * 1000)  # not a prefix of the file
-    result = fetch.fetch_weights("full", tmp_path, url=server.url("/norange"), progress=False)
+    result = fetch.fetch_weights("full", tmp_path, url=server.url("/norange"))
     _assert_installed(result, dest, server.payload)
     assert server.requests == [("/norange", "bytes=1000-")]
     assert server.statuses == [200]
@@ -244,7 +241,7 @@ def test_existing_valid_file_is_not_downloaded(
 ) -> None:
     dest = tmp_path / FILENAME
     dest.write_bytes(checkpoint)
-    result = fetch.fetch_weights("full", tmp_path, url=server.url("/file"), progress=False)
+    result = fetch.fetch_weights("full", tmp_path, url=server.url("/file"))
     _assert_installed(result, dest, checkpoint)
     assert result.downloaded is False
     assert server.requests == []
@@ -253,7 +250,7 @@ def test_existing_valid_file_is_not_downloaded(
 def test_existing_invalid_file_is_replaced(server: Served, tmp_path: Path) -> None:
     dest = tmp_path / FILENAME
     dest.write_bytes(b"not a checkpoint")
-    result = fetch.fetch_weights("full", tmp_path, url=server.url("/file"), progress=False)
+    result = fetch.fetch_weights("full", tmp_path, url=server.url("/file"))
     _assert_installed(result, dest, server.payload)
     assert result.downloaded is True
     assert len(server.requests) == 1
@@ -264,22 +261,21 @@ def test_matches_release_when_digest_is_the_official_one(
 ) -> None:
     release = Release("full", "tiny.pt", len(server.payload), _sha256(server.payload))
     monkeypatch.setitem(RELEASES, "full", release)
-    result = fetch.fetch_weights("full", tmp_path, url=server.url("/file"), progress=False)
+    result = fetch.fetch_weights("full", tmp_path, url=server.url("/file"))
     assert result.path == tmp_path / "tiny.pt"
     assert result.matches_release is True
 
 
-def test_progress_reports_every_byte_and_is_silent_off_a_terminal(
+def test_progress_reports_every_byte_and_nothing_without_a_listener(
     server: Served, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    bar = Progress(console=Console(file=io.StringIO()))
-    dest = tmp_path / "a" / FILENAME
-    fetch.download(server.url("/file"), dest, progress=bar)
-    (task,) = bar.tasks
-    assert task.total == task.completed == len(server.payload)
-
-    fetch.download(server.url("/file"), tmp_path / "b" / FILENAME, progress=True)
-    assert capsys.readouterr().err == ""  # stderr is not a terminal under pytest
+    seen: list[tuple[int, int | None]] = []
+    fetch.download(
+        server.url("/file"), tmp_path / "a" / FILENAME, progress=lambda *a: seen.append(a)
+    )
+    assert seen[-1] == (len(server.payload), len(server.payload))
+    fetch.download(server.url("/file"), tmp_path / "b" / FILENAME)
+    assert capsys.readouterr() == ("", "")  # the library draws nothing: the shells do
 
 
 # --- failures -------------------------------------------------------------------------------
@@ -314,7 +310,7 @@ def test_bad_content_fails_verification_and_leaves_nothing(
     server: Served, tmp_path: Path, path: str, reason: str
 ) -> None:
     with pytest.raises(DownloadError, match=rf"failed verification: .*{reason}.*partial file was"):
-        fetch.fetch_weights("full", tmp_path, url=server.url(path), progress=False)
+        fetch.fetch_weights("full", tmp_path, url=server.url(path))
     _left_nothing(tmp_path / FILENAME)
 
 
@@ -323,16 +319,14 @@ def test_wrong_architecture_fails_verification(server: Served, tmp_path: Path) -
     torch.save({"weight": torch.zeros(3)}, other)
     server.payload = other.read_bytes()
     with pytest.raises(DownloadError, match=r"failed verification: .*does not match"):
-        fetch.fetch_weights("full", tmp_path, url=server.url("/file"), progress=False)
+        fetch.fetch_weights("full", tmp_path, url=server.url("/file"))
     _left_nothing(tmp_path / FILENAME)
 
 
 def test_wrong_size_is_refused_before_downloading(server: Served, tmp_path: Path) -> None:
     size = len(server.payload)
     with pytest.raises(DownloadError, match=rf"offers {size} bytes, expected {size + 1}"):
-        fetch.fetch_weights(
-            "full", tmp_path, url=server.url("/file"), expected_size=size + 1, progress=False
-        )
+        fetch.fetch_weights("full", tmp_path, url=server.url("/file"), expected_size=size + 1)
     _left_nothing(tmp_path / FILENAME)
 
 
@@ -348,17 +342,17 @@ def test_official_url_is_held_to_the_release_size(
     size = len(server.payload)
     monkeypatch.setitem(RELEASES, "full", LoopbackRelease("full", FILENAME, size - 1, "0" * 64))
     with pytest.raises(DownloadError, match=rf"offers {size} bytes, expected {size - 1}"):
-        fetch.fetch_weights("full", tmp_path, progress=False)
+        fetch.fetch_weights("full", tmp_path)
 
     monkeypatch.setitem(RELEASES, "full", LoopbackRelease("full", FILENAME, size, "0" * 64))
-    result = fetch.fetch_weights("full", tmp_path, progress=False)
+    result = fetch.fetch_weights("full", tmp_path)
     _assert_installed(result, tmp_path / FILENAME, server.payload)
 
 
 def test_http_error_names_url_and_status(server: Served, tmp_path: Path) -> None:
     url = server.url("/missing")
     with pytest.raises(DownloadError, match=rf"^{re.escape(url)}: HTTP 404 Not Found$"):
-        fetch.fetch_weights("full", tmp_path, url=url, progress=False)
+        fetch.fetch_weights("full", tmp_path, url=url)
     _left_nothing(tmp_path / FILENAME)
 
 

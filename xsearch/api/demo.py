@@ -43,7 +43,10 @@ class DemoReport:
 
 
 def choose_weights(
-    weights: str | None, fetch: bool, on_message: Callable[[str], None] = print
+    weights: str | None,
+    fetch: bool,
+    on_message: Callable[[str], None] = print,
+    on_download: Callable[[int, int | None], None] | None = None,
 ) -> str:
     """The weights to use: the ones given or found, freshly fetched ones, or random."""
     from xsearch.errors import DownloadError, WeightsNotFound
@@ -60,7 +63,7 @@ def choose_weights(
 
         on_message("no weights installed; trying to fetch the official ones...")
         try:
-            return str(fetch_weights("full").path)
+            return str(fetch_weights("full", progress=on_download).path)
         except DownloadError as e:
             on_message(f"could not fetch the weights: {e}")
     return "random"
@@ -77,15 +80,17 @@ def run_demo(
     device: str = "auto",
     batch_size: int = 8,
     on_message: Callable[[str], None] = print,
+    on_download: Callable[[int, int | None], None] | None = None,
 ) -> DemoReport:
     """Write the generated samples to `folder`, ingest them into the demo's index `index`,
-    and run a few queries. Without weights (and when fetching fails) it uses random weights.
+    and run a few queries. Without weights it fetches them (`on_download(bytes, total)`
+    hears the progress), and when that fails it uses random weights.
     An existing index that the demo did not create is refused, never changed."""
     from xsearch.models import load_encoder
 
     idx = open_index(index, root, create=True, config=config, device=device)
     _claim(idx)
-    chosen = choose_weights(weights, fetch, on_message)
+    chosen = choose_weights(weights, fetch, on_message, on_download)
     encoder = load_encoder(chosen, config=config, device=device, batch_size=batch_size)
     rebuilt = _reset_if_other_model(idx, encoder)
     idx.use_encoder(encoder)

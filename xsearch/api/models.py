@@ -235,4 +235,4 @@ def fetch_weights(
     from xsearch.models.fetch import fetch_weights as fetch
 
     folder = Path(dest_dir).expanduser() if dest_dir is not None else None
-    return fetch(variant, folder, url=url, progress=progress if progress is not None else False)
+    return fetch(variant, folder, url=url, progress=progress)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import os
 import re
-import sys
 import urllib.error
 import urllib.request
 import zipfile
@@ -20,24 +19,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-
 from xsearch import __version__
 from xsearch.errors import CheckpointError, DownloadError, UsageError
 from xsearch.models.weights import RELEASES, Release, sha256_file, sidecar_path, weights_dir
 
 PART_SUFFIX = ".part"
-# What a download reports its progress to: True (a bar on stderr when it is a terminal),
-# False, a rich Progress to add a task to, or a function of (bytes so far, total or None).
-ProgressArg = bool | Progress | Callable[[int, int | None], None]
+# What a download reports its progress to: a function of (bytes so far, total or None), or
+# None. Drawing it is the shells' job (the command line shows a bar).
+ProgressArg = Callable[[int, int | None], None] | None
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save has written zip archives since PyTorch 1.6
 
 
@@ -65,7 +54,7 @@ def download(
     dest: Path,
     *,
     expected_size: int | None = None,
-    progress: ProgressArg = True,
+    progress: ProgressArg = None,
     timeout: float = 15.0,
     chunk_size: int = 1 << 20,
 ) -> Path:
@@ -86,7 +75,7 @@ def download(
             raise DownloadError(f"{url}: the server offers {total} bytes, expected {expected_size}")
         if response is None:  # the part was already complete
             return part
-        with response, _progress_bar(progress, dest.name, total, offset) as advance:
+        with response, _progress_bar(progress, total, offset) as advance:
             received = _stream(response, part, offset, chunk_size, advance)
     except urllib.error.HTTPError as err:
         raise _failed(url, f"HTTP {err.code} {err.reason}", part) from None
@@ -196,38 +185,22 @@ def _reason(err: object) -> str:
 
 @contextmanager
 def _progress_bar(
-    progress: ProgressArg, description: str, total: int | None, completed: int
+    progress: ProgressArg, total: int | None, completed: int
 ) -> Iterator[Callable[[int], None]]:
-    """A function to report bytes to: a task on the given Progress, the caller's function
-    (told the bytes so far and the total), a new bar on stderr when it is a terminal, or
-    nothing (`progress=False`, or stderr redirected)."""
-    if isinstance(progress, Progress):
-        task = progress.add_task(description, total=total, completed=completed)
-        yield lambda n: progress.advance(task, n)
-    elif callable(progress):
-        report = progress
-        done = completed
-        report(done, total)
-
-        def advance(n: int) -> None:
-            nonlocal done
-            done += n
-            report(done, total)
-
-        yield advance
-    elif progress and sys.stderr.isatty():
-        columns = (
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, console=Console(stderr=True)) as bar:
-            task = bar.add_task(description, total=total, completed=completed)
-            yield lambda n: bar.advance(task, n)
-    else:
+    """A function to report each chunk's bytes to: it tells `progress` the bytes so far and
+    the total, or nothing when there is no `progress`."""
+    if progress is None:
         yield lambda n: None
+        return
+    done = completed
+    progress(done, total)
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        progress(done, total)
+
+    yield advance
 
 
 # --- verifying -----------------------------------------------------------------------------
@@ -286,7 +259,7 @@ def fetch_weights(
     *,
     url: str | None = None,
     expected_size: int | None = None,
-    progress: ProgressArg = True,
+    progress: ProgressArg = None,
     timeout: float = 15.0,
 ) -> FetchResult:
     """Download, verify and install the official checkpoint `variant` into `dest_dir`
