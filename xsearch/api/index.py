@@ -23,7 +23,7 @@ from xsearch.search.targets import targets_for
 if TYPE_CHECKING:
     import numpy as np
 
-    from xsearch.ingest.pipeline import IngestReport
+    from xsearch.ingest.pipeline import IngestOptions, IngestReport
     from xsearch.models.spec import Encoder
     from xsearch.store.rebuild import ModalityReport
     from xsearch.store.repair import Repair
@@ -31,20 +31,6 @@ if TYPE_CHECKING:
     from xsearch.store.verify import Verdict
 
 __all__ = ["Hit", "Index", "IndexStatus", "IngestOptions", "list_indexes", "open_index"]
-
-
-@dataclass(frozen=True)
-class IngestOptions:
-    """How files become items; `window_seconds` (and later the frame policy) is the index's
-    recipe, fixed by its first ingest."""
-
-    window_seconds: float = 10.0  # audio is cut into windows of this length
-    labels_from_folder: bool = False  # label each file with its folder's name
-    prune: bool = False  # drop indexed files that are gone
-    workers: int = 2  # decoding processes (0: in this process)
-    timeout: float = 60.0  # seconds a file may take to decode
-    memory_mb: int = 2048  # memory limit of each decoding process
-    commit_every: int = 500  # files between the commits of a long run
 
 
 @dataclass(frozen=True)
@@ -256,8 +242,7 @@ class Index:
         items)` each file's result and the items embedded so far, `on_skipped(path, error)`
         each entry of the folders that could not be read. `ray`/`ray_address`: decode and
         embed on a Ray cluster (`ray_actors` embedding actors)."""
-        from xsearch.ingest.pipeline import IngestOptions as PipelineOptions
-        from xsearch.ingest.pipeline import ingest
+        from xsearch.ingest.pipeline import IngestOptions, ingest
         from xsearch.ingest.scan import find_files
         from xsearch.store.lock import WriterLock
         from xsearch.store.store import LOCK
@@ -278,9 +263,8 @@ class Index:
         backend = self._ray_backend(ray, ray_address, ray_actors)
         WriterLock(self.dir / LOCK).check()  # a locked index fails now, not after the model loads
         encoder = self.encoder
-        pipeline_options = PipelineOptions(**asdict(options))
         with backend or _nothing():
-            report = ingest(files, self.dir, encoder, pipeline_options, on_plan, on_file, backend)
+            report = ingest(files, self.dir, encoder, options, on_plan, on_file, backend)
         report.unsupported = unsupported
         self.refresh()
         return report
@@ -580,8 +564,9 @@ def list_indexes(root: str | os.PathLike[str] | None = None) -> list[str]:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "IngestReport":
-        from xsearch.ingest.pipeline import IngestReport
+    """The ingest layer's option and report types, loaded when first asked for."""
+    if name in ("IngestOptions", "IngestReport"):
+        from xsearch.ingest import pipeline
 
-        return IngestReport
+        return getattr(pipeline, name)
     raise AttributeError(name)
