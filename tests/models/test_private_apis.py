@@ -151,7 +151,7 @@ def test_torch_load_on_meta_reads_shapes_only(tiny_checkpoint, tmp_path):
     reading its data: the tensor bytes may be anything."""
     from xsearch.models.checkpoint import checkpoint_config, read_shapes
 
-    with relies_on("torch.load(map_location='meta') skipping the tensor data"):
+    with relies_on("torch.load with map_location='meta' skipping the tensor data"):
         shapes = read_shapes(tiny_checkpoint)
         assert all(t.is_meta for t in shapes.values())
         assert checkpoint_config(tiny_checkpoint).name == "audioclip-tiny"
