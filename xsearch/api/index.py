@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -263,7 +264,7 @@ class Index:
         backend = self._ray_backend(ray, ray_address, ray_actors)
         WriterLock(self.dir / LOCK).check()  # a locked index fails now, not after the model loads
         encoder = self.encoder
-        with backend or _nothing():
+        with backend or nullcontext():
             report = ingest(files, self.dir, encoder, options, on_plan, on_file, backend)
         report.unsupported = unsupported
         self.refresh()
@@ -494,14 +495,6 @@ def _weighted(value) -> list[tuple]:
     )
     queries = [value] if single else list(value)
     return [(q[0], float(q[1])) if isinstance(q, tuple) else (q, 1.0) for q in queries]
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def open_index(
