@@ -86,6 +86,7 @@ def run_demo(
     and run a few queries. Without weights it fetches them (`on_download(bytes, total)`
     hears the progress), and when that fails it uses random weights.
     An existing index that the demo did not create is refused, never changed."""
+    from xsearch.ingest.pipeline import IngestOptions
     from xsearch.models import load_encoder
 
     idx = open_index(index, root, create=True, config=config, device=device)
@@ -99,7 +100,7 @@ def run_demo(
 
     folder = Path(folder)
     write_samples(folder)
-    report = idx.ingest([folder], _options())
+    report = idx.ingest([folder], IngestOptions(workers=1))
     demo = DemoReport(
         folder=folder,
         index=idx,
@@ -116,12 +117,6 @@ def run_demo(
         given = {"text": query} if kind == "text" else {kind: folder / query}
         demo.results.append((kind, query, target, idx.search(**given, target=target, k=3)))
     return demo
-
-
-def _options():
-    from xsearch.api.index import IngestOptions
-
-    return IngestOptions(workers=1)
 
 
 def _claim(idx: Index) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-MODALITIES = ("image", "audio", "text")
+from xsearch.models.spec import MODALITIES  # noqa: F401  (the modalities that exist)
 
 ASSETS = pa.schema(
     [
