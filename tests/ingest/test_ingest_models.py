@@ -60,7 +60,10 @@ def test_audio_image_model_in_worker_processes(tmp_path):
     report = ingest(find_files([root]), tmp_path / "idx", encoder, IngestOptions(workers=1))
 
     assert report.added == 5 and set(report.items) == {"audio", "image"}
-    assert {image.size for image in encoder.payloads["image"]} == {(48, 48)}
+    # prepared by the workers: normalised float32 [3, size, size], as the model takes it
+    assert {(str(image.dtype), image.shape) for image in encoder.payloads["image"]} == {
+        ("float32", (3, 48, 48))
+    }
     assert max(len(w) for w in encoder.payloads["audio"]) == 160_000
     store = Store.open(tmp_path / "idx")
     check_invariants(store)

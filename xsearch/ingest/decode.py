@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -44,7 +45,8 @@ class Decoded:
     """What one file decodes to.
 
     `image` is the uint8 [size, size, 3] RGB input of the image tower (for a video, its central
-    frame, shown at `frame_time`); `audio` the windows of its audio track, in order.
+    frame, shown at `frame_time`), or when normalisation was asked for, the float32
+    [3, size, size] tensor the tower takes (see `model_input`); `audio` the windows of its audio track, in order.
     `duration` is the length in seconds of the audio (for a video without audio, or whose
     audio was not decoded, of the video); None for an image. A modality that was not asked for
     is left empty.
@@ -63,6 +65,7 @@ def decode_file(
     window_seconds: float = 10.0,
     image_size: int | None = 224,
     sample_rate: int | None = 44100,
+    image_norm: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> Decoded:
     """Decode `path` by its kind: image -> one image; audio -> windows; video -> the central
     frame plus the windows of its audio track (none when it has no audio).
@@ -71,7 +74,8 @@ def decode_file(
     file of an unlisted extension is still decoded when it holds media. `image_size` and
     `sample_rate` are the model's inputs; None means the model does not embed that modality,
     which is then not decoded (an image gives a `Decoded` without pixels, a video only its
-    sound). Raises MediaError (one line, naming the file) when the file cannot be used.
+    sound). `image_norm` (mean, std): the image is also normalised as the model wants it, so
+    that the process running the model only runs the model. Raises MediaError (one line, naming the file) when the file cannot be used.
     """
     name = os.fspath(path)
     kind = kind_of(name)
@@ -80,7 +84,8 @@ def decode_file(
     if kind == "image":
         if image_size is None:
             return Decoded(name, kind)
-        return Decoded(name, kind, image=crop_square(load_image(name), image_size))
+        pixels = crop_square(load_image(name), image_size)
+        return Decoded(name, kind, image=_prepared(pixels, image_norm))
     if kind == "audio":
         if sample_rate is None:
             return Decoded(name, kind)
@@ -94,7 +99,8 @@ def decode_file(
     decoded = Decoded(name, "video")
     if image_size is not None:
         frame, seconds = video_central_frame(name)
-        decoded.image, decoded.frame_time = crop_square(frame, image_size), seconds
+        decoded.image = _prepared(crop_square(frame, image_size), image_norm)
+        decoded.frame_time = seconds
     has_audio, video_seconds = _probe_video(name)
     track = _video_audio(name, sample_rate) if has_audio and sample_rate is not None else None
     if track is not None and sample_rate is not None:
@@ -137,6 +143,22 @@ def cut_windows(wave: np.ndarray, sample_rate: int, window_seconds: float) -> li
         AudioWindow(start / sample_rate, end / sample_rate, wave[start:end])
         for start, end in bounds
     ]
+
+
+def model_input(
+    pixels: np.ndarray, mean: Sequence[float], std: Sequence[float]
+) -> np.ndarray:
+    """uint8 [h, w, 3] RGB -> float32 [3, h, w], scaled to [0, 1], less `mean`, over `std`:
+    torchvision's ToTensor + Normalize, the same float32 operations in the same order, so the
+    result is the same to the bit."""
+    scaled = np.ascontiguousarray(pixels.transpose(2, 0, 1)).astype(np.float32) / np.float32(255)
+    shape = (3, 1, 1)
+    mean32, std32 = (np.asarray(v, dtype=np.float32).reshape(shape) for v in (mean, std))
+    return (scaled - mean32) / std32
+
+
+def _prepared(pixels: np.ndarray, norm: tuple[Sequence[float], Sequence[float]] | None):
+    return pixels if norm is None else model_input(pixels, *norm)
 
 
 def crop_square(image: Image.Image, size: int) -> np.ndarray:

@@ -210,6 +210,9 @@ class LocalBackend:
     def decoding(
         self, paths: list[str], options: IngestOptions, encoder
     ) -> Iterator[Iterator[DecodeResult]]:
+        if not paths:  # nothing to decode: no worker processes to start
+            yield iter(())
+            return
         with DecodePool(options.workers, **decode_settings(options, encoder)) as pool:
             yield pool.imap(paths)
 
@@ -241,6 +244,8 @@ def decode_settings(options: IngestOptions, encoder: Encoder) -> dict:
         "window_seconds": options.window_seconds,
         "image_size": spec.image.size if spec.image else None,
         "sample_rate": spec.audio.sample_rate if spec.audio else None,
+        # normalised in the workers: the process running the model only runs the model
+        "image_norm": (spec.image.mean, spec.image.std) if spec.image else None,
     }
 
 
@@ -325,6 +330,8 @@ def ingest(
         plan = _plan(files, writer.store, changes, report)
         if on_plan:
             on_plan(len(plan.to_decode))
+        if plan.to_decode:  # the model loads while the workers start and decode
+            _preload(encoder, plan.to_decode)
         new_failures: list[dict] = list(refused)
         done_since_commit = 0
         paths = [str(p) for p in plan.to_decode]
@@ -390,6 +397,15 @@ def ingest(
         report.generation = store.generation
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _preload(encoder: Encoder, files: list[Path]) -> None:
+    """Start loading the towers the files will need (encoders that load lazily only)."""
+    preload = getattr(encoder, "preload", None)
+    if preload is not None:
+        kinds = {kind_of(p) for p in files}
+        wanted = {m for kind in kinds for m in _KIND_MODALITIES.get(kind or "", ("image", "audio"))}
+        preload(wanted)
 
 
 def _index_exists(index_dir: Path) -> bool:
@@ -482,7 +498,8 @@ def _add_asset(path, decoded, plan, writer, changes, batcher, options, st) -> No
     )
     if decoded.image is not None:
         item = _item(asset_id, "image", decoded.frame_time, decoded.frame_time)
-        batcher.add("image", item, Image.fromarray(decoded.image))
+        pixels = decoded.image  # normalised by the worker, or uint8 pixels (see decode_file)
+        batcher.add("image", item, pixels if pixels.dtype == np.float32 else Image.fromarray(pixels))
     for start, end, wave in decoded.audio:
         batcher.add("audio", _item(asset_id, "audio", start, end), np.asarray(wave))
     if "text" in batcher.pending:

@@ -65,7 +65,8 @@ class DecodePool:
     so memory stays bounded whatever the consumer's pace. `workers=0` decodes in the calling
     process, with no timeout or memory limit (for debugging and tests). `image_size` and
     `sample_rate` are the model's inputs (`pipeline.decode_settings`); None: the model does not
-    embed that modality, which is then not decoded.
+    embed that modality, which is then not decoded. `image_norm` (mean, std): images are
+    also normalised here, as the model takes them.
     """
 
     def __init__(
@@ -76,6 +77,7 @@ class DecodePool:
         window_seconds: float = 10.0,
         image_size: int | None = 224,
         sample_rate: int | None = 44100,
+        image_norm: tuple | None = None,
         *,
         max_pending: int | None = None,
     ) -> None:
@@ -91,6 +93,7 @@ class DecodePool:
             "window_seconds": window_seconds,
             "image_size": image_size,
             "sample_rate": sample_rate,
+            "image_norm": image_norm,
         }
         self._pool: list[_Worker] = []
         self._running: tuple[threading.Event, threading.Thread] | None = None

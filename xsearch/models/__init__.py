@@ -5,17 +5,28 @@
 
 from __future__ import annotations
 
+import os
+
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from xsearch.models.encoder import Encoder
 
 
-def resolve_device(device: str = "auto") -> str:
-    """'auto' -> 'cuda' when a GPU is usable, else 'cpu'; anything else is checked."""
-    import torch
+def _no_nvidia_driver() -> bool:
+    """True when this machine certainly has no usable NVIDIA GPU (no driver loaded), which
+    is known without importing torch."""
+    return not any(os.path.exists(p) for p in ("/proc/driver/nvidia/version", "/dev/nvidiactl"))
 
+
+def resolve_device(device: str = "auto") -> str:
+    """'auto' -> 'cuda' when a GPU is usable, else 'cpu'; anything else is checked. Without
+    an NVIDIA driver 'auto' and 'cpu' are answered without importing torch."""
     from xsearch.errors import UsageError
+
+    if device == "cpu" or (device == "auto" and _no_nvidia_driver()):
+        return "cpu"
+    import torch
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -36,24 +47,19 @@ def load_encoder(
     device: str = "auto",
     batch_size: int = 16,
     seed: int = 0,
+    precision: str = "fp32",
 ) -> Encoder:
     """The AudioCLIP encoder for `weights` (a path, 'random', or None to resolve as the CLI
     does: XSEARCH_WEIGHTS, then the cache). Random weights use `config` (default audioclip)
-    and `seed`."""
-    import torch
-
-    from xsearch.models.checkpoint import build_model, load_checkpoint
-    from xsearch.models.config import DEFAULT_CONFIG, get_config
+    and `seed`. Cheap: each tower is loaded when first used (see `encoder.py`), and nothing
+    imports torch until a tower needs it."""
     from xsearch.models.encoder import AudioCLIPEncoder
+    from xsearch.models.sources import tower_source
     from xsearch.models.weights import resolve_weights
 
     choice = resolve_weights(weights)
     dev = resolve_device(device)
-    if choice.is_random:
-        torch.manual_seed(seed)
-        model = build_model(get_config(config or DEFAULT_CONFIG))
-    else:
-        model = load_checkpoint(choice.path, config)
-    encoder = AudioCLIPEncoder(model, dev, batch_size=batch_size)
+    source = tower_source(choice, config, seed)
+    encoder = AudioCLIPEncoder(source, dev, batch_size=batch_size, precision=precision)
     encoder.weights = choice
     return encoder

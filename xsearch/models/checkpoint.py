@@ -14,58 +14,8 @@ import torch
 
 from xsearch.errors import CheckpointError
 from xsearch.models.audioclip import AudioCLIP
+from xsearch.models.checkpoint_files import describe_non_checkpoint
 from xsearch.models.config import DEFAULT_CONFIG, ModelConfig, available_configs, get_config
-
-# How the formats torch.save writes begin: a zip archive (since PyTorch 1.6), or a pickle
-# (protocol 2 and later start with the PROTO opcode, 0x80, then the protocol number).
-_CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
-
-# Signatures of files people mistake for checkpoints: (offset, bytes, what it is).
-_SIGNATURES = (
-    (0, b"\xff\xd8\xff", "a JPEG image"),
-    (0, b"\x89PNG\r\n\x1a\n", "a PNG image"),
-    (0, b"GIF8", "a GIF image"),
-    (8, b"WEBP", "a WebP image"),
-    (8, b"WAVE", "a WAV audio file"),
-    (0, b"OggS", "an Ogg audio file"),
-    (0, b"fLaC", "a FLAC audio file"),
-    (0, b"ID3", "an MP3 audio file"),
-    (4, b"ftyp", "an MP4/MOV video"),
-    (0, b"\x1aE\xdf\xa3", "a Matroska/WebM video"),
-    (0, b"%PDF", "a PDF document"),
-    (0, b"\x1f\x8b", "a gzip archive"),
-    (0, b"7z\xbc\xaf", "a 7-Zip archive"),
-    (0, b"\x89HDF", "an HDF5 file (a Keras or other non-PyTorch checkpoint)"),
-    (0, b"version https://git-lfs", "a Git LFS pointer, not the file it points to"),
-)
-
-
-def describe_non_checkpoint(path: Path) -> str | None:
-    """What `path` looks like when it cannot be a PyTorch checkpoint ("a JPEG image", "random
-    bytes", "empty"), or None when it begins as one (a zip archive or a pickle)."""
-    with open(path, "rb") as f:
-        head = f.read(4096)
-    if not head:
-        return "empty"
-    if head.startswith(_CHECKPOINT_MAGIC):
-        return None
-    for offset, magic, what in _SIGNATURES:
-        if head[offset : offset + len(magic)] == magic:
-            return what
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        # a multi-byte character cut at the end of the sample is still text
-        try:
-            text = head[:-3].decode("utf-8")
-        except UnicodeDecodeError:
-            return "random bytes"
-    if text.lstrip().lower().startswith(("<!doctype html", "<html")):
-        return "an HTML page (a download that returned a web page?)"
-    if all(c.isprintable() or c in "\t\r\n" for c in text):
-        return "a text file"
-    return "random bytes"
-
 
 def _load(path: Path, map_location: str) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint file, on `map_location`; CheckpointError when the file is

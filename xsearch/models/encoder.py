@@ -1,30 +1,34 @@
-"""Torch encoders: batches of texts, images or waveforms -> L2-normalised float32 rows.
+"""The AudioCLIP encoder: batches of texts, images or waveforms -> L2-normalised float32 rows.
 
 The interface, `Encoder`, and what each model embeds, `EncoderSpec`, live in the torch-free
-`xsearch.models.spec`; `AudioCLIPEncoder` implements them for AudioCLIP.
+`xsearch.models.spec`. `AudioCLIPEncoder` loads each tower when it is first needed, from the
+tower cache (`tower_cache.py`): a text query loads the text tower only, and on a CPU runs it
+in NumPy (`text_numpy.py`), so it never imports torch. Images and audio run in torch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-import torch
-from PIL import Image
 
-from xsearch.models import preprocess
-from xsearch.models.audioclip import AudioCLIP
-from xsearch.models.config import spec_of
-from xsearch.models.inference import prepare_for_inference
+from xsearch.errors import CheckpointError
+from xsearch.models.config import get_config, spec_of
 from xsearch.models.spec import Encoder
+from xsearch.models.tower_cache import Tower, TowerSource
+
+if TYPE_CHECKING:
+    from xsearch.models.audioclip import AudioCLIP
 
 T = TypeVar("T")
 
 # On a CPU the audio tower's activations (~9 MB per 5 s clip after the stem) fall out of the
 # caches in larger batches: 2 clips at a time ran at 197 ms/clip, 8 at once at 236 ms/clip.
 CPU_AUDIO_CHUNK = 2
+_TOWER_OF = {"text": "text", "image": "image", "audio": "audio"}
 
 
 def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -32,13 +36,85 @@ def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-class TorchEncoder(Encoder):
-    """An encoder whose model is a torch module: batching and normalisation shared."""
+def normalize_rows(rows: np.ndarray) -> np.ndarray:
+    rows = np.asarray(rows, dtype=np.float32)
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows / np.maximum(norms, np.float32(1e-12))
+
+
+class AudioCLIPEncoder(Encoder):
+    """AudioCLIP's three towers, each loaded on first use.
+
+    Built from a `TowerSource` (what `load_encoder` does: cached towers of a checkpoint or
+    of seeded random weights), or from an AudioCLIP model in memory, whose BatchNorms are
+    folded in place (the model belongs to the encoder from then on)."""
+
+    name = "audioclip"
+
+    def __init__(
+        self,
+        model: AudioCLIP | TowerSource,
+        device: Any = "cpu",
+        batch_size: int = 16,
+        fp16: bool | None = None,
+        precision: str = "fp32",
+    ) -> None:
+        if isinstance(model, TowerSource):
+            self.source, self.model = model, None
+        else:
+            self.source, self.model = _memory_source(model), model
+        self.config = get_config(self.source.config)
+        self.spec = spec_of(self.config)
+        self.device = str(device)
+        self.on_gpu = self.device.startswith("cuda")
+        # fp16 autocast on CUDA by default; CPU stays float32 unless asked (see precision.py)
+        self.fp16 = self.on_gpu if fp16 is None else fp16
+        self.precision = precision
+        self.batch_size = batch_size
+        self._towers: dict[str, Callable[[list], np.ndarray]] = {}
+        self._loading = threading.Lock()
+
+    # --- towers ----------------------------------------------------------------------------
+
+    def loaded(self) -> tuple[str, ...]:
+        """The modalities whose tower is loaded."""
+        return tuple(self._towers)
+
+    def preload(self, modalities: Iterable[str]) -> threading.Thread:
+        """Load the towers of `modalities` in a background thread (an ingest starts decoding
+        meanwhile); embedding waits for a tower still loading."""
+        wanted = [m for m in modalities if m in self.spec.modalities]
+        thread = threading.Thread(
+            target=lambda: [self._tower(m) for m in wanted], name="load-towers", daemon=True
+        )
+        thread.start()
+        return thread
+
+    def _tower(self, modality: str) -> Callable[[list], np.ndarray]:
+        step = self._towers.get(modality)
+        if step is None:
+            with self._loading:
+                step = self._towers.get(modality)
+                if step is None:
+                    step = self._towers[modality] = self._load(modality)
+        return step
+
+    def _load(self, modality: str) -> Callable[[list], np.ndarray]:
+        tower = self.source.tower(_TOWER_OF[modality])
+        try:
+            if modality == "text" and not self.on_gpu:
+                return _numpy_text(self.config, tower)
+            return _torch_step(self, modality, tower)
+        except (RuntimeError, ValueError) as err:  # a tower that does not fit its config
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise CheckpointError(f"{self.source.folder}: unusable {modality} tower ({first})")
+
+    # --- embedding -------------------------------------------------------------------------
 
     def _run(
         self,
         items: Sequence[T],
-        step: Callable[[Sequence[T]], torch.Tensor],
+        step: Callable[[list], np.ndarray],
         key: Callable[[T], object] | None = None,
     ) -> np.ndarray:
         """Apply `step` to batches of `items` (grouped by `key`, so that a batch never mixes,
@@ -53,64 +129,82 @@ class TorchEncoder(Encoder):
             else:
                 groups.append([i])
         for group in groups:
-            rows = step([items[i] for i in group]).float()
-            out[group] = torch.nn.functional.normalize(rows, dim=-1).cpu().numpy()
+            out[group] = normalize_rows(step([items[i] for i in group]))
         return out
 
-
-class AudioCLIPEncoder(TorchEncoder):
-    name = "audioclip"
-
-    def __init__(
-        self,
-        model: AudioCLIP,
-        device: str | torch.device = "cpu",
-        batch_size: int = 16,
-        fp16: bool | None = None,
-    ) -> None:
-        self.device = torch.device(device)
-        # fp16 autocast on CUDA by default; CPU stays float32 (no fast fp16 kernels there)
-        self.fp16 = self.device.type == "cuda" if fp16 is None else fp16
-        self.model = prepare_for_inference(model, self.device)
-        self.config = model.config
-        self.spec = spec_of(model.config)
-        self.batch_size = batch_size
-
-    def _context(self):
-        if self.fp16:
-            return torch.autocast(self.device.type, dtype=torch.float16)
-        return nullcontext()
-
-    @torch.inference_mode()
     def embed_text(self, texts: Sequence[str | Sequence[str]]) -> np.ndarray:
-        ctx = self.config.text.context_length
+        return self._run(list(texts), self._tower("text"))
 
-        def step(batch: Sequence[str | Sequence[str]]) -> torch.Tensor:
-            tokens = preprocess.tokenize(batch, ctx).to(self.device)
-            with self._context():
-                return self.model.encode_text(tokens)
+    def embed_images(self, images: Sequence[Any]) -> np.ndarray:
+        """PIL images, or arrays already prepared by `media.image.model_input` -> rows."""
+        return self._run(list(images), self._tower("image"))
 
-        return self._run(list(texts), step)
-
-    @torch.inference_mode()
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        size = self.config.vision.image_size
-
-        def step(batch: Sequence[Image.Image]) -> torch.Tensor:
-            x = preprocess.image_tensor(batch, size).to(self.device)
-            x = x.contiguous(memory_format=torch.channels_last)
-            with self._context():
-                return self.model.encode_image(x)
-
-        return self._run(list(images), step)
-
-    @torch.inference_mode()
     def embed_audio(self, waves: Sequence[np.ndarray]) -> np.ndarray:
-        def step(batch: Sequence[np.ndarray]) -> torch.Tensor:
-            x = preprocess.audio_tensor(batch).to(self.device)
-            chunk = CPU_AUDIO_CHUNK if self.device.type == "cpu" else len(batch)
-            with self._context():
-                return torch.cat([self.model.encode_audio(part) for part in x.split(chunk)])
-
         # Padding would change the pooled features, so only equal lengths share a batch.
-        return self._run(list(waves), step, key=len)
+        return self._run(list(waves), self._tower("audio"), key=len)
+
+
+def _memory_source(model: AudioCLIP) -> TowerSource:
+    from xsearch.models.towers import derive_towers
+
+    return TowerSource(model.config.name, "memory", lambda: derive_towers(model), keep=False)
+
+
+def _numpy_text(config, tower: Tower) -> Callable[[list], np.ndarray]:
+    from xsearch.models.clip_tokenizer import token_rows
+    from xsearch.models.text_numpy import NumpyTextTower
+
+    text = NumpyTextTower(tower.arrays, heads=config.text.heads)
+    context = config.text.context_length
+
+    def step(batch: list) -> np.ndarray:
+        # Each distinct text once (labels repeat across files): equal texts, equal rows.
+        rows = token_rows(batch, context)
+        distinct = list(dict.fromkeys(map(tuple, rows)))
+        vectors = text.encode([list(r) for r in distinct])
+        where = {r: i for i, r in enumerate(distinct)}
+        return vectors[[where[tuple(r)] for r in rows]]
+
+    return step
+
+
+def _torch_step(encoder: AudioCLIPEncoder, modality: str, tower: Tower):
+    """One batch of `modality` -> unnormalised rows, with the tower's torch module."""
+    import torch
+
+    from xsearch.models import preprocess, towers
+
+    device, cfg = torch.device(encoder.device), encoder.config
+    autocast = (
+        (lambda: torch.autocast(device.type, dtype=torch.float16))
+        if encoder.fp16
+        else nullcontext
+    )
+    if modality == "text":
+        model = towers.text_model(cfg, tower, device)
+
+        def forward(batch: list) -> torch.Tensor:
+            tokens = preprocess.tokenize(batch, cfg.text.context_length).to(device)
+            return model.encode_text(tokens)
+
+    elif modality == "image":
+        visual = towers.image_tower(cfg, tower, device)
+        size = cfg.vision.image_size
+
+        def forward(batch: list) -> torch.Tensor:
+            x = preprocess.image_batch(batch, size).to(device)
+            return visual(x.contiguous(memory_format=torch.channels_last))
+
+    else:
+        audio = towers.audio_tower(cfg, tower, device)
+        chunk = CPU_AUDIO_CHUNK if device.type == "cpu" else None
+
+        def forward(batch: list) -> torch.Tensor:
+            x = preprocess.audio_tensor(batch).to(device)
+            return torch.cat([audio(part) for part in x.split(chunk or len(batch))])
+
+    def step(batch: list) -> np.ndarray:
+        with torch.inference_mode(), autocast():
+            return forward(batch).float().cpu().numpy()
+
+    return step

@@ -62,17 +62,24 @@ class FakeEncoder(Encoder):
         return self._vectors("text", [b"text:" + t.encode() for t in joined])
 
     def embed_images(self, images: Sequence[Any]) -> np.ndarray:
-        """Keyed by the picture as a model sees it (resized and centre-cropped to the spec's
-        size, as ingest already delivers it), so a query picture finds its indexed self."""
+        """Keyed by the picture as a model sees it (resized, centre-cropped and normalised to
+        the spec's input, as ingest's workers already deliver it), so a query picture finds
+        its indexed self."""
         from PIL import Image
 
-        from xsearch.ingest.decode import crop_square
+        from xsearch.ingest.decode import crop_square, model_input
 
         self.spec.require("image")
-        size = self.spec.image.size if self.spec.image else 0
-        seen = [crop_square(i if isinstance(i, Image.Image) else Image.fromarray(i), size)
-                for i in images]  # fmt: skip
-        return self._vectors("image", [b"image:" + pixels.tobytes() for pixels in seen])
+        assert self.spec.image is not None
+        image = self.spec.image
+
+        def seen(item: Any) -> np.ndarray:
+            if isinstance(item, np.ndarray) and item.dtype == np.float32:
+                return item  # prepared by a decode worker
+            picture = item if isinstance(item, Image.Image) else Image.fromarray(item)
+            return model_input(crop_square(picture, image.size), image.mean, image.std)
+
+        return self._vectors("image", [b"image:" + seen(i).tobytes() for i in images])
 
     def embed_audio(self, waves: Sequence[np.ndarray]) -> np.ndarray:
         keys = [b"audio:" + np.asarray(w, dtype=np.float32).tobytes() for w in waves]

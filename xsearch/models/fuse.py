@@ -26,21 +26,29 @@ New tensors are made for the folded weights, so tensors shared with a caller's s
 from __future__ import annotations
 
 import itertools
+import sys
 
 import torch
 import torchvision
-from open_clip import modified_resnet
 from torch import nn
 
 from xsearch.models.audio_tower import AttentionGate
 
-# Modules whose forward applies self.bnN directly to self.convN's output.
-_NUMBERED = (
-    torchvision.models.resnet.Bottleneck,
-    torchvision.models.resnet.ResNet,  # the stem: bn1(conv1(x)); ESResNeXtFBSP subclasses it
-    modified_resnet.Bottleneck,
-    modified_resnet.ModifiedResNet,  # the 3-convolution stem
-)
+
+def _numbered() -> tuple[type[nn.Module], ...]:
+    """Modules whose forward applies self.bnN directly to self.convN's output. open_clip's
+    are included once it is imported (a model cannot hold them before): importing it costs
+    seconds that a model of the audio tower alone need not pay."""
+    types: tuple[type[nn.Module], ...] = (
+        torchvision.models.resnet.Bottleneck,
+        torchvision.models.resnet.ResNet,  # the stem: bn1(conv1(x)); ESResNeXtFBSP is one
+    )
+    if "open_clip.modified_resnet" in sys.modules:
+        from open_clip import modified_resnet
+
+        types += (modified_resnet.Bottleneck, modified_resnet.ModifiedResNet)  # 3-conv stem
+    return types
+
 _NAMED_PAIRS: tuple[tuple[type[nn.Module], tuple[tuple[str, str], ...]], ...] = (
     (AttentionGate, (("conv_point", "bn"),)),
 )
@@ -61,12 +69,13 @@ def _foldable(conv: object, bn: object) -> bool:
 def conv_bn_pairs(model: nn.Module) -> list[tuple[nn.Module, str, str]]:
     """(parent, conv name, bn name) for every BatchNorm that can be folded into its conv."""
     pairs = []
+    numbered = _numbered()
     for module in model.modules():
         names: list[tuple[str, str]] = []
         if isinstance(module, nn.Sequential):
             children = list(module.named_children())
             names += [(a, b) for (a, _), (b, _) in itertools.pairwise(children)]
-        if isinstance(module, _NUMBERED):
+        if isinstance(module, numbered):
             names += [(f"conv{i}", f"bn{i}") for i in (1, 2, 3)]
         for cls, named in _NAMED_PAIRS:
             if isinstance(module, cls):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from functools import cache
 
@@ -11,48 +10,21 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-# CLIP's image normalisation (OpenAI's dataset statistics)
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-class TextTruncatedWarning(UserWarning):
-    """A text was longer than the model's context and was cut."""
-
-
-def join_labels(text: str | Sequence[str]) -> str:
-    """A label list becomes one text, joined with ', ' as AudioCLIP encodes a label set."""
-    return text if isinstance(text, str) else ", ".join(text)
-
-
-@cache
-def _tokenizer():
-    from open_clip.tokenizer import SimpleTokenizer  # ships the CLIP BPE vocabulary
-
-    return SimpleTokenizer()
+# The tokenizer lives beside the torch-free text path; these names stay importable from here.
+from xsearch.models.clip_tokenizer import TextTruncatedWarning as TextTruncatedWarning
+from xsearch.models.clip_tokenizer import join_labels as join_labels
+from xsearch.models.clip_tokenizer import token_rows
+from xsearch.models.spec import CLIP_MEAN, CLIP_STD
 
 
 def tokenize(texts: Sequence[str | Sequence[str]], context_length: int = 77) -> torch.Tensor:
-    """Token ids [n, L], L the longest used length (at most `context_length`).
+    """Token ids [n, L] (`token_rows` as one tensor), L the longest used length (at most
+    `context_length`), zero after each end token.
 
     Positions past every end token are dropped: the text tower is causal and reads the end
-    token, so they cannot change the embedding. Over-long texts keep their first
-    `context_length - 1` tokens plus the end token, with a warning.
+    token, so they cannot change the embedding.
     """
-    tok = _tokenizer()
-    rows = []
-    for text in texts:
-        text = join_labels(text)
-        ids = [tok.sot_token_id, *tok.encode(text), tok.eot_token_id]
-        if len(ids) > context_length:
-            preview = text if len(text) <= 40 else text[:37] + "..."
-            warnings.warn(
-                f"text truncated to {context_length} tokens: {preview!r}",
-                TextTruncatedWarning,
-                stacklevel=2,
-            )
-            ids = [*ids[: context_length - 1], tok.eot_token_id]
-        rows.append(ids)
+    rows = token_rows(texts, context_length)
     out = torch.zeros(len(rows), max((len(r) for r in rows), default=2), dtype=torch.long)
     for i, ids in enumerate(rows):
         out[i, : len(ids)] = torch.tensor(ids)
@@ -81,3 +53,12 @@ def image_tensor(images: Sequence[Image.Image], size: int) -> torch.Tensor:
 def audio_tensor(waves: Sequence[np.ndarray]) -> torch.Tensor:
     """Equal-length mono waveforms (int16 scale) -> [n, samples] float32."""
     return torch.from_numpy(np.stack([np.asarray(w, dtype=np.float32) for w in waves]))
+
+
+def image_batch(images: Sequence[Image.Image | np.ndarray], size: int) -> torch.Tensor:
+    """Images -> [n, 3, size, size] float32: PIL images are transformed here; arrays were
+    prepared already (`xsearch.media.image.model_input`, in the decode workers)."""
+    if images and all(isinstance(im, np.ndarray) for im in images):
+        return torch.from_numpy(np.stack(images))
+    return image_tensor([Image.fromarray(im) if isinstance(im, np.ndarray) else im
+                         for im in images], size)  # fmt: skip

@@ -35,9 +35,16 @@ class AudioInput:
     clip_seconds: float | None = None  # the model's clip length; None: any length
 
 
+# CLIP's image normalisation (OpenAI's dataset statistics), per RGB channel
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
 @dataclass(frozen=True)
 class ImageInput:
     size: int  # side of the square the model sees, pixels (decoders crop to it)
+    mean: tuple[float, float, float] = CLIP_MEAN  # subtracted from pixels scaled to [0, 1]
+    std: tuple[float, float, float] = CLIP_STD  # then divided by, per channel
 
 
 @dataclass(frozen=True)

@@ -107,9 +107,11 @@ def recorded_sha256(path: Path | None) -> str | None:
 
 
 def weights_sha256(path: Path) -> str:
-    """The checkpoint's sha256: the recorded one when there is a sidecar, else computed."""
-    recorded = recorded_sha256(path)
-    return recorded if recorded is not None else sha256_file(path)
+    """The checkpoint's sha256: recorded beside it, remembered for this version of the file,
+    or computed (see `digests.py`)."""
+    from xsearch.models.digests import checkpoint_sha256
+
+    return checkpoint_sha256(Path(path))
 
 
 def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:

@@ -1,0 +1,67 @@
+"""Where an encoder's towers come from: the cache, else the checkpoint or seeded random weights.
+
+Nothing here imports torch unless a tower must be derived (the first use of a checkpoint) or
+the config of an unknown checkpoint must be read from it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from xsearch.errors import CheckpointError
+from xsearch.models.config import DEFAULT_CONFIG, get_config
+from xsearch.models.tower_cache import TowerSource, recorded_config
+from xsearch.models.weights import WeightsChoice, weights_sha256
+
+
+def tower_source(choice: WeightsChoice, config: str | None = None, seed: int = 0) -> TowerSource:
+    """The towers of `choice`'s weights for `config` (for a checkpoint: the config it was
+    found to fit before, else read from it)."""
+    if choice.path is None:
+        return random_source(config or DEFAULT_CONFIG, seed)
+    return checkpoint_source(choice.path, config)
+
+
+def random_source(config: str, seed: int = 0) -> TowerSource:
+    """Random weights: what `torch.manual_seed(seed)` then building `config` gives."""
+    get_config(config)  # an unknown name fails now, in one line
+
+    def derive():
+        import torch
+
+        from xsearch.models.checkpoint import build_model
+        from xsearch.models.towers import derive_towers
+
+        torch.manual_seed(seed)
+        return derive_towers(build_model(get_config(config)))
+
+    return TowerSource(config, f"random-seed{seed}", derive)
+
+
+def checkpoint_source(path: Path, config: str | None = None) -> TowerSource:
+    """A checkpoint's towers. A file that is not a checkpoint fails now, without torch."""
+    from xsearch.models.checkpoint_files import describe_non_checkpoint
+
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    what = describe_non_checkpoint(path)
+    if what is not None:
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (it looks like {what})")
+    sha256 = weights_sha256(path)
+    if config is None:
+        config = recorded_config(sha256)
+    if config is None:
+        from xsearch.models.checkpoint import checkpoint_config
+
+        config = checkpoint_config(path).name
+    else:
+        get_config(config)
+    chosen = config
+
+    def derive():
+        from xsearch.models.checkpoint import load_checkpoint
+        from xsearch.models.towers import derive_towers
+
+        return derive_towers(load_checkpoint(path, chosen))
+
+    return TowerSource(config, sha256, derive)
