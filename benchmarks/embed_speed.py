@@ -16,7 +16,6 @@ Weights are random (`load_encoder("random", ...)`): speed does not depend on the
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import platform
@@ -115,7 +114,10 @@ def counted_gflop(encoder, modality: str) -> float:
     have no nominal figure). Text is counted over the full context, like the nominal one."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    model, cfg, device = encoder.model, encoder.config, encoder.device
+    from xsearch.models.checkpoint import build_model
+
+    cfg, device = encoder.config, torch.device(encoder.device)
+    model = build_model(cfg).to(device)  # counted on the plain architecture
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         if modality == "text":
             tokens = torch.ones(1, cfg.text.context_length, dtype=torch.long, device=device)
@@ -145,13 +147,6 @@ def run(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.no_optimize:  # the encoder prepares its model itself; make that the plain way
-        from xsearch.models import encoder as encoder_module
-        from xsearch.models.inference import prepare_for_inference
-
-        encoder_module.prepare_for_inference = functools.partial(
-            prepare_for_inference, optimize=False
-        )
     encoder = load_encoder("random", config=args.config, device=str(device))
     fp16 = bool(getattr(encoder, "fp16", False))
     mm_dtype = torch.float16 if fp16 else torch.float32
@@ -219,7 +214,6 @@ def run(args: argparse.Namespace) -> dict:
             "matmul": f"2048x2048 {str(mm_dtype).removeprefix('torch.')}, best of 10",
         },
         "precision": "fp16 autocast" if fp16 else "float32",
-        "optimized": not args.no_optimize,
         "flop_source": flop_source,
         "repeats": args.repeats,
         "warmup": args.warmup,
@@ -283,11 +277,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--out", type=Path, help="write the results as JSON here")
     p.add_argument("--quick", action="store_true", help="smoke run: batches 1 and 2, 1 repeat")
-    p.add_argument(
-        "--no-optimize",
-        action="store_true",
-        help="time the model without prepare_for_inference's speed rewrites (for comparison)",
-    )
     p.add_argument("--quiet", action="store_true", help="no per-cell progress lines")
     args = p.parse_args(argv)
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]

@@ -169,7 +169,8 @@ def _summary(index: str, report) -> None:
         f"{index}: generation {report.generation}; {report.files} files: {report.added} added, "
         f"{report.changed} changed, {report.renamed} renamed, {report.unchanged} unchanged, "
         f"{report.removed} removed, {len(report.failed)} failed; {items}; "
-        f"{report.seconds:.1f} s",
+        f"{report.seconds:.1f} s"
+        + (f" ({report.items_per_second:.1f} items/s)" if report.items else ""),
         highlight=False,
         soft_wrap=True,
     )

@@ -111,12 +111,13 @@ def test_open_clip_modified_resnet_batchnorms_are_all_folded(tiny):
 
 
 def test_open_clip_tokenizer_ids():
-    """preprocess.tokenize uses open_clip.tokenizer.SimpleTokenizer's encode and its start
-    and end token ids (CLIP's 49406 and 49407)."""
-    from xsearch.models.preprocess import tokenize
+    """clip_tokenizer reads CLIP's BPE merges from open_clip's package folder
+    (bpe_simple_vocab_16e6.txt.gz, found without importing open_clip)."""
+    from xsearch.models.clip_tokenizer import token_rows, vocab_path
 
-    with relies_on("open_clip.tokenizer.SimpleTokenizer (sot/eot ids, encode)"):
-        row = tokenize(["a dog"])[0].tolist()
+    with relies_on("open_clip's bpe_simple_vocab_16e6.txt.gz in its package folder"):
+        assert vocab_path().parent.name == "open_clip"
+        row = token_rows(["a dog"])[0]
         assert row[0] == 49406 and row[-1] == 49407 and len(row) == 4
 
 

@@ -46,7 +46,8 @@ class Decoded:
 
     `image` is the uint8 [size, size, 3] RGB input of the image tower (for a video, its central
     frame, shown at `frame_time`), or when normalisation was asked for, the float32
-    [3, size, size] tensor the tower takes (see `model_input`); `audio` the windows of its audio track, in order.
+    [3, size, size] tensor the tower takes (see `model_input`); `audio` the windows of its
+    audio track, in order.
     `duration` is the length in seconds of the audio (for a video without audio, or whose
     audio was not decoded, of the video); None for an image. A modality that was not asked for
     is left empty.
@@ -75,7 +76,8 @@ def decode_file(
     `sample_rate` are the model's inputs; None means the model does not embed that modality,
     which is then not decoded (an image gives a `Decoded` without pixels, a video only its
     sound). `image_norm` (mean, std): the image is also normalised as the model wants it, so
-    that the process running the model only runs the model. Raises MediaError (one line, naming the file) when the file cannot be used.
+    that the process running the model only runs the model. Raises MediaError (one line,
+    naming the file) when the file cannot be used.
     """
     name = os.fspath(path)
     kind = kind_of(name)
@@ -145,9 +147,7 @@ def cut_windows(wave: np.ndarray, sample_rate: int, window_seconds: float) -> li
     ]
 
 
-def model_input(
-    pixels: np.ndarray, mean: Sequence[float], std: Sequence[float]
-) -> np.ndarray:
+def model_input(pixels: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """uint8 [h, w, 3] RGB -> float32 [3, h, w], scaled to [0, 1], less `mean`, over `std`:
     torchvision's ToTensor + Normalize, the same float32 operations in the same order, so the
     result is the same to the bit."""

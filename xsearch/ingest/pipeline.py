@@ -95,10 +95,16 @@ class IngestReport:
     decode_seconds: float = 0.0  # time this process waited for decoded files
     embed_seconds: float = 0.0
 
+    @property
+    def items_per_second(self) -> float:
+        """Items embedded per second of the whole ingest (planning and commits included)."""
+        return sum(self.items.values()) / self.seconds if self.seconds > 0 else 0.0
+
     def as_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items()} | {
             "failed": [{"path": p, "reason": r} for p, r in self.failed],
             "unsupported": list(self.unsupported),
+            "items_per_second": round(self.items_per_second, 3),
         }
 
 
@@ -499,7 +505,9 @@ def _add_asset(path, decoded, plan, writer, changes, batcher, options, st) -> No
     if decoded.image is not None:
         item = _item(asset_id, "image", decoded.frame_time, decoded.frame_time)
         pixels = decoded.image  # normalised by the worker, or uint8 pixels (see decode_file)
-        batcher.add("image", item, pixels if pixels.dtype == np.float32 else Image.fromarray(pixels))
+        batcher.add(
+            "image", item, pixels if pixels.dtype == np.float32 else Image.fromarray(pixels)
+        )
     for start, end, wave in decoded.audio:
         batcher.add("audio", _item(asset_id, "audio", start, end), np.asarray(wave))
     if "text" in batcher.pending:

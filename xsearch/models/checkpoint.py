@@ -17,6 +17,7 @@ from xsearch.models.audioclip import AudioCLIP
 from xsearch.models.checkpoint_files import describe_non_checkpoint
 from xsearch.models.config import DEFAULT_CONFIG, ModelConfig, available_configs, get_config
 
+
 def _load(path: Path, map_location: str) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint file, on `map_location`; CheckpointError when the file is
     not one, saying what it is instead."""

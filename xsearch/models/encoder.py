@@ -28,6 +28,9 @@ T = TypeVar("T")
 # On a CPU the audio tower's activations (~9 MB per 5 s clip after the stem) fall out of the
 # caches in larger batches: 2 clips at a time ran at 197 ms/clip, 8 at once at 236 ms/clip.
 CPU_AUDIO_CHUNK = 2
+# A query's few tokens make matrix products too small to share: under load, OpenBLAS's second
+# thread made one 3-token layer 5-40x slower than a single thread.
+ONE_THREAD_TOKENS = 64
 _TOWER_OF = {"text": "text", "image": "image", "audio": "audio"}
 
 
@@ -107,7 +110,9 @@ class AudioCLIPEncoder(Encoder):
             return _torch_step(self, modality, tower)
         except (RuntimeError, ValueError) as err:  # a tower that does not fit its config
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise CheckpointError(f"{self.source.folder}: unusable {modality} tower ({first})")
+            raise CheckpointError(
+                f"{self.source.folder}: unusable {modality} tower ({first})"
+            ) from None
 
     # --- embedding -------------------------------------------------------------------------
 
@@ -151,6 +156,8 @@ def _memory_source(model: AudioCLIP) -> TowerSource:
 
 
 def _numpy_text(config, tower: Tower) -> Callable[[list], np.ndarray]:
+    from threadpoolctl import threadpool_limits
+
     from xsearch.models.clip_tokenizer import token_rows
     from xsearch.models.text_numpy import NumpyTextTower
 
@@ -161,7 +168,9 @@ def _numpy_text(config, tower: Tower) -> Callable[[list], np.ndarray]:
         # Each distinct text once (labels repeat across files): equal texts, equal rows.
         rows = token_rows(batch, context)
         distinct = list(dict.fromkeys(map(tuple, rows)))
-        vectors = text.encode([list(r) for r in distinct])
+        small = sum(map(len, distinct)) <= ONE_THREAD_TOKENS
+        with threadpool_limits(1, user_api="blas") if small else nullcontext():
+            vectors = text.encode([list(r) for r in distinct])
         where = {r: i for i, r in enumerate(distinct)}
         return vectors[[where[tuple(r)] for r in rows]]
 
@@ -176,9 +185,7 @@ def _torch_step(encoder: AudioCLIPEncoder, modality: str, tower: Tower):
 
     device, cfg = torch.device(encoder.device), encoder.config
     autocast = (
-        (lambda: torch.autocast(device.type, dtype=torch.float16))
-        if encoder.fp16
-        else nullcontext
+        (lambda: torch.autocast(device.type, dtype=torch.float16)) if encoder.fp16 else nullcontext
     )
     if modality == "text":
         model = towers.text_model(cfg, tower, device)

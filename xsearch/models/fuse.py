@@ -49,6 +49,7 @@ def _numbered() -> tuple[type[nn.Module], ...]:
         types += (modified_resnet.Bottleneck, modified_resnet.ModifiedResNet)  # 3-conv stem
     return types
 
+
 _NAMED_PAIRS: tuple[tuple[type[nn.Module], tuple[tuple[str, str], ...]], ...] = (
     (AttentionGate, (("conv_point", "bn"),)),
 )

@@ -56,9 +56,12 @@ def audio_tensor(waves: Sequence[np.ndarray]) -> torch.Tensor:
 
 
 def image_batch(images: Sequence[Image.Image | np.ndarray], size: int) -> torch.Tensor:
-    """Images -> [n, 3, size, size] float32: PIL images are transformed here; arrays were
-    prepared already (`xsearch.media.image.model_input`, in the decode workers)."""
-    if images and all(isinstance(im, np.ndarray) for im in images):
-        return torch.from_numpy(np.stack(images))
-    return image_tensor([Image.fromarray(im) if isinstance(im, np.ndarray) else im
-                         for im in images], size)  # fmt: skip
+    """Images -> [n, 3, size, size] float32: arrays were prepared already (by the decode
+    workers, see `xsearch.ingest.decode.model_input`); PIL images are transformed here."""
+    rows = [
+        torch.from_numpy(im)
+        if isinstance(im, np.ndarray)
+        else image_transform(size)(im.convert("RGB"))
+        for im in images
+    ]
+    return torch.stack(rows)
