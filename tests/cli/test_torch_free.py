@@ -66,7 +66,7 @@ def _run(env: dict[str, str], *args: str) -> tuple[dict, str]:
         (["query", "--index", "tiny", "--text", "dog", "--where", "bad ="], 2, "--where"),
         (["query", "--index", "tiny", "--text", "dog", "--target", "nope"], 2, "unknown target"),
         (["query", "--index", "nothere", "--text", "dog"], 2, "no index"),
-        (["query", "--index", "tiny", "--image", "missing.jpg"], 2, "missing.jpg"),
+        (["query", "--index", "tiny", "--image", "missing.jpg"], 1, "missing.jpg"),
     ],
 )
 def test_usage_errors_answer_without_torch(home, args, code, message):

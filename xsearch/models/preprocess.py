@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image
-from torchvision import transforms
 
 # The tokenizer lives beside the torch-free text path; these names stay importable from here.
 from xsearch.models.clip_tokenizer import TextTruncatedWarning as TextTruncatedWarning
 from xsearch.models.clip_tokenizer import join_labels as join_labels
 from xsearch.models.clip_tokenizer import token_rows
 from xsearch.models.spec import CLIP_MEAN, CLIP_STD
+
+if TYPE_CHECKING:
+    from torchvision import transforms
 
 
 def tokenize(texts: Sequence[str | Sequence[str]], context_length: int = 77) -> torch.Tensor:
@@ -33,7 +36,10 @@ def tokenize(texts: Sequence[str | Sequence[str]], context_length: int = 77) -> 
 
 @cache
 def image_transform(size: int) -> transforms.Compose:
-    """CLIP's evaluation transform: bicubic resize of the short side, centre crop, normalise."""
+    """CLIP's evaluation transform: bicubic resize of the short side, centre crop, normalise.
+    torchvision is imported here, on first use: it costs seconds that a model never given a
+    PIL image need not pay."""
+    from torchvision import transforms
     return transforms.Compose(
         [
             transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
