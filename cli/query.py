@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from xsearch.cli.common import open_index
-from xsearch.cli.console import handle_errors, out
+from xsearch.cli.console import err, handle_errors, out, random_weights_banner
 from xsearch.cli.options import Device, Fp16Index, Gpu, IndexName, Json, KFactor, Weights
 from xsearch.errors import UsageError
 
@@ -71,11 +71,21 @@ def query(
     device: Device = "auto",
     gpu: Gpu = False,
     fp16_index: Fp16Index = False,
+    in_process: Annotated[
+        bool,
+        typer.Option(
+            "--in-process",
+            help="Search in this process even when a running `xsearch serve` holds the index.",
+        ),
+    ] = False,
     as_json: Json = False,
 ) -> None:
-    """Find what is nearest to the queries in the shared space (several are fused)."""
-    idx = open_index(index, weights=weights, device=device, gpu=gpu, fp16_index=fp16_index)
-    hits = idx.search(
+    """Find what is nearest to the queries in the shared space (several are fused).
+
+    When `xsearch serve` (or `xsearch serve --local-only`) of this user holds the index, it
+    answers, with the same results and no model loaded here; --weights, --device, --gpu and
+    --fp16-index choose how to search, so with any of them the search runs in this process."""
+    queries = dict(
         text=[weighted(q, False) for q in text or ()],
         image=[weighted(q) for q in image or ()],
         audio=[weighted(q) for q in audio or ()],
@@ -90,11 +100,32 @@ def query(
         ef=ef,
         k_factor=k_factor,
     )
+    answer = None
+    if not (in_process or weights or device != "auto" or gpu or fp16_index):
+        answer = _ask_resident(index, queries)
+    if answer is not None:
+        hits, searcher = answer.hits, f"answered by the resident process (pid {answer.pid})"
+    else:
+        idx = open_index(index, weights=weights, device=device, gpu=gpu, fp16_index=fp16_index)
+        hits, searcher = idx.search(**queries), "searched in this process"
     if as_json:
         for hit in hits:
-            print(json.dumps(hit.as_dict()))
-        return
-    _table(hits)
+            print(json.dumps({**hit.as_dict(), "generation": hits.generation}))
+    else:
+        _table(hits)
+    if err.is_terminal:
+        err.print(f"[dim]generation {hits.generation} · {searcher}[/dim]", highlight=False)
+
+
+def _ask_resident(index: str, queries: dict):
+    """The answer of the resident process holding `index`, or None when there is none (the
+    random-weights banner shows as an in-process search shows it)."""
+    from xsearch.api import search_resident
+
+    answer = search_resident(index, **queries)
+    if answer is not None and answer.random_weights:
+        random_weights_banner()
+    return answer
 
 
 def weighted(value: str, is_file: bool = True) -> tuple[str, float]:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from xsearch.ingest.pipeline import IngestOptions, IngestReport
     from xsearch.models.spec import Encoder
+    from xsearch.search.hit import Hits
     from xsearch.store.rebuild import ModalityReport
     from xsearch.store.repair import Repair
     from xsearch.store.store import Store
@@ -393,12 +394,14 @@ class Index:
         nprobe: int | None = None,
         ef: int | None = None,
         k_factor: float | None = None,
-    ) -> list[Hit]:
+    ) -> Hits:
         """The `k` best hits of `target` (see `targets`) for the queries, fused into one
         vector. Each query is a value or a (value, weight) pair; `like` takes indexed item
         ids. `where` is SQL over the item and asset columns. Scores are calibrated (see
-        xsearch/search/calibrate.py), so `min_score` means the same for every pairing."""
+        xsearch/search/calibrate.py), so `min_score` means the same for every pairing.
+        The result is a list that also says the `generation` it was found in."""
         from xsearch.search.engine import SearchOptions
+        from xsearch.search.hit import Hits
         from xsearch.search.targets import check_target
         from xsearch.store.manifest import StoreCorrupt
 
@@ -424,12 +427,14 @@ class Index:
         options = SearchOptions(None, frozenset(), min_score, nprobe, ef, k_factor)
         store = self.store  # one generation for the whole search, even if refreshed meanwhile
         try:
-            return self._search_in(store, request, target, k, where, exclude_self, options)
+            hits = self._search_in(store, request, target, k, where, exclude_self, options)
         except StoreCorrupt:
             # A reader's files go once a generation two newer is published: follow and retry.
             if not self.refresh():
                 raise
-            return self._search_in(self.store, request, target, k, where, exclude_self, options)
+            store = self.store
+            hits = self._search_in(store, request, target, k, where, exclude_self, options)
+        return Hits(hits, store.generation)
 
     def _check_where(self, where: str) -> None:
         """A bad `where` filter fails before any model work."""

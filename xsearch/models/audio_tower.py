@@ -1,19 +1,20 @@
 """ESResNeXt-fbsp: AudioCLIP's audio tower, checkpoint-compatible with the official release.
 
-A torchvision ResNeXt body (its modules give the official key names) with five attention
-blocks that gate each stage's output by a map computed from that stage's input, on top of
-the learned frontend in `audio_frontend.py`. Its state dict keys are the official ones.
+torchvision's ResNeXt body (as `resnets.ResNetBody`; its modules give the official key names)
+with five attention blocks that gate each stage's output by a map computed from that stage's
+input, on top of the learned frontend in `audio_frontend.py`. Its state dict keys are the
+official ones.
 """
 
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import nn
 from torch.nn import functional as F
 
 from xsearch.models.audio_frontend import FrequencyBSpline, blackman_harris, log_power_bands
 from xsearch.models.config import AudioConfig
+from xsearch.models.resnets import Bottleneck, ResNetBody
 
 
 class AttentionGate(nn.Module):
@@ -31,14 +32,12 @@ class AttentionGate(nn.Module):
         return torch.sigmoid(self.bn(self.conv_point(self.conv_depth(x))))
 
 
-class ESResNeXtFBSP(torchvision.models.ResNet):
+class ESResNeXtFBSP(ResNetBody):
     """Waveform [batch, samples] (44.1 kHz, int16 scale) -> embedding [batch, embed_dim]."""
 
     def __init__(self, cfg: AudioConfig, embed_dim: int) -> None:
-        block = torchvision.models.resnet.Bottleneck
         super().__init__(
-            block,
-            list(cfg.layers),
+            cfg.layers,
             num_classes=embed_dim,
             groups=cfg.groups,
             width_per_group=cfg.width_per_group,
@@ -46,7 +45,7 @@ class ESResNeXtFBSP(torchvision.models.ResNet):
         self.n_fft, self.hop_length = cfg.n_fft, cfg.hop_length
         self.fbsp = FrequencyBSpline(cfg.n_bins)
         self.register_buffer("window", blackman_harris(cfg.win_length))
-        c = [64, *(planes * block.expansion for planes in (64, 128, 256, 512))]
+        c = [64, *(planes * Bottleneck.expansion for planes in (64, 128, 256, 512))]
         # kernel shapes alternate between frequency-wise (3, 1) and time-wise (1, 5)
         self.att1 = AttentionGate(c[0], c[1], (3, 1))
         self.att2 = AttentionGate(c[1], c[2], (1, 5))

@@ -11,10 +11,10 @@ itself is done in float64), and the forward pass saves one full read and write o
 activation per BatchNorm (about a tenth of the audio tower's CPU time).
 
 Only pairs whose forward is known to be `bn(conv(x))` with nothing in between are folded:
-consecutive Conv2d -> BatchNorm2d children of an `nn.Sequential` (torchvision's downsample,
-open_clip's AvgPool -> Conv -> BN downsample), the `convN`/`bnN` pairs of torchvision's and
-open_clip's Bottleneck and ResNet stems (ESResNeXt-fbsp's stem included), and
-`conv_point`/`bn` of the audio tower's attention gates.
+consecutive Conv2d -> BatchNorm2d children of an `nn.Sequential` (the ResNeXt downsample,
+CLIP's AvgPool -> Conv -> BN downsample), the `convN`/`bnN` pairs of the bottlenecks and
+ResNet stems of `resnets.py` (ESResNeXt-fbsp's stem included) and of the torchvision and
+open_clip classes they mirror, and `conv_point`/`bn` of the audio tower's attention gates.
 
 Folding changes the module tree: the BatchNorm keys disappear from `state_dict()` and the
 convolutions gain a `bias`. A folded model therefore no longer loads as an AudioCLIP
@@ -29,24 +29,30 @@ import itertools
 import sys
 
 import torch
-import torchvision
 from torch import nn
 
+from xsearch.models import resnets
 from xsearch.models.audio_tower import AttentionGate
 
 
 def _numbered() -> tuple[type[nn.Module], ...]:
-    """Modules whose forward applies self.bnN directly to self.convN's output. open_clip's
-    are included once it is imported (a model cannot hold them before): importing it costs
-    seconds that a model of the audio tower alone need not pay."""
+    """Modules whose forward applies self.bnN directly to self.convN's output. torchvision's
+    and open_clip's are included once imported (a model cannot hold them before): importing
+    either costs seconds that a model built from `resnets.py` alone need not pay."""
     types: tuple[type[nn.Module], ...] = (
-        torchvision.models.resnet.Bottleneck,
-        torchvision.models.resnet.ResNet,  # the stem: bn1(conv1(x)); ESResNeXtFBSP is one
+        resnets.Bottleneck,
+        resnets.ResNetBody,  # the stem: bn1(conv1(x)); ESResNeXtFBSP is one
+        resnets.ClipBottleneck,
+        resnets.ModifiedResNet,  # the 3-conv stem
     )
+    if "torchvision.models.resnet" in sys.modules:
+        from torchvision.models import resnet
+
+        types += (resnet.Bottleneck, resnet.ResNet)
     if "open_clip.modified_resnet" in sys.modules:
         from open_clip import modified_resnet
 
-        types += (modified_resnet.Bottleneck, modified_resnet.ModifiedResNet)  # 3-conv stem
+        types += (modified_resnet.Bottleneck, modified_resnet.ModifiedResNet)
     return types
 
 

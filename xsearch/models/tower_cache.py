@@ -133,13 +133,17 @@ class TowerSource:
         self._derived: dict[str, Tower] | None = None
 
     def tower(self, name: str) -> Tower:
-        if self._derived is None and self._keep:
+        if self._derived is not None:
+            return self._derived[name]
+        if self._keep:
             kept = read_tower(self.folder, name)
             if kept is not None:
                 return kept
-        if self._derived is None:
-            self._derived = self._derive()
-            if self._keep:
-                about = {"config": self.config, "source": self.source}
-                write_towers(self.folder, self._derived, about)
-        return self._derived[name]
+        derived = self._derive()
+        if self._keep:
+            write_towers(self.folder, derived, {"config": self.config, "source": self.source})
+            kept = read_tower(self.folder, name)
+            if kept is not None:
+                return kept  # mapped: the model it was derived from can be freed
+        self._derived = derived  # the cache cannot be written: keep them in memory
+        return derived[name]

@@ -8,15 +8,20 @@ want, so they become channels-last tensors as they are).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch import nn
 
-from xsearch.models.audioclip import AudioCLIP
 from xsearch.models.config import ModelConfig
 from xsearch.models.fuse import fold_batchnorms
 from xsearch.models.inference import cache_frontend_matrices
+from xsearch.models.resnets import ModifiedResNet
 from xsearch.models.tower_cache import TOWERS, Tower, tower_of
+
+if TYPE_CHECKING:  # AudioCLIP imports open_clip, which only the text tower on a GPU needs
+    from xsearch.models.audioclip import AudioCLIP
 
 
 def derive_towers(model: AudioCLIP) -> dict[str, Tower]:
@@ -63,9 +68,16 @@ def _folded(module: nn.Module) -> nn.Module:
     return module
 
 
+def image_resnet(cfg: ModelConfig) -> ModifiedResNet:
+    """The image tower of `cfg`, built as open_clip's CLIP builds `visual` for a ResNet."""
+    v = cfg.vision
+    heads = v.width * 32 // v.head_width  # the attention pool's channels over head_width
+    return ModifiedResNet(v.layers, cfg.embed_dim, heads, v.image_size, v.width)
+
+
 def image_tower(cfg: ModelConfig, tower: Tower, device: torch.device) -> nn.Module:
     with torch.device("meta"):
-        visual = _folded(AudioCLIP(cfg).visual)
+        visual = _folded(image_resnet(cfg))
     return _assign(visual, _tensors(tower, "visual."), device)
 
 
@@ -82,6 +94,8 @@ def audio_tower(cfg: ModelConfig, tower: Tower, device: torch.device) -> nn.Modu
 def text_model(cfg: ModelConfig, tower: Tower, device: torch.device) -> AudioCLIP:
     """An AudioCLIP whose text tower is loaded (the others stay empty, on the meta device):
     for `encode_text` on a GPU; on a CPU the NumPy text tower is used instead."""
+    from xsearch.models.audioclip import AudioCLIP
+
     with torch.device("meta"):
         model = AudioCLIP(cfg).eval().requires_grad_(False)
     tensors = _tensors(tower, "")
