@@ -73,6 +73,8 @@ def fetch(
     verb = "downloaded" if result.downloaded else "already present"
     out.print(f"{verb}: {result.path}", highlight=False)
     out.print(f"sha256: {result.sha256}", highlight=False)
+    with err.status("preparing each tower for fast loading"):
+        api.prepare_weights(result.path)
     if not result.matches_release:
         err.print(
             "[yellow]warning:[/] the file is a valid AudioCLIP checkpoint, but its sha256 "

@@ -138,3 +138,20 @@ def test_model_input_is_torchvision_to_the_bit():
     ours = model_input(crop_square(picture, 32), preprocess.CLIP_MEAN, preprocess.CLIP_STD)
     theirs = preprocess.image_tensor([picture], 32)[0].numpy()
     assert ours.dtype == np.float32 and np.array_equal(ours, theirs)
+
+
+def test_prepare_weights_keeps_every_tower_once(tiny_checkpoint, monkeypatch):
+    from pathlib import Path
+
+    from xsearch.api import prepare_weights
+
+    folder = Path(prepare_weights(tiny_checkpoint))
+    assert {p.name for p in folder.glob("*.safetensors")} == {
+        "text.safetensors", "image.safetensors", "audio.safetensors"
+    }  # fmt: skip
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("derived again")
+
+    monkeypatch.setattr("xsearch.models.checkpoint.load_checkpoint", refuse)
+    assert prepare_weights(tiny_checkpoint) == str(folder)

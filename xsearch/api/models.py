@@ -170,13 +170,10 @@ def embed(
 def _spec_before_loading(choice: WeightsChoice, config: str | None) -> EncoderSpec:
     """The spec of the model `choice` and `config` will load, found without building it (a
     checkpoint's config is read from its shapes), so inputs can be decoded for it first."""
-    from xsearch.models.config import DEFAULT_CONFIG, spec_for, spec_of
+    from xsearch.models.config import spec_for
+    from xsearch.models.sources import tower_source
 
-    if choice.path is None:
-        return spec_for(config or DEFAULT_CONFIG)
-    from xsearch.models.checkpoint import checkpoint_config
-
-    return spec_of(checkpoint_config(choice.path, config))
+    return spec_for(tower_source(choice, config).config)
 
 
 def _decode_all(modality: str, items: list[str | Path], spec: EncoderSpec) -> list[Any]:
@@ -236,3 +233,16 @@ def fetch_weights(
 
     folder = Path(dest_dir).expanduser() if dest_dir is not None else None
     return fetch(variant, folder, url=url, progress=progress)
+
+
+def prepare_weights(weights: str | Path) -> str:
+    """Derive the towers of the checkpoint at `weights` into the cache now (BatchNorms
+    folded, one file per tower), so that the first command that embeds maps them instead of
+    reading the checkpoint. A no-op when they are kept already. Returns the cache folder."""
+    from xsearch.models.sources import checkpoint_source
+    from xsearch.models.tower_cache import TOWERS
+
+    source = checkpoint_source(Path(weights).expanduser())
+    for tower in TOWERS:
+        source.tower(tower)
+    return str(source.folder)
