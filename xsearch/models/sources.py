@@ -39,7 +39,8 @@ def random_source(config: str, seed: int = 0) -> TowerSource:
 
 
 def checkpoint_source(path: Path, config: str | None = None) -> TowerSource:
-    """A checkpoint's towers. A file that is not a checkpoint fails now, without torch."""
+    """A checkpoint's towers. A file that is not a checkpoint fails now, without torch; one
+    whose towers are not kept yet is checked against `config` (or its config found) now."""
     from xsearch.models.checkpoint_files import describe_non_checkpoint
 
     if not path.is_file():
@@ -48,14 +49,14 @@ def checkpoint_source(path: Path, config: str | None = None) -> TowerSource:
     if what is not None:
         raise CheckpointError(f"{path} is not a PyTorch checkpoint (it looks like {what})")
     sha256 = weights_sha256(path)
-    if config is None:
-        config = recorded_config(sha256)
-    if config is None:
+    known = recorded_config(sha256)  # the config its kept towers were derived for
+    if config is not None:
+        get_config(config)  # an unknown name fails in one line
+    config = config or known
+    if config is None or config != known:
         from xsearch.models.checkpoint import checkpoint_config
 
-        config = checkpoint_config(path).name
-    else:
-        get_config(config)
+        config = checkpoint_config(path, config).name  # reads shapes only; fails if unfit
     chosen = config
 
     def derive():

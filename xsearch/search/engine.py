@@ -3,7 +3,7 @@ to files and times."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import duckdb
 import numpy as np
@@ -13,27 +13,10 @@ import pyarrow.compute as pc
 from xsearch.errors import ParameterError, UsageError
 from xsearch.indexes import placement
 from xsearch.search.calibrate import relevance
+from xsearch.search.hit import Hit
 from xsearch.search.targets import check_target
 from xsearch.store.store import Store
 from xsearch.store.tables import MODALITIES
-
-
-@dataclass(frozen=True)
-class Hit:
-    rank: int
-    score: float  # calibrated relevance: comparable across modalities (search/calibrate.py)
-    cosine: float  # the raw cosine of the query and the matched item
-    path: str
-    modality: str  # of the matched item
-    start: float | None  # seconds: an audio window, or the time of a video frame
-    end: float | None
-    labels: list[str]
-    asset_id: int
-    item_id: int
-    kind: str  # of the asset: video, audio, image, text
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def fuse(vectors: np.ndarray, weights: list[float] | None = None) -> np.ndarray:

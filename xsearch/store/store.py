@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import re
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,6 +15,7 @@ import pyarrow.compute as pc
 from xsearch.errors import UsageError
 from xsearch.store import binding, tables
 from xsearch.store.fsutil import crashpoint, fsync_dir, make_dirs, sha256_file
+from xsearch.store.location import index_dir, index_root  # noqa: F401
 from xsearch.store.lock import WriterLock
 from xsearch.store.lookup import RowsById
 from xsearch.store.manifest import (
@@ -32,17 +31,6 @@ from xsearch.store.reference import bottom_k, updated_sample
 
 LOCK = "writer.lock"
 DATA = "data"
-
-
-def index_root() -> Path:
-    """`XSEARCH_HOME`, else ./indexes."""
-    return Path(os.environ.get("XSEARCH_HOME") or "indexes")
-
-
-def index_dir(name: str, root: Path | None = None) -> Path:
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name):
-        raise UsageError(f"bad index name {name!r}: use letters, digits, '.', '_' and '-'")
-    return (root or index_root()) / name
 
 
 class Store:
