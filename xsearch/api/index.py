@@ -335,11 +335,12 @@ class Index:
         model is loaded, at the sample rate and image size the model expects."""
         import numpy as np
 
-        from xsearch.media import load_audio, load_image
-        from xsearch.media.probe import has_audio
         from xsearch.models.spec import EncoderSpec
         from xsearch.search.engine import fuse
 
+        if image or audio or video:  # PyAV and Pillow load for files only
+            from xsearch.media import load_audio, load_image
+            from xsearch.media.probe import has_audio
         spec: EncoderSpec = self._query_spec()
         for modality, given in (("text", text), ("image", image), ("audio", audio)):
             if given:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -201,6 +200,8 @@ def _allowed_items(
         "WHERE modality = ? AND asset_id NOT IN (SELECT asset_id FROM excluded) "
         f"AND ({only or 'TRUE'}) AND {where}"
     )
+    import duckdb  # loaded with the store's SQL view: only filtered searches need it
+
     with store.lock:
         con = store.sql
         con.register("excluded", pa.table({"asset_id": excluded}))
@@ -215,6 +216,8 @@ def _allowed_items(
 def check_where(store: Store, where: str) -> None:
     """ParameterError now for a `where` filter that does not parse or names unknown columns:
     it is planned against the tables (`EXPLAIN`), not run, so it costs nothing at any size."""
+    import duckdb
+
     sql = f"EXPLAIN SELECT item_id FROM items JOIN assets USING (asset_id) WHERE ({where})"
     with store.lock:
         try:
