@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from xsearch.ingest.decode import crop_square, model_input
+from xsearch.media.image import crop_square, model_input
 from xsearch.models import digests, load_encoder, preprocess, sources
 from xsearch.models.encoder import AudioCLIPEncoder
 from xsearch.models.tower_cache import read_tower, source_dir

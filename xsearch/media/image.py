@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -80,3 +81,42 @@ def _grey_to_uint8(values: np.ndarray) -> np.ndarray:
     elif peak > 255:
         values = values / 257.0  # 16-bit range: 65535 -> 255
     return np.clip(values, 0, 255).round().astype(np.uint8)
+
+
+def crop_square(image: Image.Image, size: int) -> np.ndarray:
+    """CLIP's Resize(size, BICUBIC) + CenterCrop(size) of an RGB image, as uint8 [size, size, 3].
+
+    Mirrors torchvision on PIL input exactly: the short side becomes `size` and the long side
+    int(size * long / short), resized by Pillow (skipped when the size already matches), then
+    the crop starts at int(round((h - size) / 2)); a side shorter than `size` is zero-padded
+    as torchvision pads it. Feeding the result to `image_transform(size)` is then a no-op
+    resize and crop, so the model sees the same tensor as from the original image.
+    """
+    image = image.convert("RGB")
+    width, height = image.size
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = size, int(size * long / short)
+    new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
+    if (new_w, new_h) != (width, height):
+        image = image.resize((new_w, new_h), Image.Resampling.BICUBIC)
+    pixels = np.asarray(image)
+    pad_h, pad_w = max(0, size - new_h), max(0, size - new_w)
+    if pad_h or pad_w:
+        pixels = np.pad(
+            pixels, ((pad_h // 2, (pad_h + 1) // 2), (pad_w // 2, (pad_w + 1) // 2), (0, 0))
+        )
+    height, width = pixels.shape[:2]
+    # torchvision's int(round(...)): Python's round, halves to even.
+    top = round((height - size) / 2.0)
+    left = round((width - size) / 2.0)
+    return np.ascontiguousarray(pixels[top : top + size, left : left + size])
+
+
+def model_input(pixels: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """uint8 [h, w, 3] RGB -> float32 [3, h, w], scaled to [0, 1], less `mean`, over `std`:
+    torchvision's ToTensor + Normalize, the same float32 operations in the same order, so the
+    result is the same to the bit."""
+    scaled = np.ascontiguousarray(pixels.transpose(2, 0, 1)).astype(np.float32) / np.float32(255)
+    shape = (3, 1, 1)
+    mean32, std32 = (np.asarray(v, dtype=np.float32).reshape(shape) for v in (mean, std))
+    return (scaled - mean32) / std32

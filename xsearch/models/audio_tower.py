@@ -35,6 +35,8 @@ class AttentionGate(nn.Module):
 class ESResNeXtFBSP(ResNetBody):
     """Waveform [batch, samples] (44.1 kHz, int16 scale) -> embedding [batch, embed_dim]."""
 
+    window: torch.Tensor  # a buffer: the analysis window
+
     def __init__(self, cfg: AudioConfig, embed_dim: int) -> None:
         super().__init__(
             cfg.layers,
@@ -43,8 +45,13 @@ class ESResNeXtFBSP(ResNetBody):
             width_per_group=cfg.width_per_group,
         )
         self.n_fft, self.hop_length = cfg.n_fft, cfg.hop_length
-        self.fbsp = FrequencyBSpline(cfg.n_bins)
-        self.register_buffer("window", blackman_harris(cfg.win_length))
+        # The frontend's few fixed values are computed on the CPU, then moved: on the meta device
+        # (a model built to load weights into) torch's arithmetic imports torch._dynamo (seconds).
+        device = torch.get_default_device()
+        with torch.device("cpu"):
+            fbsp, window = FrequencyBSpline(cfg.n_bins), blackman_harris(cfg.win_length)
+        self.fbsp = fbsp.to(device)
+        self.register_buffer("window", window.to(device))
         c = [64, *(planes * Bottleneck.expansion for planes in (64, 128, 256, 512))]
         # kernel shapes alternate between frequency-wise (3, 1) and time-wise (1, 5)
         self.att1 = AttentionGate(c[0], c[1], (3, 1))

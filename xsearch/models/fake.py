@@ -67,7 +67,7 @@ class FakeEncoder(Encoder):
         its indexed self."""
         from PIL import Image
 
-        from xsearch.ingest.decode import crop_square, model_input
+        from xsearch.media.image import crop_square, model_input
 
         self.spec.require("image")
         assert self.spec.image is not None

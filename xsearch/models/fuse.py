@@ -99,6 +99,12 @@ def conv_bn_pairs(model: nn.Module) -> list[tuple[nn.Module, str, str]]:
 def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     """Merge eval-mode `bn` into `conv` (new weight and bias tensors, computed in float64)."""
     dtype, device = conv.weight.dtype, conv.weight.device
+    if device.type == "meta":  # no values, only the new structure (a module to load into);
+        # and torch's meta arithmetic would import torch._dynamo, which costs seconds
+        conv.weight.requires_grad_(False)
+        conv.bias = nn.Parameter(torch.empty(conv.out_channels, device=device, dtype=dtype), False)
+        return
+    assert bn.running_mean is not None and bn.running_var is not None  # see _foldable
     mean = bn.running_mean.double()
     scale = (bn.running_var.double() + bn.eps).rsqrt()
     shift = torch.zeros_like(mean)

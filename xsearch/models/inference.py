@@ -3,14 +3,16 @@ the results (up to float rounding)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from xsearch.models.audio_frontend import FrequencyBSpline
-from xsearch.models.audioclip import AudioCLIP
 from xsearch.models.fuse import fold_batchnorms
+
+if TYPE_CHECKING:  # AudioCLIP imports open_clip, which a model of one tower need not pay for
+    from xsearch.models.audioclip import AudioCLIP
 
 
 def prepare_for_inference(

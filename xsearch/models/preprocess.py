@@ -40,6 +40,7 @@ def image_transform(size: int) -> transforms.Compose:
     torchvision is imported here, on first use: it costs seconds that a model never given a
     PIL image need not pay."""
     from torchvision import transforms
+
     return transforms.Compose(
         [
             transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
@@ -63,11 +64,14 @@ def audio_tensor(waves: Sequence[np.ndarray]) -> torch.Tensor:
 
 def image_batch(images: Sequence[Image.Image | np.ndarray], size: int) -> torch.Tensor:
     """Images -> [n, 3, size, size] float32: arrays were prepared already (by the decode
-    workers, see `xsearch.ingest.decode.model_input`); PIL images are transformed here."""
-    rows = [
-        torch.from_numpy(im)
-        if isinstance(im, np.ndarray)
-        else image_transform(size)(im.convert("RGB"))
-        for im in images
-    ]
-    return torch.stack(rows)
+    workers, see `xsearch.media.image.model_input`); PIL images are resized, cropped and
+    normalised here the same way (equal to `image_transform` to the bit, without torchvision)."""
+    from xsearch.media.image import crop_square, model_input
+
+    def prepared(im: Image.Image | np.ndarray) -> np.ndarray:
+        if isinstance(im, np.ndarray):
+            return im
+        return model_input(crop_square(im, size), CLIP_MEAN, CLIP_STD)
+
+    rows = [prepared(im) for im in images]
+    return torch.from_numpy(np.stack(rows))
