@@ -60,6 +60,10 @@ def test_audio_image_model_in_worker_processes(tmp_path):
     report = ingest(find_files([root]), tmp_path / "idx", encoder, IngestOptions(workers=1))
 
     assert report.added == 5 and set(report.items) == {"audio", "image"}
+    split = report.embed_seconds_by_modality
+    assert set(split) == {"audio", "image"} and all(s > 0 for s in split.values())
+    assert sum(split.values()) <= report.embed_seconds + 1e-9
+    assert report.as_dict()["items_per_second"] > 0
     # prepared by the workers: normalised float32 [3, size, size], as the model takes it
     assert {(str(image.dtype), image.shape) for image in encoder.payloads["image"]} == {
         ("float32", (3, 48, 48))

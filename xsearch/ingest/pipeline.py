@@ -94,6 +94,8 @@ class IngestReport:
     seconds: float = 0.0
     decode_seconds: float = 0.0  # time this process waited for decoded files
     embed_seconds: float = 0.0
+    # of embed_seconds, per modality (in this process; on Ray, the time spent handing batches)
+    embed_seconds_by_modality: dict[str, float] = field(default_factory=dict)
 
     @property
     def items_per_second(self) -> float:
@@ -293,7 +295,10 @@ class _Batcher:
             t0 = time.perf_counter()
             done = partial(self.changes.add_vectors, m, ids)
             self.embedder.submit(m, [p for _, p in batch], done)
-            self.report.embed_seconds += time.perf_counter() - t0
+            took = time.perf_counter() - t0
+            self.report.embed_seconds += took
+            by_modality = self.report.embed_seconds_by_modality
+            by_modality[m] = by_modality.get(m, 0.0) + took
 
     def finish(self) -> None:
         self.flush()
