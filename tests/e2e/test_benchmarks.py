@@ -116,3 +116,23 @@ def test_reliability_report_tallies_a_real_run(tmp_path):
     }  # fmt: skip
     assert report["tests"]["test_crash"]["passed"] == 1
     assert json.loads(out.read_text()) == report
+
+
+def test_cli_latency_small_run_times_every_command(tmp_path):
+    out = tmp_path / "cli.json"
+    script = ROOT / "benchmarks" / "cli_latency.py"
+    args = ["--sizes", "300", "--runs", "1", "--files", "12", "--out", str(out)]
+    proc = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    rows = {row["command"]: row for row in json.loads(out.read_text())["rows"]}
+    assert any(c.startswith("query, resident") for c in rows)
+    for command, row in rows.items():
+        assert row["median_s"] > 0, command
+        failing = command.startswith(("usage error", "bad --where"))
+        assert all(code != 0 for code in row["exit_codes"]) == failing, command
