@@ -16,7 +16,6 @@ Weights are random (`load_encoder("random", ...)`): speed does not depend on the
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -34,6 +33,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from benchmarks import run_main  # noqa: E402
 from xsearch.models import load_encoder, preprocess  # noqa: E402
 
 # Nominal forward cost per item of the full `audioclip` config, GFLOP (a multiply-add is 2).
@@ -229,7 +229,7 @@ def print_table(result: dict) -> None:
     table = Table(
         title=(
             f"embed speed: {result['config']} on {m['device_name']}, {m['threads']} threads, "
-            f"{result['precision']}" + ("" if result["optimized"] else ", NOT optimised")
+            f"{result['precision']}"
         )
     )
     for name in ("modality", "batch", "items/s", "ms/item", "GFLOP/s", "efficiency"):
@@ -293,14 +293,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    result = run(args)
-    print_table(result)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.out}")
-    return 0
+    return run_main(parse_args, run, print_table, argv)
 
 
 if __name__ == "__main__":

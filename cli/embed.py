@@ -11,7 +11,7 @@ import typer
 
 from xsearch import api
 from xsearch.cli.console import err, handle_errors, out, random_weights_banner
-from xsearch.cli.options import BatchSize, Config, Device, Json, Weights
+from xsearch.cli.options import BatchSize, Config, Device, Json, Precision, Weights
 
 app = typer.Typer(
     help="Embed texts, images or audio into the model's shared space.", no_args_is_help=True
@@ -30,12 +30,13 @@ def _embed(
     config: str | None,
     device: str,
     batch_size: int,
+    precision: str,
 ) -> Any:
     """The vectors, with the random-weights banner when it applies (after the inputs and the
     weights have proved usable, so an error comes alone)."""
     working = err.status("embedding...") if err.is_terminal else nullcontext()
     with working:
-        vectors = api.embed(modality, inputs, weights, config, device, batch_size)
+        vectors = api.embed(modality, inputs, weights, config, device, batch_size, precision)
     if api.weights_info(weights).is_random:
         random_weights_banner()
     return vectors
@@ -81,9 +82,10 @@ def embed_text(
     config: Config = None,
     device: Device = "auto",
     batch_size: BatchSize = 32,
+    precision: Precision = "fp32",
 ) -> None:
     """Embed texts (over-long texts are truncated to the model's context, with a warning)."""
-    vectors = _embed("text", texts, weights, config, device, batch_size)
+    vectors = _embed("text", texts, weights, config, device, batch_size, precision)
     _emit(texts, "text", vectors, out_path, as_json)
 
 
@@ -97,10 +99,11 @@ def embed_image(
     config: Config = None,
     device: Device = "auto",
     batch_size: BatchSize = 16,
+    precision: Precision = "fp32",
 ) -> None:
     """Embed images; a video gives its central frame."""
     names = [str(f) for f in files]
-    vectors = _embed("image", names, weights, config, device, batch_size)
+    vectors = _embed("image", names, weights, config, device, batch_size, precision)
     _emit(names, "image", vectors, out_path, as_json)
 
 
@@ -114,9 +117,10 @@ def embed_audio(
     config: Config = None,
     device: Device = "auto",
     batch_size: BatchSize = 8,
+    precision: Precision = "fp32",
 ) -> None:
     """Embed whole audio files (decoded to the model's sample rate, mono); a video gives its
     audio track."""
     names = [str(f) for f in files]
-    vectors = _embed("audio", names, weights, config, device, batch_size)
+    vectors = _embed("audio", names, weights, config, device, batch_size, precision)
     _emit(names, "audio", vectors, out_path, as_json)

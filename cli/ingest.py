@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from xsearch.cli.common import open_index
 from xsearch.cli.console import err, handle_errors, out
-from xsearch.cli.options import BatchSize, Config, Device, IndexName, Json, Weights
+from xsearch.cli.options import BatchSize, Config, Device, IndexName, Json, Precision, Weights
 
 
 class LabelsFrom(str, Enum):
@@ -31,6 +31,7 @@ def ingest(
     config: Config = None,
     device: Device = "auto",
     batch_size: BatchSize = 16,
+    precision: Precision = "fp32",
     workers: Annotated[
         int, typer.Option(min=0, help="Decoding processes (0: in-process; not with --ray).")
     ] = 2,
@@ -81,7 +82,13 @@ def ingest(
     if "-" in paths:  # listed files pass the same checks as found ones (no FIFO is read)
         paths = [p for p in paths if p != "-"] + [line for line in _stdin_paths()]
     idx = open_index(
-        index, create=True, weights=weights, config=config, device=device, batch_size=batch_size
+        index,
+        create=True,
+        weights=weights,
+        config=config,
+        device=device,
+        batch_size=batch_size,
+        precision=precision,
     )
     options = IngestOptions(
         window_seconds=window,

@@ -28,6 +28,13 @@ Config = Annotated[
 Device = Annotated[
     str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda or cuda:N.")
 ]
+Precision = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help="Model arithmetic: fp32 (exact, the default), bf16, or int8 (CPU; text layers only).",
+    ),
+]
 BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Items per model call.")]
 Json = Annotated[
     bool, typer.Option("--json", help="One JSON object per line on stdout, for scripts.")

@@ -11,7 +11,7 @@ import typer
 
 from xsearch.cli.common import open_index
 from xsearch.cli.console import err, handle_errors, out, random_weights_banner
-from xsearch.cli.options import Device, Fp16Index, Gpu, IndexName, Json, KFactor, Weights
+from xsearch.cli.options import Device, Fp16Index, Gpu, IndexName, Json, KFactor, Precision, Weights
 from xsearch.errors import UsageError
 
 WEIGHT_HELP = " Append ^W to weigh it in the fusion, e.g. 'rain^2' or 'dog.wav^-0.5'."
@@ -69,6 +69,7 @@ def query(
     k_factor: KFactor = None,
     weights: Weights = None,
     device: Device = "auto",
+    precision: Precision = "fp32",
     gpu: Gpu = False,
     fp16_index: Fp16Index = False,
     in_process: Annotated[
@@ -101,12 +102,20 @@ def query(
         k_factor=k_factor,
     )
     answer = None
-    if not (in_process or weights or device != "auto" or gpu or fp16_index):
+    own_model = weights or device != "auto" or precision != "fp32"  # the resident's may differ
+    if not (in_process or own_model or gpu or fp16_index):
         answer = _ask_resident(index, queries)
     if answer is not None:
         hits, searcher = answer.hits, f"answered by the resident process (pid {answer.pid})"
     else:
-        idx = open_index(index, weights=weights, device=device, gpu=gpu, fp16_index=fp16_index)
+        idx = open_index(
+            index,
+            weights=weights,
+            device=device,
+            gpu=gpu,
+            fp16_index=fp16_index,
+            precision=precision,
+        )
         hits, searcher = idx.search(**queries), "searched in this process"
     if as_json:
         for hit in hits:

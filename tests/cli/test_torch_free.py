@@ -66,6 +66,7 @@ def _run(env: dict[str, str], *args: str) -> tuple[dict, str]:
         (["query", "--index", "tiny", "--text", "dog", "--where", "bad ="], 2, "--where"),
         (["query", "--index", "tiny", "--text", "dog", "--target", "nope"], 2, "unknown target"),
         (["query", "--index", "nothere", "--text", "dog"], 2, "no index"),
+        (["query", "--index", "tiny", "--text", "dog", "--precision", "fp8"], 2, "--precision"),
         (["query", "--index", "tiny", "--image", "missing.jpg"], 1, "missing.jpg"),
     ],
 )

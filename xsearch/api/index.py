@@ -79,12 +79,14 @@ class Index:
         device: str = "auto",
         batch_size: int = 16,
         placement: Any = None,
+        precision: str = "fp32",
     ) -> None:
         self.dir = directory
         self.weights = weights
         self.config = config
         self.device = device
         self.batch_size = batch_size
+        self.precision = precision
         self.placement = placement
         self._store: Store | None = None
         self._encoder: Encoder | None = None
@@ -195,7 +197,11 @@ class Index:
                 weights = "random"
             config = self.config or (recorded or {}).get("config")
             encoder = load_encoder(
-                weights, config=config, device=self.device, batch_size=self.batch_size
+                weights,
+                config=config,
+                device=self.device,
+                batch_size=self.batch_size,
+                precision=self.precision,
             )
             self._check_model(encoder, recorded)
             self._encoder = encoder
@@ -514,6 +520,7 @@ def open_index(
     batch_size: int = 16,
     gpu: bool = False,
     fp16_index: bool = False,
+    precision: str = "fp32",
 ) -> Index:
     """The index called `name` under `root` (default: $XSEARCH_HOME, else ./indexes).
 
@@ -522,9 +529,13 @@ def open_index(
     cache) and `config` choose the model for new indexes; an existing index checks that they
     are the ones it was built with. `device` is where the model runs. `gpu`: search the FAISS
     indexes on the GPU(s) with faiss-gpu (sharded over several), `fp16_index` storing their
-    vectors as float16."""
+    vectors as float16. `precision`: the model's arithmetic, "fp32" (exact, the default),
+    "bf16" or "int8" (CPU only; see xsearch/models/precision.py)."""
     from xsearch.indexes.placement import Placement
+    from xsearch.models.precision import check_precision
     from xsearch.store.store import index_dir
+
+    check_precision(precision, "cuda" if device.startswith("cuda") else "cpu")
 
     directory = index_dir(name, Path(root) if root else None)
     check_placement(gpu, fp16_index)  # before any work: one line when there is no GPU to use
@@ -538,6 +549,7 @@ def open_index(
         device=device,
         batch_size=batch_size,
         placement=placement,
+        precision=precision,
     )
 
 

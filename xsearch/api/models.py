@@ -136,6 +136,7 @@ def embed(
     config: str | None = None,
     device: str = "auto",
     batch_size: int = 16,
+    precision: str = "fp32",
 ) -> np.ndarray:
     """Embed texts, or image/audio/video files, into float32 L2-normalised rows [n, dim].
 
@@ -143,15 +144,17 @@ def embed(
     decoded at the model's own sample rate. Every file is decoded before the model loads, so
     all bad inputs are reported at once: one MediaError naming them. An unknown modality, or
     one the model does not embed, is a UsageError; `weights` and `config` are as for
-    `model_info`.
+    `model_info`; `precision` as for `open_index`.
     """
     import numpy as np
 
     from xsearch.models import load_encoder
+    from xsearch.models.precision import check_precision
     from xsearch.models.spec import check_modality
     from xsearch.models.weights import RANDOM, resolve_weights
 
     check_modality(modality)
+    check_precision(precision, "cuda" if device.startswith("cuda") else "cpu")
     choice = resolve_weights(weights)
     spec = _spec_before_loading(choice, config)
     spec.require(modality)
@@ -163,6 +166,7 @@ def embed(
         config=spec.config,
         device=device,
         batch_size=batch_size,
+        precision=precision,
     )
     return encoder.embed(modality, payloads)
 

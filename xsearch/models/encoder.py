@@ -72,7 +72,9 @@ class AudioCLIPEncoder(Encoder):
         self.on_gpu = self.device.startswith("cuda")
         # fp16 autocast on CUDA by default; CPU stays float32 unless asked (see precision.py)
         self.fp16 = self.on_gpu if fp16 is None else fp16
-        self.precision = precision
+        from xsearch.models.precision import check_precision
+
+        self.precision = check_precision(precision, "cuda" if self.on_gpu else "cpu")
         self.batch_size = batch_size
         self._towers: dict[str, Callable[[list], np.ndarray]] = {}
         self._loading = threading.Lock()
@@ -105,7 +107,7 @@ class AudioCLIPEncoder(Encoder):
     def _load(self, modality: str) -> Callable[[list], np.ndarray]:
         tower = self.source.tower(_TOWER_OF[modality])
         try:
-            if modality == "text" and not self.on_gpu:
+            if modality == "text" and not self.on_gpu and self.precision == "fp32":
                 return _numpy_text(self.config, tower)
             return _torch_step(self, modality, tower)
         except (RuntimeError, ValueError) as err:  # a tower that does not fit its config
@@ -182,20 +184,25 @@ def _torch_step(encoder: AudioCLIPEncoder, modality: str, tower: Tower):
     import torch
 
     from xsearch.models import preprocess, towers
+    from xsearch.models.precision import precision_context, prepare_precision
 
-    device, cfg = torch.device(encoder.device), encoder.config
-    autocast = (
-        (lambda: torch.autocast(device.type, dtype=torch.float16)) if encoder.fp16 else nullcontext
-    )
+    device, cfg, precision = torch.device(encoder.device), encoder.config, encoder.precision
+    if precision != "fp32":
+        autocast = lambda: precision_context(precision, device)  # noqa: E731
+    elif encoder.fp16:
+        autocast = lambda: torch.autocast(device.type, dtype=torch.float16)  # noqa: E731
+    else:
+        autocast = nullcontext
     if modality == "text":
         model = towers.text_model(cfg, tower, device)
+        prepare_precision(model.transformer, precision, device)
 
         def forward(batch: list) -> torch.Tensor:
             tokens = preprocess.tokenize(batch, cfg.text.context_length).to(device)
             return model.encode_text(tokens)
 
     elif modality == "image":
-        visual = towers.image_tower(cfg, tower, device)
+        visual = prepare_precision(towers.image_tower(cfg, tower, device), precision, device)
         size = cfg.vision.image_size
 
         def forward(batch: list) -> torch.Tensor:
@@ -203,7 +210,7 @@ def _torch_step(encoder: AudioCLIPEncoder, modality: str, tower: Tower):
             return visual(x.contiguous(memory_format=torch.channels_last))
 
     else:
-        audio = towers.audio_tower(cfg, tower, device)
+        audio = prepare_precision(towers.audio_tower(cfg, tower, device), precision, device)
         chunk = CPU_AUDIO_CHUNK if device.type == "cpu" else None
 
         def forward(batch: list) -> torch.Tensor:
