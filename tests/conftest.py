@@ -24,6 +24,19 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("XSEARCH_WEIGHTS", raising=False)
 
 
+@pytest.fixture
+def runtime_dir(monkeypatch):
+    """A private XDG_RUNTIME_DIR (where resident processes put their sockets), short enough
+    for a socket's path."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="xsrt"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(folder))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 # --- the tiny AudioCLIP ------------------------------------------------------------------------
 
 

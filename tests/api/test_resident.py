@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import stat
 import subprocess
@@ -26,13 +25,7 @@ from xsearch.samples import audio_samples, write_wav
 SHAPE = "audioclip-like"
 
 
-@pytest.fixture(autouse=True)
-def runtime_dir(monkeypatch) -> Path:
-    """A private XDG_RUNTIME_DIR per test, short enough for a socket's path."""
-    folder = Path(tempfile.mkdtemp(prefix="xsrt"))
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(folder))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
+pytestmark = pytest.mark.usefixtures("runtime_dir")  # each test its own channel directory
 
 
 @pytest.fixture

@@ -32,15 +32,6 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def runtime_dir(monkeypatch) -> Path:
-    """A private XDG_RUNTIME_DIR, short enough for a socket's path."""
-    folder = Path(tempfile.mkdtemp(prefix="xsrt"))
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(folder))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture
 def served(fake_media_index, runtime_dir, monkeypatch):
     """An index of the fake model held by a resident channel in this process. The command
     line cannot load the fake model itself: whatever it answers came from the resident."""

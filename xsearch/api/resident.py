@@ -47,23 +47,11 @@ def search_resident(
     name: str,
     root: str | os.PathLike[str] | None = None,
     *,
-    text: Any = (),
-    image: Any = (),
-    audio: Any = (),
-    video: Any = (),
-    like: Any = (),
-    target: str = "audio",
-    k: int = 10,
-    where: str | None = None,
-    exclude_self: bool = False,
-    min_score: float | None = None,
-    nprobe: int | None = None,
-    ef: int | None = None,
-    k_factor: float | None = None,
     timeout: float = 60.0,
+    **query: Any,
 ) -> ResidentAnswer | None:
     """Search index `name` (under `root`, as `open_index`) in the resident process that holds
-    it, with the arguments of `Index.search` (query files are taken relative to this
+    it, with the keyword arguments of `Index.search` (query files are taken relative to this
     process's working directory). None when there is no usable one: no socket, nobody
     listening, an unsafe channel directory, no answer within `timeout` seconds, or a failure
     that is not the user's; then search in this process. The user's errors are raised."""
@@ -72,20 +60,12 @@ def search_resident(
         return None  # no index: this process says so in its own words
     try:
         files: dict[str, str] = {}  # absolute path sent -> the path as given, for messages
+        like = query.pop("like", ())
         args = {
-            "text": _pairs(text, str),
-            "image": _files(image, files),
-            "audio": _files(audio, files),
-            "video": _files(video, files),
+            **query,  # target, k, where and the other options, as they are
+            "text": _pairs(query.get("text", ()), str),
+            **{m: _files(query.get(m, ()), files) for m in ("image", "audio", "video")},
             "like": _pairs([like] if isinstance(like, int) else like, int),
-            "target": target,
-            "k": k,
-            "where": where,
-            "exclude_self": exclude_self,
-            "min_score": min_score,
-            "nprobe": nprobe,
-            "ef": ef,
-            "k_factor": k_factor,
         }
         answer = _ask(directory, {"v": PROTOCOL, "op": "search", "args": args}, timeout)
         if "error" in answer:
