@@ -9,7 +9,7 @@ in NumPy (`text_numpy.py`), so it never imports torch. Images and audio run in t
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -31,12 +31,6 @@ CPU_AUDIO_CHUNK = 2
 # A query's few tokens make matrix products too small to share: under load, OpenBLAS's second
 # thread made one 3-token layer 5-40x slower than a single thread.
 ONE_THREAD_TOKENS = 64
-_TOWER_OF = {"text": "text", "image": "image", "audio": "audio"}
-
-
-def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def normalize_rows(rows: np.ndarray) -> np.ndarray:
@@ -105,7 +99,7 @@ class AudioCLIPEncoder(Encoder):
         return step
 
     def _load(self, modality: str) -> Callable[[list], np.ndarray]:
-        tower = self.source.tower(_TOWER_OF[modality])
+        tower = self.source.tower(modality)  # one tower per modality, named alike
         try:
             if modality == "text" and not self.on_gpu and self.precision == "fp32":
                 return _numpy_text(self.config, tower)
