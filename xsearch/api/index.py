@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xsearch.errors import ParameterError, UsageError
-from xsearch.search.engine import Hit
+from xsearch.search.hit import Hit
 from xsearch.search.targets import targets_for
 
 if TYPE_CHECKING:

@@ -30,7 +30,7 @@ from xsearch.errors import UsageError
 from xsearch.ingest.identity import content_hash, model_identity
 from xsearch.ingest.scan import folder_label, sidecar_texts
 from xsearch.ingest.workers import DecodePool
-from xsearch.media import kind_of
+from xsearch.media.kinds import kind_of
 from xsearch.store.store import Changes, Store, Writer
 
 if TYPE_CHECKING:

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from xsearch.errors import MediaError, UsageError
-from xsearch.media import kind_of
-from xsearch.media.kinds import extension
+from xsearch.media.kinds import extension, kind_of
 
 MEDIA_KINDS = frozenset({"audio", "image", "video"})
 
