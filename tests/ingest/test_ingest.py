@@ -138,7 +138,7 @@ def test_cli_query_after_ingest(tmp_path):
     hits = [json.loads(line) for line in result.stdout.splitlines()]
     assert [h["rank"] for h in hits] == [1, 2, 3, 4]
     keys = {"rank", "score", "path", "modality", "start", "end", "labels", "asset_id", "item_id"}
-    keys |= {"cosine", "kind"}
+    keys |= {"cosine", "kind", "generation"}
     assert all(set(h) == keys and h["modality"] == "audio" for h in hits)
     assert hits[0]["score"] >= hits[-1]["score"]
     # an indexed file queried against its own modality finds itself first
