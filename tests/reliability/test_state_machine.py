@@ -132,7 +132,11 @@ class CachingEncoder:
         return self._embed("audio", batch, key, self.inner.embed_audio)
 
     def embed_images(self, batch):
-        key = lambda im: (im.mode, im.size, im.tobytes())  # noqa: E731
+        def key(im) -> tuple:  # a picture prepared by a decode worker, or a PIL image
+            if isinstance(im, np.ndarray):
+                return (str(im.dtype), im.shape, im.tobytes())
+            return (im.mode, im.size, im.tobytes())
+
         return self._embed("image", batch, key, self.inner.embed_images)
 
     def embed_text(self, batch):
