@@ -181,12 +181,12 @@ def _torch_step(encoder: AudioCLIPEncoder, modality: str, tower: Tower):
     from xsearch.models.precision import precision_context, prepare_precision
 
     device, cfg, precision = torch.device(encoder.device), encoder.config, encoder.precision
-    if precision != "fp32":
-        autocast = lambda: precision_context(precision, device)  # noqa: E731
-    elif encoder.fp16:
-        autocast = lambda: torch.autocast(device.type, dtype=torch.float16)  # noqa: E731
-    else:
-        autocast = nullcontext
+
+    def autocast():
+        if encoder.fp16 and precision == "fp32":  # CUDA's default
+            return torch.autocast(device.type, dtype=torch.float16)
+        return precision_context(precision, device)  # fp32, int8: none; bf16: bf16 autocast
+
     if modality == "text":
         model = towers.text_model(cfg, tower, device)
         prepare_precision(model.transformer, precision, device)
