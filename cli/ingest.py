@@ -36,8 +36,14 @@ def ingest(
         int, typer.Option(min=0, help="Decoding processes (0: in-process; not with --ray).")
     ] = 2,
     window: Annotated[
-        float, typer.Option(min=1.0, help="Seconds per audio window (long audio is cut).")
-    ] = 10.0,
+        float | None,
+        typer.Option(
+            min=1.0,
+            help="Seconds per audio window (long audio is cut). Default: the model's clip "
+            "length (10 s for AudioCLIP, 7 s for msclap-2023).",
+            show_default=False,
+        ),
+    ] = None,
     labels: Annotated[
         LabelsFrom | None, typer.Option(help="Also label each file with its folder's name.")
     ] = None,

@@ -1,24 +1,40 @@
-"""`xsearch model info|fetch`: what weights would be used, and getting the official ones."""
+"""`xsearch model list|info|fetch`: the models, what a command would load, the official files."""
 
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
 from xsearch import api
 from xsearch.cli.console import DownloadBar, err, handle_errors, out
 from xsearch.cli.options import Config, Device, Json, Weights
 
-app = typer.Typer(help="Inspect and fetch the AudioCLIP weights.", no_args_is_help=True)
+app = typer.Typer(help="List models, inspect and fetch their weights.", no_args_is_help=True)
 
 
-class Variant(str, Enum):
-    full = "full"
-    partial = "partial"
+@app.command("list")
+@handle_errors
+def list_models(as_json: Json = False) -> None:
+    """Every model an index can be built with: family, modalities, width, weights, licence."""
+    cards = [card.as_dict() for card in api.list_models()]
+    if as_json:
+        for card in cards:
+            print(json.dumps(card))
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("name", "family", "modalities", "dim", "weights", "licence"):
+        table.add_column(column, justify="right" if column == "dim" else "left")
+    for card in cards:
+        weights = ", ".join(card["weights"]) or "random only"
+        table.add_row(
+            card["name"], card["family"], ", ".join(card["modalities"]), str(card["dim"]),
+            weights, card["licence"],
+        )  # fmt: skip
+    out.print(table)
 
 
 @app.command("info")
@@ -30,7 +46,7 @@ def info(
     as_json: Json = False,
 ) -> None:
     """Show the weights, config, parameter count and device a command would use."""
-    facts = api.model_info(weights, config, device).as_dict()
+    facts = api.model_info(weights, device=device, model=config).as_dict()
     if as_json:
         print(json.dumps(facts))
         return
@@ -49,34 +65,55 @@ def _shown(value: Any) -> str:
 @app.command("fetch")
 @handle_errors
 def fetch(
+    model: Annotated[
+        str,
+        typer.Argument(help="Model name (see `xsearch model list`); default audioclip."),
+    ] = "audioclip",
     variant: Annotated[
-        Variant,
+        str | None,
         typer.Argument(
-            help="full: trained on AudioSet end to end (the default); "
-            "partial: audio head only, image/text kept as CLIP's."
+            help="Which published checkpoint (default: the model's first; AudioCLIP: full, "
+            "trained end to end, or partial, audio head only).",
+            show_default=False,
         ),
-    ] = Variant.full,
+    ] = None,
     dest_dir: Annotated[
-        Path | None, typer.Option("--dir", help="Where to store it (default: the user cache).")
+        Path | None,
+        typer.Option("--dir", help="Where to store it (default: the model's cache folder)."),
     ] = None,
     url: Annotated[
-        str | None, typer.Option("--url", help="Download from this mirror instead.")
+        str | None, typer.Option("--url", help="Download the checkpoint from this mirror.")
+    ] = None,
+    files_url: Annotated[
+        str | None,
+        typer.Option("--files-url", help="Download the tokenizer files from this folder URL."),
     ] = None,
 ) -> None:
-    """Download an official AudioCLIP checkpoint (resumable), verify it, and cache it."""
-    bar = DownloadBar(f"AudioCLIP {variant.value}") if err.is_terminal else None
+    """Download a model's official checkpoint (resumable) and tokenizer files, verify and
+    cache them. `xsearch model fetch full|partial` still means AudioCLIP's."""
+    if variant is None and model in _AUDIOCLIP_VARIANTS:
+        model, variant = "audioclip", model
+    bar = DownloadBar(f"{model} {variant or ''}".strip()) if err.is_terminal else None
     try:
-        result = api.fetch_weights(variant.value, dest_dir, url=url, progress=bar)
+        result = api.fetch_weights(
+            variant, dest_dir, url=url, progress=bar, model=model, files_url=files_url
+        )
     finally:
         if bar is not None:
             bar.close()
     verb = "downloaded" if result.downloaded else "already present"
     out.print(f"{verb}: {result.path}", highlight=False)
     out.print(f"sha256: {result.sha256}", highlight=False)
+    for path in result.files:
+        out.print(f"tokenizer: {path}", highlight=False)
     with err.status("preparing each tower for fast loading"):
-        api.prepare_weights(result.path)
+        api.prepare_weights(result.path, model)
     if not result.matches_release:
         err.print(
-            "[yellow]warning:[/] the file is a valid AudioCLIP checkpoint, but its sha256 "
+            f"[yellow]warning:[/] the file is a valid {model} checkpoint, but its sha256 "
             "differs from the official release's recorded digest"
         )
+
+
+# `xsearch model fetch full` predates model names: AudioCLIP's checkpoint names.
+_AUDIOCLIP_VARIANTS = ("full", "partial")

@@ -20,8 +20,11 @@ Weights = Annotated[
 Config = Annotated[
     str | None,
     typer.Option(
+        "--model",
+        "-m",
         "--config",
-        help="Model config name (default: detected from the checkpoint; 'audioclip' for random).",
+        help="Model name, see `xsearch model list` (default: an existing index's model, else "
+        "audioclip; a checkpoint's config is detected). --config is the older spelling.",
         show_default=False,
     ),
 ]

@@ -40,6 +40,8 @@ def status(
     if facts.recipe:
         recipe = ", ".join(f"{k} {v}" for k, v in facts.recipe.items())
         out.print(f"  recipe: {recipe}", highlight=False)
+    for note in facts.notes:
+        out.print(f"  {note}", highlight=False)
     out.print(f"  {facts.failures} failed files", highlight=False)
     for row in facts.failed or []:
         out.print(f"    {row['path']}: {row['reason']}", highlight=False, soft_wrap=True)

@@ -47,5 +47,5 @@ def test_spec_for_follows_each_config():
         spec = spec_for(name)
         assert spec == spec_of(cfg) and spec.config == name
         assert spec.image is not None and spec.image.size == cfg.vision.image_size
-    with pytest.raises(UsageError, match="unknown model config"):
+    with pytest.raises(UsageError, match=r"unknown model .nope.; known models"):
         spec_for("nope")

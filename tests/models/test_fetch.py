@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,8 @@ from xsearch.errors import DownloadError, UsageError
 from xsearch.models import fetch
 from xsearch.models.checkpoint import build_model
 from xsearch.models.config import get_config
-from xsearch.models.weights import RELEASES, Release
+from xsearch.models.registry import Release, model_card
+from xsearch.models.weights import RELEASES
 
 FILENAME = RELEASES["full"].filename
 
@@ -259,8 +260,8 @@ def test_existing_invalid_file_is_replaced(server: Served, tmp_path: Path) -> No
 def test_matches_release_when_digest_is_the_official_one(
     server: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    release = Release("full", "tiny.pt", len(server.payload), _sha256(server.payload))
-    monkeypatch.setitem(RELEASES, "full", release)
+    release = Release("full", "tiny.pt", "unused", len(server.payload), _sha256(server.payload))
+    _publish(monkeypatch, release)
     result = fetch.fetch_weights("full", tmp_path, url=server.url("/file"))
     assert result.path == tmp_path / "tiny.pt"
     assert result.matches_release is True
@@ -333,18 +334,12 @@ def test_wrong_size_is_refused_before_downloading(server: Served, tmp_path: Path
 def test_official_url_is_held_to_the_release_size(
     server: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    @dataclass(frozen=True)
-    class LoopbackRelease(Release):
-        @property
-        def url(self) -> str:
-            return server.url("/file")
-
-    size = len(server.payload)
-    monkeypatch.setitem(RELEASES, "full", LoopbackRelease("full", FILENAME, size - 1, "0" * 64))
+    size, url = len(server.payload), server.url("/file")
+    _publish(monkeypatch, Release("full", FILENAME, url, size - 1, "0" * 64))
     with pytest.raises(DownloadError, match=rf"offers {size} bytes, expected {size - 1}"):
         fetch.fetch_weights("full", tmp_path)
 
-    monkeypatch.setitem(RELEASES, "full", LoopbackRelease("full", FILENAME, size, "0" * 64))
+    _publish(monkeypatch, Release("full", FILENAME, url, size, "0" * 64))
     result = fetch.fetch_weights("full", tmp_path)
     _assert_installed(result, tmp_path / FILENAME, server.payload)
 
@@ -390,5 +385,11 @@ def test_offline_fails_fast(tmp_path: Path) -> None:
 
 
 def test_unknown_variant_lists_the_variants(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match=r"unknown weights variant 'huge'.*full, partial"):
+    with pytest.raises(UsageError, match=r"has no weights 'huge'; known: full, partial"):
         fetch.fetch_weights("huge", tmp_path, url="http://127.0.0.1:9/never")
+
+
+def _publish(monkeypatch: pytest.MonkeyPatch, release: Release) -> None:
+    """Make `release` AudioCLIP's published "full" checkpoint, for `fetch` only."""
+    card = replace(model_card("audioclip"), releases=(release,))
+    monkeypatch.setattr(fetch, "model_card", lambda name: card)

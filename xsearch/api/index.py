@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +50,7 @@ class IndexStatus:
     targets: list[str]  # what a search may return
     recipe: dict[str, Any] | None  # how items were cut
     failed: list[dict[str, str]] | None = None  # path and reason, when asked for
+    notes: list[str] = field(default_factory=list)  # what the model leaves out, in words
 
     @property
     def random_weights(self) -> bool:
@@ -180,6 +181,7 @@ class Index:
             targets=list(targets_for(modalities)) if modalities else [],
             recipe=store.recipe if store.manifest else None,
             failed=failed,
+            notes=_left_out(store),
         )
 
     # --- the model -------------------------------------------------------------------------
@@ -357,8 +359,9 @@ class Index:
         frames = [load_image(v) for v in video] if spec.image else []
         sounded = [bool(spec.audio) and has_audio(v) for v in video]
         rate = spec.audio.sample_rate if spec.audio else 0
-        sounds = [load_audio(p, rate) for p in audio]
-        tracks_in = [load_audio(v, rate) for v, s in zip(video, sounded) if s]
+        how = spec.audio.resampler if spec.audio else "swr"
+        sounds = [load_audio(p, rate, resampler=how) for p in audio]
+        tracks_in = [load_audio(v, rate, resampler=how) for v, s in zip(video, sounded) if s]
         if not (text or images or sounds or frames or tracks_in):
             raise UsageError("give a query: text, image, audio, video or an item id")
         none = np.empty((0, spec.dim), dtype=np.float32)
@@ -509,6 +512,27 @@ def _weighted(value) -> list[tuple]:
     return [(q[0], float(q[1])) if isinstance(q, tuple) else (q, 1.0) for q in queries]
 
 
+def _left_out(store: Store) -> list[str]:
+    """What the index's model does not embed of the files it holds: the pictures of videos
+    for a model without images (their sound is embedded), in one line."""
+    from xsearch.models.registry import model_names, spec_for
+
+    config = (store.manifest.model or {}).get("config") if store.manifest else None
+    if config not in model_names():
+        return []
+    spec = spec_for(config)
+    if spec.image is not None:
+        return []
+    videos = store.assets.column("kind").to_pylist().count("video")
+    if not videos:
+        return []
+    plural = "s" if videos != 1 else ""
+    return [
+        f"{videos} video{plural}: sound only, frames skipped "
+        f"(model {config} embeds {', '.join(spec.modalities)})"
+    ]
+
+
 def open_index(
     name: str,
     root: str | os.PathLike[str] | None = None,
@@ -521,20 +545,27 @@ def open_index(
     gpu: bool = False,
     fp16_index: bool = False,
     precision: str = "fp32",
+    model: str | None = None,
 ) -> Index:
     """The index called `name` under `root` (default: $XSEARCH_HOME, else ./indexes).
 
     An index that does not exist is an error unless `create` (it is then made by the first
     `ingest`). `weights` (a checkpoint path or "random"; default: $XSEARCH_WEIGHTS, then the
-    cache) and `config` choose the model for new indexes; an existing index checks that they
-    are the ones it was built with. `device` is where the model runs. `gpu`: search the FAISS
+    cache) and `model` (a name from `list_models`; `config` is its older spelling) choose the
+    model for new indexes; an existing index uses the model it records and checks that any
+    given are the ones it was built with. `device` is where the model runs. `gpu`: search the FAISS
     indexes on the GPU(s) with faiss-gpu (sharded over several), `fp16_index` storing their
     vectors as float16. `precision`: the model's arithmetic, "fp32" (exact, the default),
     "bf16" or "int8" (CPU only; see xsearch/models/precision.py)."""
+    from xsearch.api.models import model_option
     from xsearch.indexes.placement import Placement
     from xsearch.models.precision import check_precision
+    from xsearch.models.registry import model_card
     from xsearch.store.store import index_dir
 
+    config = model_option(model, config)
+    if config is not None:
+        model_card(config)  # an unknown name fails now, in one line
     check_precision(precision, "cuda" if device.startswith("cuda") else "cpu")
 
     directory = index_dir(name, Path(root) if root else None)

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from xsearch.errors import MediaError
+from xsearch.errors import MediaError, UsageError
 from xsearch.models.fetch import FetchResult
+from xsearch.models.registry import ModelCard
 
 if TYPE_CHECKING:
     import numpy as np
@@ -25,11 +26,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FetchResult",
+    "ModelCard",
     "ModelInfo",
     "WeightsInfo",
     "embed",
     "fetch_weights",
     "list_configs",
+    "list_models",
     "model_info",
     "weights_info",
 ]
@@ -80,35 +83,59 @@ class ModelInfo:
         }
 
 
-def weights_info(weights: str | None = None) -> WeightsInfo:
-    """Which weights `weights` (a path, "random", or None: XSEARCH_WEIGHTS, then the cache)
-    stands for. Cheap: no torch; WeightsNotFound, saying how to get them, when there are none."""
+def weights_info(weights: str | None = None, model: str | None = None) -> WeightsInfo:
+    """Which weights `weights` (a path, "random", or None: XSEARCH_WEIGHTS, then the cache's
+    files of `model`, default audioclip) stands for. Cheap: no torch; WeightsNotFound, saying
+    how to get them, when there are none."""
     from xsearch.models.weights import recorded_sha256, resolve_weights
 
-    choice = resolve_weights(weights)
+    choice = resolve_weights(weights, model)
     return WeightsInfo(choice.path, choice.source, recorded_sha256(choice.path))
 
 
-def list_configs() -> list[str]:
-    """Names of the registered model configs, sorted."""
-    from xsearch.models.config import available_configs
+def list_models() -> list[ModelCard]:
+    """Every registered model: name, family, modalities, width, weights and licence."""
+    from xsearch.models.registry import model_card, model_names
 
-    return available_configs()
+    return [model_card(name) for name in model_names()]
+
+
+def list_configs() -> list[str]:
+    """Names of the registered models (a model's name is the config an index records)."""
+    from xsearch.models.registry import model_names
+
+    return model_names()
+
+
+def model_option(model: str | None, config: str | None) -> str | None:
+    """The model named by `model` or by its older spelling `config` (the same option)."""
+    if model is not None and config is not None and model != config:
+        raise UsageError(f"model {model!r} and config {config!r} disagree: give one")
+    return model if model is not None else config
 
 
 def model_info(
-    weights: str | None = None, config: str | None = None, device: str = "auto"
+    weights: str | None = None,
+    config: str | None = None,
+    device: str = "auto",
+    *,
+    model: str | None = None,
 ) -> ModelInfo:
-    """What a command would load for `weights`, `config` and `device`: the checkpoint (or
-    random weights), its config (detected from the checkpoint unless given), its parameter
-    count and the device. Reads only the checkpoint's shapes, not its data."""
+    """What a command would load for `weights`, `model` (or `config`, its older name) and
+    `device`: the checkpoint (or random weights), its model (an AudioCLIP checkpoint's config
+    is detected unless given), its parameter count and the device. Reads only the
+    checkpoint's shapes, not its data."""
     import math
 
     from xsearch.models import resolve_device
     from xsearch.models.checkpoint import checkpoint_config, expected_shapes, read_shapes
     from xsearch.models.config import DEFAULT_CONFIG, get_config, spec_of
+    from xsearch.models.registry import family_of
 
-    choice = weights_info(weights)
+    config = model_option(model, config)
+    if config is not None and family_of(config) != "audioclip":
+        return _clap_info(weights, config, resolve_device(device))
+    choice = weights_info(weights, config)
     if choice.path is None:
         cfg = get_config(config or DEFAULT_CONFIG)
         n_params = sum(math.prod(s) for s in expected_shapes(cfg).values())
@@ -129,6 +156,39 @@ def model_info(
     )
 
 
+def _clap_info(weights: str | None, model: str, device: str) -> ModelInfo:
+    """model_info for a CLAP-family model: its checkpoint checked against the architecture
+    (or the architecture built on the meta device for random weights)."""
+    from xsearch.models.clap_config import clap_config
+    from xsearch.models.registry import model_card
+
+    choice = weights_info(weights, model)
+    config = clap_config(model)
+    if choice.path is None:
+        import torch
+
+        from xsearch.models.clap import build_clap
+
+        with torch.device("meta"):
+            state = build_clap(config).state_dict()
+    else:
+        from xsearch.models.clap_checkpoint import load_clap_state
+
+        state = load_clap_state(choice.path, config)
+    spec = model_card(model).spec
+    return ModelInfo(
+        weights="random" if choice.path is None else str(choice.path),
+        source=choice.source,
+        sha256=choice.sha256,
+        config=model,
+        family=spec.family,
+        parameters=sum(t.numel() for t in state.values()),
+        embed_dim=spec.dim,
+        modalities=spec.modalities,
+        device=device,
+    )
+
+
 def embed(
     modality: str,
     inputs: Sequence[str | Path],
@@ -137,14 +197,16 @@ def embed(
     device: str = "auto",
     batch_size: int = 16,
     precision: str = "fp32",
+    *,
+    model: str | None = None,
 ) -> np.ndarray:
     """Embed texts, or image/audio/video files, into float32 L2-normalised rows [n, dim].
 
     A video gives its central frame for "image" and its audio track for "audio"; audio is
     decoded at the model's own sample rate. Every file is decoded before the model loads, so
     all bad inputs are reported at once: one MediaError naming them. An unknown modality, or
-    one the model does not embed, is a UsageError; `weights` and `config` are as for
-    `model_info`; `precision` as for `open_index`.
+    one the model does not embed, is a UsageError; `weights`, `model` and `config` are as
+    for `model_info`; `precision` as for `open_index`.
     """
     import numpy as np
 
@@ -155,7 +217,8 @@ def embed(
 
     check_modality(modality)
     check_precision(precision, "cuda" if device.startswith("cuda") else "cpu")
-    choice = resolve_weights(weights)
+    config = model_option(model, config)
+    choice = resolve_weights(weights, config)
     spec = _spec_before_loading(choice, config)
     spec.require(modality)
     payloads = _decode_all(modality, list(inputs), spec)
@@ -175,8 +238,11 @@ def _spec_before_loading(choice: WeightsChoice, config: str | None) -> EncoderSp
     """The spec of the model `choice` and `config` will load, found without building it (a
     checkpoint's config is read from its shapes), so inputs can be decoded for it first."""
     from xsearch.models.config import spec_for
+    from xsearch.models.registry import family_of
     from xsearch.models.sources import tower_source
 
+    if config is not None and family_of(config) != "audioclip":
+        return spec_for(config)
     return spec_for(tower_source(choice, config).config)
 
 
@@ -204,8 +270,8 @@ def _decoder(modality: str, spec: EncoderSpec) -> Callable[[Path], Any]:
 
     if modality == "audio":
         assert spec.audio is not None  # spec.require checked it
-        rate = spec.audio.sample_rate
-        return lambda path: load_audio(path, rate)
+        rate, how = spec.audio.sample_rate, spec.audio.resampler
+        return lambda path: load_audio(path, rate, resampler=how)
     # The encoder resizes and crops to spec.image.size itself.
     return load_image
 
@@ -224,27 +290,37 @@ def _bad_inputs_message(bad: list[tuple[str, str]], total: int) -> str:
 
 
 def fetch_weights(
-    variant: str = "full",
+    variant: str | None = None,
     dest_dir: str | Path | None = None,
     url: str | None = None,
     progress: Callable[[int, int | None], None] | None = None,
+    *,
+    model: str = "audioclip",
+    files_url: str | None = None,
 ) -> FetchResult:
-    """Download the official AudioCLIP checkpoint `variant` ("full" or "partial") into
-    `dest_dir` (default: the weights cache), resuming a partial download, verify it and
-    record its sha256 beside it; a valid copy already there is kept. `url`: a mirror.
+    """Download the official checkpoint `variant` of `model` (default: its first, e.g.
+    AudioCLIP's "full"; see `list_models`) and the files its tokenizer needs into `dest_dir`
+    (default: the model's folder in the weights cache), resuming a partial download, verify
+    them and record the checkpoint's sha256 beside it; valid copies already there are kept.
+    `url`: a mirror of the checkpoint, `files_url`: a folder URL holding the tokenizer files.
     `progress(bytes_so_far, total_or_None)` is called as bytes arrive."""
     from xsearch.models.fetch import fetch_weights as fetch
 
     folder = Path(dest_dir).expanduser() if dest_dir is not None else None
-    return fetch(variant, folder, url=url, progress=progress)
+    return fetch(variant, folder, model=model, url=url, files_url=files_url, progress=progress)
 
 
-def prepare_weights(weights: str | Path) -> str:
-    """Derive the towers of the checkpoint at `weights` into the cache now (BatchNorms
-    folded, one file per tower), so that the first command that embeds maps them instead of
-    reading the checkpoint. A no-op when they are kept already. Returns the cache folder."""
+def prepare_weights(weights: str | Path, model: str = "audioclip") -> str | None:
+    """Derive the towers of the AudioCLIP checkpoint at `weights` into the cache now
+    (BatchNorms folded, one file per tower), so that the first command that embeds maps them
+    instead of reading the checkpoint. A no-op when they are kept already, and for the other
+    families (they map the checkpoint itself). Returns the cache folder, or None."""
+    from xsearch.models.registry import family_of
     from xsearch.models.sources import checkpoint_source
     from xsearch.models.tower_cache import TOWERS
+
+    if family_of(model) != "audioclip":
+        return None
 
     source = checkpoint_source(Path(weights).expanduser())
     for tower in TOWERS:

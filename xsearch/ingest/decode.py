@@ -67,6 +67,7 @@ def decode_file(
     image_size: int | None = 224,
     sample_rate: int | None = 44100,
     image_norm: tuple[Sequence[float], Sequence[float]] | None = None,
+    resampler: str = "swr",
 ) -> Decoded:
     """Decode `path` by its kind: image -> one image; audio -> windows; video -> the central
     frame plus the windows of its audio track (none when it has no audio).
@@ -76,7 +77,8 @@ def decode_file(
     `sample_rate` are the model's inputs; None means the model does not embed that modality,
     which is then not decoded (an image gives a `Decoded` without pixels, a video only its
     sound). `image_norm` (mean, std): the image is also normalised as the model wants it, so
-    that the process running the model only runs the model. Raises MediaError (one line,
+    that the process running the model only runs the model. `resampler`: how audio reaches
+    `sample_rate` (see `load_audio`). Raises MediaError (one line,
     naming the file) when the file cannot be used.
     """
     name = os.fspath(path)
@@ -91,7 +93,7 @@ def decode_file(
     if kind == "audio":
         if sample_rate is None:
             return Decoded(name, kind)
-        wave = load_audio(name, sample_rate)
+        wave = load_audio(name, sample_rate, resampler=resampler)
         return Decoded(
             name,
             kind,
@@ -104,7 +106,11 @@ def decode_file(
         decoded.image = _prepared(crop_square(frame, image_size), image_norm)
         decoded.frame_time = seconds
     has_audio, video_seconds = _probe_video(name)
-    track = _video_audio(name, sample_rate) if has_audio and sample_rate is not None else None
+    track = (
+        _video_audio(name, sample_rate, resampler)
+        if has_audio and sample_rate is not None
+        else None
+    )
     if track is not None and sample_rate is not None:
         decoded.audio = cut_windows(track, sample_rate, window_seconds)
         decoded.duration = len(track) / sample_rate
@@ -169,10 +175,10 @@ def _probe_video(name: str) -> tuple[bool, float | None]:
     return has_audio, seconds
 
 
-def _video_audio(name: str, sample_rate: int) -> np.ndarray | None:
+def _video_audio(name: str, sample_rate: int, resampler: str) -> np.ndarray | None:
     """The audio track of a video; None when the track holds no samples (a silent video)."""
     try:
-        return load_audio(name, sample_rate)
+        return load_audio(name, sample_rate, resampler=resampler)
     except MediaError as exc:
         if str(exc).endswith(": audio track is empty"):
             return None

@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol
@@ -50,7 +50,9 @@ class Annotation(NamedTuple):
 
 @dataclass
 class IngestOptions:
-    window_seconds: float = 10.0
+    # seconds per audio window; None: the model's clip length (10 s for AudioCLIP, which
+    # takes any length), so that each window is one clip the model sees whole
+    window_seconds: float | None = None
     workers: int = 2
     timeout: float = 60.0  # seconds of decoding per file
     memory_mb: int = 2048  # per decode worker
@@ -63,10 +65,16 @@ class IngestOptions:
     # applied (xsearch.eval builds a fresh index instead).
     annotations: Mapping[str, Annotation] | None = None
 
-    def recipe(self) -> dict:
+    def window_for(self, spec: EncoderSpec, recorded: dict | None = None) -> float:
+        """The audio window this ingest uses with a model of `spec`: the one asked for, else
+        the index's (`recorded` recipe), else the model's."""
+        window = self.window_seconds or (recorded or {}).get("window_seconds")
+        return float(window or spec.window_seconds)
+
+    def recipe(self, spec: EncoderSpec) -> dict:
         """How this ingest cuts files into items, as the index records it: an index holds
         items of one recipe only, so an ingest with another one is refused, never mixed in."""
-        return {"window_seconds": float(self.window_seconds), "frames": "central"}
+        return {"window_seconds": self.window_for(spec), "frames": "central"}
 
 
 @dataclass
@@ -249,11 +257,12 @@ def decode_settings(options: IngestOptions, encoder: Encoder) -> dict:
     return {
         "timeout": options.timeout,
         "memory_mb": options.memory_mb,
-        "window_seconds": options.window_seconds,
+        "window_seconds": options.window_for(spec),
         "image_size": spec.image.size if spec.image else None,
         "sample_rate": spec.audio.sample_rate if spec.audio else None,
         # normalised in the workers: the process running the model only runs the model
         "image_norm": (spec.image.mean, spec.image.std) if spec.image else None,
+        "resampler": spec.audio.resampler if spec.audio else "swr",
     }
 
 
@@ -331,11 +340,12 @@ def ingest(
         raise UsageError(f"no media files found; index {index_dir.name} not created")
     report.files = len(files)
     spec = encoder.spec
+    options = replace(options, window_seconds=options.window_for(spec, _recorded_recipe(index_dir)))
     files, refused = _split_unstorable_names(files)
     files, unembeddable = _split_unembeddable(files, spec)
     refused += unembeddable
     report.failed += [(f["path"], f["reason"]) for f in refused]
-    widths, recipe = spec.widths, options.recipe()
+    widths, recipe = spec.widths, options.recipe(spec)
     with Writer(index_dir, model_identity(encoder), widths=widths, recipe=recipe) as writer:
         changes = Changes()
         plan = _plan(files, writer.store, changes, report)
@@ -417,6 +427,13 @@ def _preload(encoder: Encoder, files: list[Path]) -> None:
         kinds = {kind_of(p) for p in files}
         wanted = {m for kind in kinds for m in _KIND_MODALITIES.get(kind or "", ("image", "audio"))}
         preload(wanted)
+
+
+def _recorded_recipe(index_dir: Path) -> dict | None:
+    from xsearch.store.manifest import read_manifest
+
+    manifest = read_manifest(index_dir) if index_dir.is_dir() else None
+    return manifest.recipe if manifest else None
 
 
 def _index_exists(index_dir: Path) -> bool:

@@ -78,6 +78,7 @@ class DecodePool:
         image_size: int | None = 224,
         sample_rate: int | None = 44100,
         image_norm: tuple | None = None,
+        resampler: str = "swr",
         *,
         max_pending: int | None = None,
     ) -> None:
@@ -94,6 +95,7 @@ class DecodePool:
             "image_size": image_size,
             "sample_rate": sample_rate,
             "image_norm": image_norm,
+            "resampler": resampler,
         }
         self._pool: list[_Worker] = []
         self._running: tuple[threading.Event, threading.Thread] | None = None

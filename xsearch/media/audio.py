@@ -19,6 +19,8 @@ DEFAULT_MAX_SECONDS = 3 * 60 * 60.0
 # Without a maxval, libswresample leaves float downmix matrices unnormalised: stereo -> mono
 # is 0.7071 * (L + R), so a stereo file would come out 3 dB louder than its mono twin.
 _SWR_OPTIONS = {"rematrix_maxval": "1.0"}
+# How a waveform reaches the model's rate (EncoderSpec.audio.resampler).
+RESAMPLERS = ("swr", "soxr_hq")
 
 
 def load_audio(
@@ -26,13 +28,17 @@ def load_audio(
     sample_rate: int = 44100,
     *,
     max_seconds: float | None = DEFAULT_MAX_SECONDS,
+    resampler: str = "swr",
 ) -> np.ndarray:
     """Decode the first audio track of `path` to a float32 1-D mono waveform in int16 scale.
 
     Works for audio files and for the audio track of video files. Multi-channel audio is
     downmixed with libswresample's mono rematrix, normalised so its coefficients sum to 1: stereo
     becomes exactly (L + R) / 2, the channel mean AudioCLIP was trained on (librosa's to_mono),
-    and no layout can clip. The waveform is resampled to `sample_rate` by libswresample.
+    and no layout can clip. The waveform is resampled to `sample_rate` by libswresample, or,
+    with `resampler="soxr_hq"`, decoded at its own rate and resampled by soxr's HQ filter to
+    the length librosa gives (`ceil(n * sample_rate / rate)`, zero-padded): how LAION-CLAP's
+    own loader (`librosa.load`) prepares audio, kept so its vectors match the official ones.
 
     Raises MediaError (one line, naming the file) when the file cannot be opened, has no audio
     track, decodes to nothing, or would decode to more than `max_seconds` of audio (None: no
@@ -40,8 +46,9 @@ def load_audio(
     """
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    if resampler not in RESAMPLERS:
+        raise ValueError(f"resampler must be one of {', '.join(RESAMPLERS)}, got {resampler!r}")
     name = os.fspath(path)
-    limit = None if max_seconds is None else int(max_seconds * sample_rate)
 
     try:
         container = av.open(name)
@@ -55,7 +62,11 @@ def load_audio(
         if not container.streams.audio:
             raise media_error(name, "no audio track")
         stream = container.streams.audio[0]
-        resampler = _MonoResampler(sample_rate)
+        rate = sample_rate
+        if resampler == "soxr_hq" and stream.codec_context.sample_rate:
+            rate = stream.codec_context.sample_rate  # decoded as it is, resampled below
+        limit = None if max_seconds is None else int(max_seconds * rate)
+        mono = _MonoResampler(rate)
         try:
             for packet in container.demux(stream):
                 try:
@@ -65,12 +76,12 @@ def load_audio(
                     first_error = first_error or exc
                     continue
                 for frame in frames:
-                    for chunk in resampler.resample(frame):
+                    for chunk in mono.resample(frame):
                         chunks.append(chunk)
                         total += chunk.shape[0]
                     if limit is not None and total > limit:
                         raise media_error(name, f"audio is longer than the {max_seconds:g} s limit")
-            for chunk in resampler.flush():
+            for chunk in mono.flush():
                 chunks.append(chunk)
                 total += chunk.shape[0]
         except (av.FFmpegError, ValueError) as exc:
@@ -83,8 +94,23 @@ def load_audio(
             raise media_error(name, "cannot decode audio", first_error)
         raise media_error(name, "audio track is empty")
     wave = np.concatenate(chunks) if len(chunks) > 1 else chunks[0].copy()
+    if rate != sample_rate:
+        wave = _soxr_like_librosa(wave, rate, sample_rate)
     wave *= INT16_SCALE
     return wave
+
+
+def _soxr_like_librosa(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """librosa.resample(res_type="soxr_hq"): soxr's HQ filter, then the length librosa
+    computes in floating point, ceil(n * (target / rate)); it can exceed soxr's own by one
+    sample (a 5 s 44.1 kHz clip becomes 240,001 samples at 48 kHz), padded with zeros."""
+    import soxr
+
+    out = soxr.resample(wave, rate, target, quality="HQ").astype(np.float32, copy=False)
+    length = int(np.ceil(wave.shape[-1] * (float(target) / rate)))
+    if out.shape[0] >= length:
+        return np.ascontiguousarray(out[:length])
+    return np.concatenate([out, np.zeros(length - out.shape[0], dtype=np.float32)])
 
 
 class _MonoResampler:

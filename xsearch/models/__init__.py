@@ -1,4 +1,4 @@
-"""The embedding models: configs, the AudioCLIP towers, checkpoints, weights and encoders.
+"""The embedding models: the registry, each family's towers, checkpoints, weights, encoders.
 
 `load_encoder` is the one entry point most code needs.
 """
@@ -48,17 +48,28 @@ def load_encoder(
     seed: int = 0,
     precision: str = "fp32",
 ) -> Encoder:
-    """The AudioCLIP encoder for `weights` (a path, 'random', or None to resolve as the CLI
-    does: XSEARCH_WEIGHTS, then the cache). Random weights use `config` (default audioclip)
-    and `seed`. Cheap: each tower is loaded when first used (see `encoder.py`), and nothing
-    imports torch until a tower needs it."""
-    from xsearch.models.encoder import AudioCLIPEncoder
-    from xsearch.models.sources import tower_source
+    """The encoder of model `config` (a name from `xsearch model list`; default: found
+    from the checkpoint, else audioclip) with `weights` (a path, 'random', or None to
+    resolve as the CLI does: XSEARCH_WEIGHTS, then the model's files in the cache). Random
+    weights use `seed`. Cheap: each tower is loaded when first used, and nothing imports
+    torch until a tower needs it."""
+    from xsearch.models.registry import family_of
     from xsearch.models.weights import resolve_weights
 
-    choice = resolve_weights(weights)
+    choice = resolve_weights(weights, config)
     dev = resolve_device(device)
-    source = tower_source(choice, config, seed)
-    encoder = AudioCLIPEncoder(source, dev, batch_size=batch_size, precision=precision)
+    encoder: Encoder
+    if config is not None and family_of(config) != "audioclip":
+        from xsearch.models.clap_encoder import ClapEncoder
+
+        encoder = ClapEncoder(
+            config, choice.path, dev, batch_size=batch_size, seed=seed, precision=precision
+        )
+    else:
+        from xsearch.models.encoder import AudioCLIPEncoder
+        from xsearch.models.sources import tower_source
+
+        source = tower_source(choice, config, seed)
+        encoder = AudioCLIPEncoder(source, dev, batch_size=batch_size, precision=precision)
     encoder.weights = choice
     return encoder

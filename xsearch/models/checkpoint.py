@@ -109,7 +109,8 @@ def config_for(state: Mapping[str, torch.Tensor], name: str | None = None) -> Mo
         if not problem:
             return cfg
         first_error = first_error or f"does not match the {candidate!r} architecture ({problem})"
-    raise CheckpointError(f"checkpoint {first_error}")
+    hint = "" if name else "; for another model give its name (see `xsearch model list`)"
+    raise CheckpointError(f"checkpoint {first_error}{hint}")
 
 
 def build_model(cfg: ModelConfig, state: Mapping[str, torch.Tensor] | None = None) -> AudioCLIP:

@@ -1,19 +1,20 @@
-"""Model architectures as data: one JSON file per named config in `configs/`.
+"""The AudioCLIP architecture as data: the `configs/` files of the audioclip family.
 
 `audioclip` is the official AudioCLIP architecture (CLIP RN50 towers + ESResNeXt-fbsp);
-`audioclip-tiny` keeps every layer type and key but is small enough for fast tests.
+`audioclip-tiny` keeps every layer type and key but is small enough for fast tests. Every
+model of every family is listed by `registry.py`.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from importlib import resources
 
 from xsearch.errors import UsageError
+from xsearch.models.registry import DEFAULT_MODEL, names_of_family, raw_config
+from xsearch.models.registry import spec_for as spec_for
 from xsearch.models.spec import AudioInput, EncoderSpec, ImageInput, TextInput
 
-DEFAULT_CONFIG = "audioclip"  # the official architecture; random weights use it unless told
+DEFAULT_CONFIG = DEFAULT_MODEL  # the official architecture; random weights use it unless told
 
 
 @dataclass(frozen=True)
@@ -58,17 +59,16 @@ class ModelConfig:
 
 
 def available_configs() -> list[str]:
-    """Names of the registered configs, sorted."""
-    folder = resources.files("xsearch.models") / "configs"
-    return sorted(p.name[: -len(".json")] for p in folder.iterdir() if p.name.endswith(".json"))
+    """Names of the AudioCLIP configs, sorted."""
+    return names_of_family("audioclip")
 
 
 def get_config(name: str) -> ModelConfig:
-    """The config registered under `name`; an unknown name is a usage error listing the known."""
-    known = available_configs()
-    if name not in known:
-        raise UsageError(f"unknown model config {name!r}; known configs: {', '.join(known)}")
-    raw = json.loads((resources.files("xsearch.models") / "configs" / f"{name}.json").read_text())
+    """The AudioCLIP config `name`; an unknown name, or another family's model, is a usage
+    error in one line."""
+    raw = raw_config(name)
+    if raw["family"] != "audioclip":
+        raise UsageError(f"model {name} is a {raw['family']} model, not an AudioCLIP config")
     vision, text, audio = raw["vision"], raw["text"], raw["audio"]
     return ModelConfig(
         name=name,
@@ -89,9 +89,3 @@ def spec_of(config: ModelConfig) -> EncoderSpec:
         audio=AudioInput(config.audio.sample_rate),
         text=TextInput(config.text.context_length),
     )
-
-
-def spec_for(name: str) -> EncoderSpec:
-    """The spec of the registered config `name`, without building the model or importing
-    torch: what callers need to prepare inputs (sample rate, image size) before loading."""
-    return spec_of(get_config(name))

@@ -1,4 +1,4 @@
-"""Downloading the official AudioCLIP checkpoints: resumable, verified, and atomic.
+"""Downloading the official checkpoints and tokenizer files: resumable, verified, atomic.
 
 Bytes go to `<file>.part`. An interrupted download keeps the part, and the next run asks the
 server for the rest (`Range: bytes=N-`). Only a part that passes verification is renamed to
@@ -8,7 +8,9 @@ loadable checkpoint. A part that fails verification is deleted, so the next run 
 
 from __future__ import annotations
 
+import hashlib
 import http.client
+import json
 import os
 import re
 import urllib.error
@@ -20,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xsearch import __version__
-from xsearch.errors import CheckpointError, DownloadError, UsageError
-from xsearch.models.weights import RELEASES, Release, sha256_file, sidecar_path, weights_dir
+from xsearch.errors import CheckpointError, DownloadError
+from xsearch.models.registry import DEFAULT_MODEL, Release, family_of, model_card
+from xsearch.models.weights import sha256_file, sidecar_path, weights_dir
 
 PART_SUFFIX = ".part"
 # What a download reports its progress to: a function of (bytes so far, total or None), or
@@ -39,6 +42,7 @@ class FetchResult:
     size: int  # bytes
     matches_release: bool  # sha256 equals the digest recorded for the official release
     downloaded: bool  # False when a valid file was already there
+    files: tuple[Path, ...] = ()  # the tokenizer files installed beside it
 
 
 def part_path(dest: Path) -> Path:
@@ -206,20 +210,48 @@ def _progress_bar(
 # --- verifying -----------------------------------------------------------------------------
 
 
-def verify_checkpoint(path: Path, expected_size: int | None = None) -> None:
-    """Raise CheckpointError unless `path` is a complete, intact AudioCLIP state dict.
+def verify_checkpoint(
+    path: Path, expected_size: int | None = None, model: str = DEFAULT_MODEL
+) -> None:
+    """Raise CheckpointError unless `path` is a complete, intact checkpoint of `model`.
 
     Checks the size (when known), the zip archive's CRC-32s, then that the tensors load and
-    fit a registered architecture. The CRCs matter: torch.load does not check them, so bytes
+    fit the model's architecture. The CRCs matter: torch.load does not check them, so bytes
     flipped inside a tensor would otherwise load without complaint.
     """
-    from xsearch.models.checkpoint import config_for, read_state_dict
-
     size = path.stat().st_size
     if expected_size is not None and size != expected_size:
         raise CheckpointError(f"{path.name} has {size} bytes, expected {expected_size}")
     _check_zip(path)
-    config_for(read_state_dict(path))
+    if family_of(model) == "audioclip":
+        from xsearch.models.checkpoint import config_for, read_state_dict
+
+        config_for(read_state_dict(path), None if model == DEFAULT_MODEL else model)
+    else:
+        from xsearch.models.clap_checkpoint import load_clap_state
+        from xsearch.models.clap_config import clap_config
+
+        load_clap_state(path, clap_config(model))
+
+
+def verify_tokenizer_file(path: Path, release: Release) -> None:
+    """Raise DownloadError unless `path` is the tokenizer file `release` names: its recorded
+    size and sha256 when known, and readable as what it is (a JSON vocabulary or a BPE
+    merges list), so an error page saved under its name is caught."""
+    data = path.read_bytes()
+    if release.size is not None and len(data) != release.size:
+        raise DownloadError(f"{path.name} has {len(data)} bytes, expected {release.size}")
+    if release.sha256 is not None and hashlib.sha256(data).hexdigest() != release.sha256:
+        raise DownloadError(f"{path.name} does not have the published sha256")
+    try:
+        text = data.decode("utf-8")
+        if path.suffix == ".json":
+            if not isinstance(json.loads(text), dict):
+                raise ValueError("not a JSON object")
+        elif not text.strip() or any(len(line.split()) != 2 for line in text.splitlines()[1:]):
+            raise ValueError("not a list of BPE merges")
+    except ValueError as err:
+        raise DownloadError(f"{path.name} is not a tokenizer file ({err})") from None
 
 
 def _check_zip(path: Path) -> None:
@@ -246,50 +278,55 @@ def write_sidecar(path: Path, sha256: str) -> Path:
 # --- the command's entry point -------------------------------------------------------------
 
 
-def release_for(variant: str) -> Release:
-    """The official release called `variant`; UsageError listing the variants otherwise."""
-    if variant not in RELEASES:
-        raise UsageError(f"unknown weights variant {variant!r}; choose from {', '.join(RELEASES)}")
-    return RELEASES[variant]
+def release_for(variant: str | None = None, model: str = DEFAULT_MODEL) -> Release:
+    """The published checkpoint `variant` of `model` (default: its first); UsageError
+    listing the known ones otherwise."""
+    return model_card(model).release(variant)
 
 
 def fetch_weights(
-    variant: str = "full",
+    variant: str | None = None,
     dest_dir: Path | None = None,
     *,
+    model: str = DEFAULT_MODEL,
     url: str | None = None,
+    files_url: str | None = None,
     expected_size: int | None = None,
     progress: ProgressArg = None,
     timeout: float = 15.0,
 ) -> FetchResult:
-    """Download, verify and install the official checkpoint `variant` into `dest_dir`
-    (default: the weights cache), unless a valid copy is already there.
+    """Download, verify and install the official checkpoint `variant` of `model` (and the
+    files its tokenizer needs, beside it) into `dest_dir` (default: the model's folder in
+    the weights cache), unless valid copies are already there.
 
-    `url` replaces the release URL (a mirror, a test server). The official URL's file must
-    have the release's size; for another URL the size is checked only when `expected_size`
-    is given, since a mirror may serve a re-saved but equally valid checkpoint. Every file
-    must pass `verify_checkpoint`. A sha256 that differs from the release's recorded digest
-    is reported in `matches_release`, not raised: that digest was taken from the repository's
-    LFS object and could in principle differ from the release asset.
+    `url` replaces the checkpoint's URL (a mirror, a test server), `files_url` the folder
+    URL the tokenizer files are fetched from (`<files_url>/<filename>`). The official URL's
+    file must have the release's size when it is recorded; for another URL the size is
+    checked only when `expected_size` is given, since a mirror may serve a re-saved but
+    equally valid checkpoint. Every checkpoint must pass `verify_checkpoint`. A sha256 that
+    differs from the release's recorded digest is reported in `matches_release`, not raised.
     """
-    release = release_for(variant)
-    dest = Path(dest_dir if dest_dir is not None else weights_dir()).expanduser() / release.filename
+    card = model_card(model)
+    release = card.release(variant)
+    folder = Path(dest_dir).expanduser() if dest_dir is not None else weights_dir(model)
+    dest = folder / release.filename
     if url is None and expected_size is None:
         expected_size = release.size
     source = url or release.url
 
+    files = [_fetch_file(t, folder, files_url, timeout) for t in card.tokenizer]
     if dest.is_file():
         try:
-            verify_checkpoint(dest)
+            verify_checkpoint(dest, model=model)
         except CheckpointError:
             pass  # not usable: download a verified copy, which then replaces it
         else:
-            return _installed(dest, release, downloaded=False)
+            return _installed(dest, release, files, downloaded=False)
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = download(source, dest, expected_size=expected_size, progress=progress, timeout=timeout)
     try:
-        verify_checkpoint(part, expected_size)
+        verify_checkpoint(part, expected_size, model=model)
     except CheckpointError as err:
         part.unlink(missing_ok=True)
         raise DownloadError(
@@ -297,10 +334,34 @@ def fetch_weights(
             "the partial file was removed, run the command again"
         ) from None
     os.replace(part, dest)
-    return _installed(dest, release, downloaded=True)
+    return _installed(dest, release, files, downloaded=True)
 
 
-def _installed(dest: Path, release: Release, *, downloaded: bool) -> FetchResult:
+def _fetch_file(release: Release, folder: Path, files_url: str | None, timeout: float) -> Path:
+    """A small published file (a tokenizer's vocabulary) in `folder`: kept when it is there
+    and valid, else downloaded, verified and moved in atomically."""
+    dest = folder / release.filename
+    if dest.is_file():
+        try:
+            verify_tokenizer_file(dest, release)
+            return dest
+        except DownloadError:
+            pass
+    source = f"{files_url.rstrip('/')}/{release.filename}" if files_url else release.url
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        part = download(source, dest, expected_size=release.size, timeout=timeout)
+        verify_tokenizer_file(part, release)
+    except DownloadError as err:
+        part_path(dest).unlink(missing_ok=True)  # small: start over rather than resume
+        raise DownloadError(
+            f"{err}; without a network, put {release.filename} (from {release.url}) in {folder}"
+        ) from None
+    os.replace(part, dest)
+    return dest
+
+
+def _installed(dest: Path, release: Release, files: list[Path], *, downloaded: bool) -> FetchResult:
     """Hash a verified file, record the hash in its sidecar, and describe it."""
     digest = sha256_file(dest)
     write_sidecar(dest, digest)
@@ -310,4 +371,5 @@ def _installed(dest: Path, release: Release, *, downloaded: bool) -> FetchResult
         size=dest.stat().st_size,
         matches_release=digest == release.sha256,
         downloaded=downloaded,
+        files=tuple(files),
     )

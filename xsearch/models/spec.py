@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
     from xsearch.models.weights import WeightsChoice
 
+# Audio windows of models that take clips of any length (AudioCLIP), seconds.
+DEFAULT_WINDOW_SECONDS = 10.0
+
 # Every modality an encoder may embed; an encoder embeds a subset of them.
 MODALITIES = ("image", "audio", "text")
 
@@ -33,6 +36,9 @@ def check_modality(modality: str) -> None:
 class AudioInput:
     sample_rate: int  # Hz the waveform must have (decoders resample to it)
     clip_seconds: float | None = None  # the model's clip length; None: any length
+    # How decoders resample to `sample_rate`: "swr" (FFmpeg's libswresample) or "soxr_hq"
+    # (librosa's default, which LAION-CLAP's own loader uses: kept for its exact vectors)
+    resampler: str = "swr"
 
 
 # CLIP's image normalisation (OpenAI's dataset statistics), per RGB channel
@@ -84,6 +90,13 @@ class EncoderSpec:
     def as_dict(self) -> dict[str, Any]:
         return {"family": self.family, "config": self.config, "dim": self.dim,
                 "modalities": list(self.modalities)}  # fmt: skip
+
+    @property
+    def window_seconds(self) -> float:
+        """The audio window ingest cuts long files into: the model's clip length, or
+        DEFAULT_WINDOW_SECONDS for a model that takes clips of any length."""
+        clip = self.audio.clip_seconds if self.audio else None
+        return float(clip) if clip else DEFAULT_WINDOW_SECONDS
 
 
 class Encoder(ABC):

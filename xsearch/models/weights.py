@@ -1,4 +1,4 @@
-"""Where the AudioCLIP weights come from: `--weights`, then `XSEARCH_WEIGHTS`, then the cache.
+"""Where a model's weights come from: `--weights`, then `XSEARCH_WEIGHTS`, then the cache.
 
 `--weights random` is the explicit opt-in for exercising the pipeline without trained weights.
 """
@@ -11,41 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xsearch.errors import WeightsNotFound
+from xsearch.models.registry import DEFAULT_MODEL, Release, model_card
 
 RANDOM = "random"
 ENV_WEIGHTS = "XSEARCH_WEIGHTS"
 ENV_CACHE = "XSEARCH_CACHE"
 
 
-@dataclass(frozen=True)
-class Release:
-    """One official checkpoint, as published with the AudioCLIP v0.1 release."""
-
-    variant: str
-    filename: str
-    size: int  # bytes
-    sha256: str  # of the file in the official repository's assets (Git LFS object id)
-
-    @property
-    def url(self) -> str:
-        base = "https://github.com/AndreyGuzhov/AudioCLIP/releases/download/v0.1"
-        return f"{base}/{self.filename}"
-
-
-RELEASES = {
-    "full": Release(
-        "full",
-        "AudioCLIP-Full-Training.pt",
-        537_302_068,
-        "2441d35b353352c8b1bbfb8f7c687f46314c3d2909e940eaf763b8c17f632c44",
-    ),
-    "partial": Release(
-        "partial",
-        "AudioCLIP-Partial-Training.pt",
-        537_302_068,
-        "1921885b6c3b5de0619f2ef4a9700ecbade758a398b34eb064230c30baef0c75",
-    ),
-}
+# The official AudioCLIP checkpoints (the v0.1 release), by name: full, partial.
+RELEASES: dict[str, Release] = {r.name: r for r in model_card(DEFAULT_MODEL).releases}
 
 
 def cache_dir() -> Path:
@@ -56,8 +30,12 @@ def cache_dir() -> Path:
     return Path(base).expanduser() / "xsearch"
 
 
-def weights_dir() -> Path:
-    return cache_dir() / "weights"
+def weights_dir(model: str = DEFAULT_MODEL) -> Path:
+    """Where `xsearch model fetch` puts a model's files: AudioCLIP's checkpoints directly in
+    `<cache>/weights` (where they have always been), every other model's checkpoint and
+    tokenizer files in `<cache>/weights/<model>`."""
+    base = cache_dir() / "weights"
+    return base if model == DEFAULT_MODEL else base / model
 
 
 @dataclass(frozen=True)
@@ -72,19 +50,24 @@ class WeightsChoice:
         return self.path is None
 
 
-def install_hint() -> str:
+def install_hint(model: str = DEFAULT_MODEL) -> str:
     """How to get the official weights, in words every caller can use (the one place it is
     written: the missing-weights error and the random-weights banner both show it)."""
+    card = model_card(model)
+    if not card.releases:
+        return f"model {model} has no published weights: pick another model"
+    files = [card.releases[0].filename, *(t.filename for t in card.tokenizer)]
+    fetch = "xsearch model fetch" + ("" if model == DEFAULT_MODEL else f" {model}")
     return (
-        f"run `xsearch model fetch`, or put {RELEASES['full'].filename} in {weights_dir()}, "
+        f"run `{fetch}`, or put {' and '.join(files)} in {weights_dir(model)}, "
         f"or set {ENV_WEIGHTS} or pass weights (a checkpoint path)"
     )
 
 
-def missing_weights_message() -> str:
+def missing_weights_message(model: str = DEFAULT_MODEL) -> str:
     """The error when no weights are given or found: where to get them, and the random opt-in."""
     return (
-        f"no AudioCLIP weights found: {install_hint()}; "
+        f"no {model} weights found: {install_hint(model)}; "
         f"weights {RANDOM!r} runs with meaningless random weights"
     )
 
@@ -123,8 +106,9 @@ def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def resolve_weights(option: str | None = None) -> WeightsChoice:
-    """The weights a command uses; raises WeightsNotFound with where to put them."""
+def resolve_weights(option: str | None = None, model: str | None = None) -> WeightsChoice:
+    """The weights a command uses for `model` (default AudioCLIP); raises WeightsNotFound
+    with where to put them. The cache is searched for that model's published files."""
     if option == RANDOM:
         return WeightsChoice(None, RANDOM)
     for value, source in ((option, "weights"), (os.environ.get(ENV_WEIGHTS), ENV_WEIGHTS)):
@@ -136,8 +120,9 @@ def resolve_weights(option: str | None = None) -> WeightsChoice:
                 named = f"weights {path}" if source == "weights" else f"{source}={path}"
                 raise WeightsNotFound(f"{named} is not a file")
             return WeightsChoice(path, source)
-    for release in RELEASES.values():
-        path = weights_dir() / release.filename
+    model = model or DEFAULT_MODEL
+    for release in model_card(model).releases:
+        path = weights_dir(model) / release.filename
         if path.is_file():
             return WeightsChoice(path, "cache")
-    raise WeightsNotFound(missing_weights_message())
+    raise WeightsNotFound(missing_weights_message(model))
