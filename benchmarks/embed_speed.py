@@ -1,14 +1,18 @@
-"""Embedding throughput of the AudioCLIP encoder, and how close it gets to the hardware.
+"""Embedding throughput of every model's encoder, and how close it gets to the hardware.
 
-For text, images, 5 s audio and 10 s audio at several batch sizes this times the encoder's
-public methods (`embed_text`, `embed_images` with 320x240 PIL images so that preprocessing
-counts, `embed_audio` with float32 waveforms), warm-up first, median of the repeats. Model
-efficiency is the achieved FLOP/s over the FLOP/s of a 2048x2048 matmul measured in the same
-run on the same device (float32 on CPU; on CUDA the encoder runs under fp16 autocast and the
-denominator is an fp16 matmul).
+For each model (`--model`, repeatable; default every model with published weights) and each
+input it embeds (text, images, 5 s audio and 10 s audio) at several batch sizes this times the
+encoder's public methods (`embed_text`, `embed_images` with 320x240 PIL images so that
+preprocessing counts, `embed_audio` with float32 waveforms), warm-up first, median of the
+repeats. Model efficiency is the achieved FLOP/s over the FLOP/s of a 2048x2048 matmul
+measured in the same run on the same device (float32 on CPU; on CUDA the encoder runs under
+fp16 autocast and the denominator is an fp16 matmul). FLOP per item: AudioCLIP's nominal
+figures; for the other models, counted on the very call (torch's FlopCounterMode), so a
+CLAP model's 5 s clip counts the whole clip it is padded to, and msclap-2023's 10 s audio
+its two 7 s windows.
 
     .venv/bin/python benchmarks/embed_speed.py [--device cpu|cuda] [--batch-sizes 1,8,16]
-        [--config audioclip] [--repeats N] [--out results.json] [--quick]
+        [--model audioclip --model laion-clap ...] [--repeats N] [--out results.json] [--quick]
 
 Weights are random (`load_encoder("random", ...)`): speed does not depend on their values.
 """
@@ -40,6 +44,7 @@ from xsearch.models import load_encoder, preprocess  # noqa: E402
 NOMINAL_GFLOP = {"text": 6.0, "image": 12.2, "audio 5s": 28.7, "audio 10s": 57.3}
 AUDIO_SECONDS = {"audio 5s": 5.0, "audio 10s": 10.0}
 MODALITIES = ("text", "image", "audio 5s", "audio 10s")
+DEFAULT_MODELS = ("audioclip", "laion-clap", "msclap-2023")
 
 QUERIES = [
     "a dog barking in the rain",
@@ -110,9 +115,17 @@ def make_inputs(modality: str, batch: int, sample_rate: int, seed: int = 0) -> l
 
 
 def counted_gflop(encoder, modality: str) -> float:
-    """Matmul/conv GFLOP of one item, counted with torch's FlopCounterMode (for configs that
-    have no nominal figure). Text is counted over the full context, like the nominal one."""
+    """Matmul/conv GFLOP of one item, counted with torch's FlopCounterMode (for models that
+    have no nominal figure). AudioCLIP's text is counted over the full context, like the
+    nominal one; the other models' items are counted on the encoder's own call."""
     from torch.utils.flop_counter import FlopCounterMode
+
+    if encoder.spec.family != "audioclip":
+        item = make_inputs(modality, 1, encoder.sample_rate or 1)
+        kind = "text" if modality == "text" else "image" if modality == "image" else "audio"
+        with FlopCounterMode(display=False) as counter:
+            encoder.embed(kind, item)
+        return counter.get_total_flops() / 1e9
 
     from xsearch.models.checkpoint import build_model
 
@@ -147,61 +160,18 @@ def run(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    encoder = load_encoder("random", config=args.config, device=str(device))
-    fp16 = bool(getattr(encoder, "fp16", False))
-    mm_dtype = torch.float16 if fp16 else torch.float32
+    mm_dtype = torch.float16 if device.type == "cuda" else torch.float32
     mm_first = matmul_gflops(device, mm_dtype)
-
-    methods = {
-        "text": encoder.embed_text,
-        "image": encoder.embed_images,
-        "audio 5s": encoder.embed_audio,
-        "audio 10s": encoder.embed_audio,
-    }
-    if args.config == "audioclip":
-        gflop, flop_source = dict(NOMINAL_GFLOP), "nominal"
-    else:
-        gflop = {m: counted_gflop(encoder, m) for m in args.modalities}
-        flop_source = "counted (torch FlopCounterMode)"
-
-    measured = []
-    for modality in args.modalities:
-        for batch in args.batch_sizes:
-            items = make_inputs(modality, batch, encoder.sample_rate)
-            encoder.batch_size = batch  # one call = exactly one model batch
-            times = time_calls(lambda: methods[modality](items), args.warmup, args.repeats)  # noqa: B023
-            positions = preprocess.tokenize(items).shape[1] if modality == "text" else None
-            measured.append((modality, batch, times, positions))
-            if not args.quiet:
-                print(f"  {modality:>9} x{batch:<3} {statistics.median(times) * 1e3:9.1f} ms")
+    models = [run_model(name, device, args) for name in args.models]
     # A second matmul measurement after the models ran: the denominator is the best of both,
     # so that a busy moment at the start cannot inflate the efficiencies.
     mm_gflops = max(mm_first, matmul_gflops(device, mm_dtype))
-
-    rows = []
-    for modality, batch, times, positions in measured:
-        median = statistics.median(times)
-        achieved = gflop[modality] * batch / median
-        rows.append(
-            {
-                "modality": modality,
-                "batch": batch,
-                "items_per_s": batch / median,
-                "ms_per_item": median * 1e3 / batch,
-                "gflop_per_item": gflop[modality],
-                "gflops": achieved,
-                "efficiency": achieved / mm_gflops,
-                "effective": modality == "text",
-                "positions": positions,  # token positions the text tower ran
-                "median_s": median,
-                "best_s": min(times),
-                "times_s": times,
-            }
-        )
+    for model in models:
+        for row in model["rows"]:
+            row["efficiency"] = row["gflops"] / mm_gflops
     return {
         "benchmark": "embed_speed",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": args.config,
         "machine": {
             "torch": torch.__version__,
             "python": platform.python_version(),
@@ -213,10 +183,56 @@ def run(args: argparse.Namespace) -> dict:
             "matmul_gflops_runs": [mm_first, mm_gflops],
             "matmul": f"2048x2048 {str(mm_dtype).removeprefix('torch.')}, best of 10",
         },
-        "precision": "fp16 autocast" if fp16 else "float32",
-        "flop_source": flop_source,
         "repeats": args.repeats,
         "warmup": args.warmup,
+        "models": models,
+    }
+
+
+def run_model(name: str, device: torch.device, args: argparse.Namespace) -> dict:
+    """One model's rows (efficiency is filled in by `run`, against the run's matmul)."""
+    encoder = load_encoder("random", config=name, device=str(device))
+    fp16 = device.type == "cuda"
+    wanted = [m for m in args.modalities if m.split()[0] in encoder.modalities]
+    if name == "audioclip":
+        gflop, flop_source = dict(NOMINAL_GFLOP), "nominal"
+    else:
+        gflop = {m: counted_gflop(encoder, m) for m in wanted}
+        flop_source = "counted (torch FlopCounterMode)"
+    audioclip_text = encoder.spec.family == "audioclip"
+    rows = []
+    for modality in wanted:
+        kind = modality.split()[0]
+        for batch in args.batch_sizes:
+            items = make_inputs(modality, batch, encoder.sample_rate or 1)
+            encoder.batch_size = batch  # one call = exactly one model batch
+            times = time_calls(lambda: encoder.embed(kind, items), args.warmup, args.repeats)  # noqa: B023
+            effective = modality == "text" and audioclip_text
+            median = statistics.median(times)
+            if not args.quiet:
+                print(f"  {name} {modality:>9} x{batch:<3} {median * 1e3:9.1f} ms")
+            rows.append(
+                {
+                    "modality": modality,
+                    "batch": batch,
+                    "items_per_s": batch / median,
+                    "ms_per_item": median * 1e3 / batch,
+                    "gflop_per_item": gflop[modality],
+                    "gflops": gflop[modality] * batch / median,
+                    "efficiency": None,
+                    "effective": effective,
+                    # token positions AudioCLIP's text tower ran
+                    "positions": preprocess.tokenize(items).shape[1] if effective else None,
+                    "median_s": median,
+                    "best_s": min(times),
+                    "times_s": times,
+                }
+            )
+    return {
+        "config": name,
+        "family": encoder.spec.family,
+        "precision": "fp16 autocast" if fp16 else "float32",
+        "flop_source": flop_source,
         "rows": rows,
     }
 
@@ -226,39 +242,40 @@ def print_table(result: dict) -> None:
     from rich.table import Table
 
     m = result["machine"]
-    table = Table(
-        title=(
-            f"embed speed: {result['config']} on {m['device_name']}, {m['threads']} threads, "
-            f"{result['precision']}"
-        )
-    )
-    for name in ("modality", "batch", "items/s", "ms/item", "GFLOP/s", "efficiency"):
-        table.add_column(name, justify="left" if name == "modality" else "right")
-    for r in result["rows"]:
-        mark = "*" if r["effective"] else ""
-        table.add_row(
-            r["modality"] + mark,
-            str(r["batch"]),
-            f"{r['items_per_s']:.2f}",
-            f"{r['ms_per_item']:.1f}",
-            f"{r['gflops']:.1f}{mark}",
-            f"{r['efficiency']:.2f}{mark}",
-        )
     console = Console()
-    console.print(table)
+    for model in result["models"]:
+        table = Table(
+            title=(
+                f"embed speed: {model['config']} on {m['device_name']}, {m['threads']} threads, "
+                f"{model['precision']}; FLOP per item {model['flop_source']}"
+            )
+        )
+        for name in ("modality", "batch", "items/s", "ms/item", "GFLOP/s", "efficiency"):
+            table.add_column(name, justify="left" if name == "modality" else "right")
+        for r in model["rows"]:
+            mark = "*" if r["effective"] else ""
+            table.add_row(
+                r["modality"] + mark,
+                str(r["batch"]),
+                f"{r['items_per_s']:.2f}",
+                f"{r['ms_per_item']:.1f}",
+                f"{r['gflops']:.1f}{mark}",
+                f"{r['efficiency']:.2f}{mark}",
+            )
+        console.print(table)
     console.print(
         f"efficiency = achieved FLOP/s / {m['matmul']} matmul FLOP/s "
-        f"({m['matmul_gflops']:.1f} GFLOP/s, same run, same device). "
-        f"FLOP per item: {result['flop_source']}; median of {result['repeats']} calls after "
-        f"{result['warmup']} warm-up."
+        f"({m['matmul_gflops']:.1f} GFLOP/s, same run, same device); median of "
+        f"{result['repeats']} calls after {result['warmup']} warm-up."
     )
-    positions = sorted({r["positions"] for r in result["rows"] if r["effective"]})
+    rows = [r for model in result["models"] for r in model["rows"] if r["effective"]]
+    positions = sorted({r["positions"] for r in rows})
     if positions:
         console.print(
-            "* text is 'effective': the FLOP count is the nominal one for all 77 token positions, "
-            "but the encoder runs only the positions up to the longest end token "
-            f"({'/'.join(map(str, positions))} for these short queries), so text GFLOP/s and "
-            "efficiency overstate the hardware use and can exceed 1."
+            "* AudioCLIP text is 'effective': the FLOP count is the nominal one for all 77 "
+            "token positions, but the encoder runs only the positions up to the longest end "
+            f"token ({'/'.join(map(str, positions))} for these short queries), so text GFLOP/s "
+            "and efficiency overstate the hardware use and can exceed 1."
         )
 
 
@@ -266,7 +283,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--batch-sizes", default="1,8,16", help="comma-separated (default 1,8,16)")
-    p.add_argument("--config", default="audioclip", help="model config (default audioclip)")
+    p.add_argument(
+        "--model",
+        "--config",
+        dest="models",
+        action="append",
+        help="model name, repeatable (default: audioclip, laion-clap, msclap-2023)",
+    )
     p.add_argument("--repeats", type=int, default=3, help="timed calls per cell (default 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls per cell (default 1)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
@@ -280,6 +303,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quiet", action="store_true", help="no per-cell progress lines")
     args = p.parse_args(argv)
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+    args.models = args.models or list(DEFAULT_MODELS)
     known = {m.replace(" ", ""): m for m in MODALITIES}
     wanted = [m.strip().replace(" ", "") for m in args.modalities.split(",") if m.strip()]
     if not wanted or any(m not in known for m in wanted):

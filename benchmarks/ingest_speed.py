@@ -10,7 +10,7 @@ Part 2 writes synthetic stores (vectors written directly) of growing size and ti
 commit, opening a reader (manifest, metadata, FAISS index), and a one-file incremental commit.
 
     .venv/bin/python benchmarks/ingest_speed.py [--videos 8] [--audios 8] [--workers 2]
-        [--config audioclip] [--store-sizes 10000,100000] [--out results.json] [--quick]
+        [--model audioclip] [--store-sizes 10000,100000] [--out results.json] [--quick]
 """
 
 from __future__ import annotations
@@ -30,12 +30,11 @@ if str(ROOT) not in sys.path:  # runnable from a checkout without installing xse
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from PIL import Image  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from xsearch.ingest.decode import decode_file  # noqa: E402
-from xsearch.ingest.pipeline import IngestOptions, ingest  # noqa: E402
+from xsearch.ingest.pipeline import IngestOptions, decode_settings, ingest  # noqa: E402
 from xsearch.ingest.scan import find_files  # noqa: E402
 from xsearch.models import load_encoder  # noqa: E402
 from xsearch.samples import audio_samples, write_video, write_wav  # noqa: E402
@@ -59,15 +58,21 @@ def make_media(folder: Path, videos: int, audios: int) -> None:
 
 
 def model_only(files: list[Path], encoder) -> tuple[float, int, float]:
-    """(seconds embedding, items, seconds decoding) with everything decoded beforehand."""
+    """(seconds embedding, items, seconds decoding) with everything decoded beforehand, for
+    the model's inputs exactly as ingest decodes them (image size, sample rate, windows)."""
+    settings = decode_settings(IngestOptions(), encoder)
+    names = ("image_size", "sample_rate", "image_norm", "resampler", "merge_tail")
+    options = {k: settings[k] for k in names}
+    window = IngestOptions().window_for(encoder.spec)
     t0 = time.perf_counter()
-    decoded = [decode_file(str(p)) for p in files]
+    decoded = [decode_file(str(p), window_seconds=window, **options) for p in files]
     decode_s = time.perf_counter() - t0
-    images = [Image.fromarray(d.image) for d in decoded if d.image is not None]
+    images = [d.image for d in decoded if d.image is not None]
     waves = [w.wave for d in decoded for w in d.audio]
     t0 = time.perf_counter()
-    encoder.embed_images(images)
-    encoder.embed_audio(waves)
+    if images:
+        encoder.embed("image", images)
+    encoder.embed("audio", waves)
     return time.perf_counter() - t0, len(images) + len(waves), decode_s
 
 
@@ -166,7 +171,9 @@ def main() -> None:
     parser.add_argument("--audios", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--config", default="audioclip")
+    parser.add_argument(
+        "--model", "--config", dest="config", default="audioclip", help="model name"
+    )
     parser.add_argument("--store-sizes", default="10000,100000")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/ingest_speed.json")
     parser.add_argument("--quick", action="store_true", help="a small smoke run")

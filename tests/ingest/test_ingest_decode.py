@@ -53,6 +53,12 @@ def test_cut_windows_other_lengths():
         cut_windows(wave, RATE, 0)
 
 
+def test_fixed_clip_windows_keep_a_short_tail_of_their_own():
+    wave = np.zeros(round(20.5 * RATE), np.float32)
+    assert spans(cut_windows(wave, RATE, 10.0)) == [(0, 10), (10, 20.5)]  # merged
+    assert spans(cut_windows(wave, RATE, 10.0, merge_tail=False)) == [(0, 10), (10, 20), (20, 20.5)]
+
+
 def test_audio_file(tmp_path):
     path = tmp_path / "tone.wav"
     write_wav(path, sine(440, 25.0, RATE) * 32767, RATE)

@@ -68,6 +68,7 @@ def decode_file(
     sample_rate: int | None = 44100,
     image_norm: tuple[Sequence[float], Sequence[float]] | None = None,
     resampler: str = "swr",
+    merge_tail: bool = True,
 ) -> Decoded:
     """Decode `path` by its kind: image -> one image; audio -> windows; video -> the central
     frame plus the windows of its audio track (none when it has no audio).
@@ -78,7 +79,7 @@ def decode_file(
     which is then not decoded (an image gives a `Decoded` without pixels, a video only its
     sound). `image_norm` (mean, std): the image is also normalised as the model wants it, so
     that the process running the model only runs the model. `resampler`: how audio reaches
-    `sample_rate` (see `load_audio`). Raises MediaError (one line,
+    `sample_rate` (see `load_audio`); `merge_tail`: see `cut_windows`. Raises MediaError (one line,
     naming the file) when the file cannot be used.
     """
     name = os.fspath(path)
@@ -98,7 +99,7 @@ def decode_file(
             name,
             kind,
             duration=len(wave) / sample_rate,
-            audio=cut_windows(wave, sample_rate, window_seconds),
+            audio=cut_windows(wave, sample_rate, window_seconds, merge_tail),
         )
     decoded = Decoded(name, "video")
     if image_size is not None:
@@ -112,7 +113,7 @@ def decode_file(
         else None
     )
     if track is not None and sample_rate is not None:
-        decoded.audio = cut_windows(track, sample_rate, window_seconds)
+        decoded.audio = cut_windows(track, sample_rate, window_seconds, merge_tail)
         decoded.duration = len(track) / sample_rate
     else:
         decoded.duration = video_seconds
@@ -132,19 +133,23 @@ def _kind_by_content(name: str) -> MediaKind:
     return kind
 
 
-def cut_windows(wave: np.ndarray, sample_rate: int, window_seconds: float) -> list[AudioWindow]:
+def cut_windows(
+    wave: np.ndarray, sample_rate: int, window_seconds: float, merge_tail: bool = True
+) -> list[AudioWindow]:
     """Cut `wave` into windows starting at 0, w, 2w, ... seconds (w = `window_seconds`).
 
     The last window keeps its shorter length when it is at least MIN_TAIL_SECONDS long, else it
-    is merged into the window before it (so up to w + 1 s long); a wave no longer than one
-    window is one item. The windows are views of `wave`.
+    is merged into the window before it (so up to w + 1 s long) unless `merge_tail` is False
+    (a model of fixed clips: no window may exceed its clip); a wave no longer than one window
+    is one item. The windows are views of `wave`.
     """
     if window_seconds <= 0:
         raise ValueError(f"window_seconds must be positive, got {window_seconds}")
     total = len(wave)
     step = max(1, round(window_seconds * sample_rate))
     bounds = [[start, min(start + step, total)] for start in range(0, total, step)]
-    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < MIN_TAIL_SECONDS * sample_rate:
+    short = bounds[-1][1] - bounds[-1][0] < MIN_TAIL_SECONDS * sample_rate
+    if merge_tail and len(bounds) > 1 and short:
         tail = bounds.pop()
         bounds[-1][1] = tail[1]
     return [

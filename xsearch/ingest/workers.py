@@ -79,6 +79,7 @@ class DecodePool:
         sample_rate: int | None = 44100,
         image_norm: tuple | None = None,
         resampler: str = "swr",
+        merge_tail: bool = True,
         *,
         max_pending: int | None = None,
     ) -> None:
@@ -96,6 +97,7 @@ class DecodePool:
             "sample_rate": sample_rate,
             "image_norm": image_norm,
             "resampler": resampler,
+            "merge_tail": merge_tail,
         }
         self._pool: list[_Worker] = []
         self._running: tuple[threading.Event, threading.Thread] | None = None
