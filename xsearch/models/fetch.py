@@ -238,20 +238,24 @@ def verify_tokenizer_file(path: Path, release: Release) -> None:
     """Raise DownloadError unless `path` is the tokenizer file `release` names: its recorded
     size and sha256 when known, and readable as what it is (a JSON vocabulary or a BPE
     merges list), so an error page saved under its name is caught."""
-    data = path.read_bytes()
+    data, name = path.read_bytes(), release.filename
     if release.size is not None and len(data) != release.size:
-        raise DownloadError(f"{path.name} has {len(data)} bytes, expected {release.size}")
+        raise DownloadError(f"{name} has {len(data)} bytes, expected {release.size}")
     if release.sha256 is not None and hashlib.sha256(data).hexdigest() != release.sha256:
-        raise DownloadError(f"{path.name} does not have the published sha256")
+        raise DownloadError(f"{name} does not have the published sha256")
     try:
         text = data.decode("utf-8")
-        if path.suffix == ".json":
+        if release.filename.endswith(".json"):
             if not isinstance(json.loads(text), dict):
                 raise ValueError("not a JSON object")
-        elif not text.strip() or any(len(line.split()) != 2 for line in text.splitlines()[1:]):
-            raise ValueError("not a list of BPE merges")
+        else:  # BPE merges: a "#version" header, then one pair of symbols per line
+            lines = text.splitlines()
+            if not lines or not lines[0].startswith("#version"):
+                raise ValueError("no #version header of a BPE merges list")
+            if any(len(line.split()) != 2 for line in lines[1:] if line.strip()):
+                raise ValueError("not a list of BPE merges")
     except ValueError as err:
-        raise DownloadError(f"{path.name} is not a tokenizer file ({err})") from None
+        raise DownloadError(f"{name} is not a tokenizer file ({err})") from None
 
 
 def _check_zip(path: Path) -> None:
@@ -355,7 +359,7 @@ def _fetch_file(release: Release, folder: Path, files_url: str | None, timeout: 
     except DownloadError as err:
         part_path(dest).unlink(missing_ok=True)  # small: start over rather than resume
         raise DownloadError(
-            f"{err}; without a network, put {release.filename} (from {release.url}) in {folder}"
+            f"{err}; or put {release.filename} (from {release.url}) in {folder} yourself"
         ) from None
     os.replace(part, dest)
     return dest
