@@ -1,4 +1,4 @@
-"""`xsearch query`: text, image, audio, video or indexed-item queries against an index."""
+"""`xsearch query`: text, image, audio, video or item queries against one index or several."""
 
 from __future__ import annotations
 
@@ -8,14 +8,27 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from xsearch.cli.common import open_index
 from xsearch.cli.console import err, handle_errors, out, random_weights_banner
-from xsearch.cli.options import Device, Fp16Index, Gpu, IndexName, Json, KFactor, Precision, Weights
+from xsearch.cli.options import Device, Fp16Index, Gpu, Json, KFactor, Precision, Weights
 from xsearch.errors import UsageError
 
 WEIGHT_HELP = " Append ^W to weigh it in the fusion, e.g. 'rain^2' or 'dog.wav^-0.5'."
 _WEIGHT = re.compile(r"^(.*)\^([-+]?(?:\d+\.?\d*|\.\d+))$", re.DOTALL)
+
+Indexes = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--index",
+        "-i",
+        help="Index name (default: default), a folder under $XSEARCH_HOME (else ./indexes). "
+        "Repeat it to search several indexes at once, each with its own model, in one ranking "
+        "by score.",
+        show_default=False,
+    ),
+]
 
 
 @handle_errors
@@ -44,7 +57,7 @@ def query(
         ),
     ] = "audio",
     k: Annotated[int, typer.Option("-k", help="Number of results.")] = 10,
-    index: IndexName = "default",
+    index: Indexes = None,
     where: Annotated[
         str | None,
         typer.Option(
@@ -85,7 +98,9 @@ def query(
 
     When `xsearch serve` (or `xsearch serve --local-only`) of this user holds the index, it
     answers, with the same results and no model loaded here; --weights, --device, --gpu and
-    --fp16-index choose how to search, so with any of them the search runs in this process."""
+    --fp16-index choose how to search, so with any of them the search runs in this process.
+    Several --index: each embeds the query with its own model, in this process; indexes that
+    cannot answer it are skipped, with the reason on stderr."""
     queries = dict(
         text=[weighted(q, False) for q in text or ()],
         image=[weighted(q) for q in image or ()],
@@ -101,15 +116,20 @@ def query(
         ef=ef,
         k_factor=k_factor,
     )
+    names = index or ["default"]
+    if len(names) > 1:
+        how = dict(weights=weights, device=device, precision=precision, gpu=gpu)
+        _query_several(names, queries, how, fp16_index, as_json)
+        return
     answer = None
     own_model = weights or device != "auto" or precision != "fp32"  # the resident's may differ
     if not (in_process or own_model or gpu or fp16_index):
-        answer = _ask_resident(index, queries)
+        answer = _ask_resident(names[0], queries)
     if answer is not None:
         hits, searcher = answer.hits, f"answered by the resident process (pid {answer.pid})"
     else:
         idx = open_index(
-            index,
+            names[0],
             weights=weights,
             device=device,
             gpu=gpu,
@@ -124,6 +144,34 @@ def query(
         _table(hits)
     if err.is_terminal:
         err.print(f"[dim]generation {hits.generation} · {searcher}[/dim]", highlight=False)
+
+
+def _query_several(
+    names: list[str], queries: dict, how: dict, fp16_index: bool, as_json: bool
+) -> None:
+    """One ranking over several indexes, searched in this process."""
+    from xsearch.api import search_indexes
+
+    if queries.pop("like"):
+        raise UsageError("--like takes item ids, which belong to one index: give one --index")
+    if how.pop("weights"):
+        raise UsageError(
+            "--weights names one model's checkpoint; with several --index each index loads "
+            "its own model's weights from the cache (see `xsearch model fetch`)"
+        )
+    hits = search_indexes(names, **queries, **how, fp16_index=fp16_index)
+    if hits.random_weights:
+        random_weights_banner()
+    for name, reason in hits.skipped.items():
+        err.print(f"[yellow]skipped[/] index {escape(name)}: {escape(reason)}", highlight=False)
+    if as_json:
+        for hit in hits:
+            print(json.dumps({**hit.as_dict(), "generation": hits.generations[hit.index]}))
+    else:
+        _table(hits, with_index=True)
+    if err.is_terminal:
+        searched = ", ".join(f"{n} generation {g}" for n, g in hits.generations.items())
+        err.print(f"[dim]{escape(searched)} · searched in this process[/dim]", highlight=False)
 
 
 def _ask_resident(index: str, queries: dict):
@@ -153,20 +201,21 @@ def _item(value: str) -> tuple[int, float]:
         raise UsageError(f"--like takes an item id (an integer), not {item!r}") from None
 
 
-def _table(hits) -> None:
+def _table(hits, with_index: bool = False) -> None:
     from rich.table import Table
 
     if not hits:
         out.print("no results")
         return
     table = Table()
-    columns = ("#", "score", "cos", "path", "match", "labels", "item")
-    for col in columns:
+    columns = ("#", *(["index"] if with_index else []), "score", "cos", "path", "match")
+    for col in (*columns, "labels", "item"):
         right = col in ("#", "score", "cos", "item")
         table.add_column(col, justify="right" if right else "left", overflow="fold")
     for h in hits:
         table.add_row(
             str(h.rank),
+            *([h.index] if with_index else []),
             f"{h.score:.2f}",
             f"{h.cosine:.3f}",
             h.path,

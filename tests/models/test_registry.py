@@ -87,3 +87,14 @@ def test_registry_loads_without_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_xsearch_weights_names_audioclips_checkpoint_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("XSEARCH_CACHE", str(tmp_path))
+    checkpoint = tmp_path / "audioclip.pt"
+    checkpoint.write_bytes(b"x")
+    monkeypatch.setenv("XSEARCH_WEIGHTS", str(checkpoint))
+    assert resolve_weights(None).path == checkpoint
+    assert resolve_weights(None, "audioclip").path == checkpoint
+    with pytest.raises(WeightsNotFound, match="no laion-clap weights found"):
+        resolve_weights(None, "laion-clap")  # not handed AudioCLIP's file

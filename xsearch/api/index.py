@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from xsearch.ingest.pipeline import IngestOptions, IngestReport
+    from xsearch.media.query_files import QueryFiles
     from xsearch.models.spec import Encoder
     from xsearch.search.hit import Hits
     from xsearch.store.rebuild import ModalityReport
@@ -337,31 +338,33 @@ class Index:
         image: Sequence[str | Path] = (),
         audio: Sequence[str | Path] = (),
         video: Sequence[str | Path] = (),
+        *,
+        decoded: QueryFiles | None = None,
     ) -> np.ndarray:
         """One unit vector per query, in the order text, image, audio, video (a video's vector
         fuses its central frame and, if it has one, its sound). Files are decoded before the
-        model is loaded, at the sample rate and image size the model expects."""
+        model is loaded, as the model takes them; `decoded` keeps them for other calls (the
+        searches of several indexes decode each file once per model input)."""
         import numpy as np
 
+        from xsearch.media.query_files import QueryFiles
         from xsearch.models.spec import EncoderSpec
         from xsearch.search.engine import fuse
 
-        if image or audio or video:  # PyAV and Pillow load for files only
-            from xsearch.media import load_audio, load_image
-            from xsearch.media.probe import has_audio
+        files = decoded if decoded is not None else QueryFiles()
         spec: EncoderSpec = self._query_spec()
         for modality, given in (("text", text), ("image", image), ("audio", audio)):
             if given:
                 spec.require(modality)
         if video and not (spec.image or spec.audio):
             spec.require("image")
-        images = [load_image(p) for p in image] if spec.image else []
-        frames = [load_image(v) for v in video] if spec.image else []
-        sounded = [bool(spec.audio) and has_audio(v) for v in video]
-        rate = spec.audio.sample_rate if spec.audio else 0
-        how = spec.audio.resampler if spec.audio else "swr"
-        sounds = [load_audio(p, rate, resampler=how) for p in audio]
-        tracks_in = [load_audio(v, rate, resampler=how) for v, s in zip(video, sounded) if s]
+        images = [files.image(p) for p in image] if spec.image else []
+        frames = [files.image(v) for v in video] if spec.image else []
+        sounded = [bool(spec.audio) and files.has_audio(v) for v in video]
+        sounds, tracks_in = [], []
+        if spec.audio:  # (else no audio query came this far, and no video has sound)
+            sounds = [files.audio(p, spec.audio) for p in audio]
+            tracks_in = [files.audio(v, spec.audio) for v, s in zip(video, sounded) if s]
         if not (text or images or sounds or frames or tracks_in):
             raise UsageError("give a query: text, image, audio, video or an item id")
         none = np.empty((0, spec.dim), dtype=np.float32)
@@ -404,11 +407,13 @@ class Index:
         nprobe: int | None = None,
         ef: int | None = None,
         k_factor: float | None = None,
+        decoded: QueryFiles | None = None,
     ) -> Hits:
         """The `k` best hits of `target` (see `targets`) for the queries, fused into one
         vector. Each query is a value or a (value, weight) pair; `like` takes indexed item
         ids. `where` is SQL over the item and asset columns. Scores are calibrated (see
         xsearch/search/calibrate.py), so `min_score` means the same for every pairing.
+        `decoded`: query files already decoded, shared with other searches (search_indexes).
         The result is a list that also says the `generation` it was found in."""
         from xsearch.search.engine import SearchOptions
         from xsearch.search.hit import Hits
@@ -430,7 +435,7 @@ class Index:
         embedded = None
         if text or files:
             embedded = self.embed_queries(
-                *([q for q, _ in qs] for qs in (text, image, audio, video))
+                *([q for q, _ in qs] for qs in (text, image, audio, video)), decoded=decoded
             )
         weights = [w for _, w in [*text, *image, *audio, *video, *liked]]
         request = (embedded, weights, files, [i for i, _ in liked])

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xsearch.errors import WeightsNotFound
-from xsearch.models.registry import DEFAULT_MODEL, Release, model_card
+from xsearch.models.registry import DEFAULT_MODEL, Release, family_of, model_card
 
 RANDOM = "random"
 ENV_WEIGHTS = "XSEARCH_WEIGHTS"
@@ -111,7 +111,10 @@ def resolve_weights(option: str | None = None, model: str | None = None) -> Weig
     with where to put them. The cache is searched for that model's published files."""
     if option == RANDOM:
         return WeightsChoice(None, RANDOM)
-    for value, source in ((option, "weights"), (os.environ.get(ENV_WEIGHTS), ENV_WEIGHTS)):
+    # XSEARCH_WEIGHTS names AudioCLIP's checkpoint: a model of another family is found by
+    # its own files, so one environment serves indexes of several models.
+    env = os.environ.get(ENV_WEIGHTS) if model is None or family_of(model) == "audioclip" else None
+    for value, source in ((option, "weights"), (env, ENV_WEIGHTS)):
         if value:
             if value == RANDOM:
                 return WeightsChoice(None, RANDOM)

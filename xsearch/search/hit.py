@@ -7,7 +7,7 @@ line reading a resident process's answer) must not load numpy, pyarrow or DuckDB
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
 IN_PROCESS = "in-process"
@@ -26,16 +26,23 @@ class Hit:
     asset_id: int
     item_id: int
     kind: str  # of the asset: video, audio, image, text
+    index: str | None = None  # the index it came from, in a search of several (search_indexes)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if self.index is None:
+            del out["index"]  # a search of one index gives the keys it always gave
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Hit:
         """The hit `as_dict` gave (KeyError or TypeError for anything else)."""
-        hit = cls(**{f.name: data[f.name] for f in fields(cls)})
+        given = [f for f in fields(cls) if f.name in data or f.default is MISSING]
+        hit = cls(**{f.name: data[f.name] for f in given})
         if not isinstance(hit.labels, list):
             raise TypeError("labels must be a list")
+        if not isinstance(hit.index, (str, type(None))):
+            raise TypeError("index must be a name")
         return hit
 
 

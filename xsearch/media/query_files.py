@@ -1,0 +1,55 @@
+"""Query files decoded once, for every model that embeds them.
+
+A search of several indexes embeds the same query files with each index's model. A picture
+(or a video's central frame) decodes the same for all of them, since each model resizes it its
+own way; a waveform depends on the model's audio input (sample rate, resampler). So each file
+is decoded once per distinct input, however many indexes share it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
+    from xsearch.models.spec import AudioInput
+
+
+class QueryFiles:
+    """Decoded query files, kept for the searches that share this object. Decoded values are
+    shared, not copied: encoders read their inputs and never change them."""
+
+    def __init__(self) -> None:
+        self._decoded: dict[Hashable, Any] = {}
+        self.decodes = 0  # files actually decoded or probed (the rest came from here)
+
+    def image(self, path: str | os.PathLike[str]) -> Image.Image:
+        """The picture, or a video's central frame (`xsearch.media.load_image`)."""
+        from xsearch.media import load_image
+
+        return self._once(("image", os.fspath(path)), lambda: load_image(path))
+
+    def audio(self, path: str | os.PathLike[str], spec: AudioInput) -> np.ndarray:
+        """The waveform (of a video: its sound track) as a model with input `spec` takes it."""
+        from xsearch.media import load_audio
+
+        def decode() -> np.ndarray:
+            return load_audio(path, spec.sample_rate, resampler=spec.resampler)
+
+        return self._once(("audio", os.fspath(path), spec), decode)
+
+    def has_audio(self, path: str | os.PathLike[str]) -> bool:
+        """Whether the file (a video) has a sound track."""
+        from xsearch.media.probe import has_audio
+
+        return self._once(("has_audio", os.fspath(path)), lambda: has_audio(path))
+
+    def _once(self, key: Hashable, decode: Callable[[], Any]) -> Any:
+        if key not in self._decoded:
+            self._decoded[key] = decode()
+            self.decodes += 1
+        return self._decoded[key]
