@@ -1,4 +1,5 @@
-"""`xsearch eval`: retrieval quality of an index, or of a labelled dataset ingested for it."""
+"""`xsearch eval`: retrieval quality of an index, or of a labelled or captioned dataset ingested
+for it."""
 
 from __future__ import annotations
 
@@ -41,7 +42,32 @@ def evaluate(
         tuple[str, Path] | None,
         typer.Option(
             help="KIND ROOT: ingest a labelled dataset (esc50, urbansound8k, audioset, folders, "
-            "manifest) into the index eval-KIND, then evaluate it.",
+            "manifest) or a caption dataset (clotho, audiocaps: text<->audio R@1/5/10, mAP@10) "
+            "into the index eval-KIND, then evaluate it.",
+            show_default=False,
+        ),
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            help="With --dataset clotho (development, validation, evaluation) or audiocaps "
+            "(train, val, test): the split to evaluate (default: evaluation / test).",
+            show_default=False,
+        ),
+    ] = None,
+    skip_missing: Annotated[
+        bool,
+        typer.Option(
+            "--skip-missing",
+            help="With --dataset clotho or audiocaps: leave out listed clips without a file "
+            "(counted) instead of stopping.",
+        ),
+    ] = False,
+    prompt: Annotated[
+        str | None,
+        typer.Option(
+            help="Zero-shot prompt: a template whose {} the class name replaces, e.g. "
+            "'This is a sound of {}.' (default: the bare class name).",
             show_default=False,
         ),
     ] = None,
@@ -79,12 +105,18 @@ def evaluate(
     as_json: Json = False,
 ) -> None:
     """P@1, R@1, mAP (and HR@k, MRR, zero-shot accuracy) for every pairing of the index's
-    modalities, on the vectors the index serves."""
+    modalities, on the vectors the index serves; for caption datasets, text->audio and
+    audio->text R@1, R@5, R@10 and mAP@10."""
     import xsearch.api as api
     from xsearch.errors import UsageError
 
     if (index is None) == (dataset is None):
         raise UsageError("give --index NAME or --dataset KIND ROOT")
+    adapter: dict[str, Any] = {"split": split} if split is not None else {}
+    if skip_missing:
+        adapter["skip_missing"] = True
+    if adapter and dataset is None:
+        raise UsageError(f"--{next(iter(adapter)).replace('_', '-')} applies to --dataset")
     options: dict[str, Any] = {
         "pairs": pairs,
         "relevance": relevance.value,
@@ -93,6 +125,7 @@ def evaluate(
         "ef": ef,
         "k_factor": k_factor,
         "curves": plot is not None,
+        "prompt": prompt,
     }
     warned = False
     if dataset is not None:
@@ -102,7 +135,7 @@ def evaluate(
         kind, root = dataset
         result = api.evaluate_dataset(
             kind, root, weights=weights, config=config, device=device, batch_size=batch_size,
-            gpu=gpu, fp16_index=fp16_index, **options,
+            gpu=gpu, fp16_index=fp16_index, options=adapter or None, **options,
         )  # fmt: skip
     else:
         idx = api.open_index(
@@ -146,19 +179,21 @@ def _table(result: EvaluationResult) -> Table:
     and the difference when the result has it."""
     from rich.table import Table
 
-    table = Table(title="retrieval (%)")
-    for col in ("dataset", "query", "result", *result.COLUMNS, "queries"):
+    title = "caption retrieval (%)" if result.protocol == "captions" else "retrieval (%)"
+    table = Table(title=title)
+    for col in ("dataset", "query", "result", *result.columns, "queries"):
         table.add_column(col, justify="left" if col in ("dataset", "query", "result") else "right")
+    ap = result.map_metric
     if result.exact is not None:
-        table.add_column("mAP exact", justify="right")
-        table.add_column("Δ mAP", justify="right")
+        table.add_column(f"{ap} exact", justify="right")
+        table.add_column(f"Δ {ap}", justify="right")
     for n, row in enumerate(result.rows):
         cells = [result.name, row.query, row.result]
-        cells += [_percent(row.metrics[c]) for c in result.COLUMNS]
+        cells += [_percent(row.metrics[c]) for c in result.columns]
         cells.append(f"{row.metrics['queries']:,}")
         if result.exact is not None:
-            full = result.exact[n].metrics["mAP"]
-            cells += [_percent(full), _percent(row.metrics["mAP"] - full, sign=True)]
+            full = result.exact[n].metrics[ap]
+            cells += [_percent(full), _percent(row.metrics[ap] - full, sign=True)]
         table.add_row(*cells)
     return table
 

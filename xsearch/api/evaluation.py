@@ -1,11 +1,15 @@
-"""Retrieval quality of an index, or of a labelled dataset ingested for it.
+"""Retrieval quality of an index, or of a labelled or captioned dataset ingested for it.
 
     result = xsearch.api.evaluate(xsearch.open("media"), pairs="text:audio")
     result = xsearch.api.evaluate_dataset("esc50", "ESC-50-master", curves=True)
+    result = xsearch.api.evaluate_dataset("clotho", "clotho", model="laion-clap")
     result.rows[0].metrics["mAP"], result.as_dict(), result.write_plot("pr.png")
 
-The metrics are those of the vectors the index serves (see `xsearch.eval.retrieval`): text
-queries are the index's label sets, image and audio queries its labelled items.
+The metrics are those of the vectors the index serves. Two protocols: "labels" (see
+`xsearch.eval.retrieval`: text queries are the index's label sets, image and audio queries its
+labelled items) and "captions" (see `xsearch.eval.caption_retrieval`: text -> audio and
+audio -> text between captions and the clips they describe, as Clotho and AudioCaps are
+evaluated). Caption datasets use the second, every other the first.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from xsearch.errors import ParameterError, UsageError
+from xsearch.eval.caption_datasets import CAPTION_ADAPTERS
 from xsearch.eval.datasets import ADAPTERS
-from xsearch.eval.report import COLUMNS
+from xsearch.eval.report import CAPTION_COLUMNS, COLUMNS
 from xsearch.eval.retrieval import RELEVANCE, PairResult
 
 if TYPE_CHECKING:
@@ -27,7 +32,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DATASET_KINDS", "EvaluationResult", "evaluate", "evaluate_dataset", "write_plot"]
 
-DATASET_KINDS: tuple[str, ...] = tuple(ADAPTERS)  # what evaluate_dataset reads
+DATASET_KINDS: tuple[str, ...] = (*ADAPTERS, *CAPTION_ADAPTERS)  # what evaluate_dataset reads
+PROTOCOLS = ("labels", "captions")
 
 Pairs = str | Iterable[tuple[str, str] | str] | None
 
@@ -41,15 +47,28 @@ class EvaluationResult:
     generation: int  # the generation evaluated
     model: dict[str, str]  # the model that built it
     random_weights: bool  # built with random weights: the numbers mean nothing
-    relevance: str  # "same" (equal label sets, the paper's protocol) or "any" (a shared label)
+    # labels protocol: "same" (equal label sets, the paper's) or "any" (a shared label);
+    # captions protocol: "own" (a caption's own clip, a clip's own captions)
+    relevance: str
     rows: list[PairResult]  # one per pairing with items on both sides, in the order asked
     exact: list[PairResult] | None = None  # the same pairings ranked exactly (compare_exact)
     zero_shot: dict[str, dict[str, float | int]] = field(default_factory=dict)  # per modality
     dataset: str | None = None  # the dataset kind, when evaluate_dataset built the index
     build: BuildReport | None = field(default=None, repr=False)  # what building it did
     left_out: list[tuple[str, str]] = field(default_factory=list)  # (record, why) not indexed
+    protocol: str = "labels"  # or "captions" (text <-> audio between captions and their clips)
 
-    COLUMNS: ClassVar[tuple[str, ...]] = COLUMNS  # the headline metrics, in the paper's order
+    COLUMNS: ClassVar[tuple[str, ...]] = COLUMNS  # the labels protocol's headline metrics
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The headline metrics of this result's protocol, in its papers' order."""
+        return CAPTION_COLUMNS if self.protocol == "captions" else COLUMNS
+
+    @property
+    def map_metric(self) -> str:
+        """The name of this protocol's mean average precision (the exact comparison's)."""
+        return "mAP@10" if self.protocol == "captions" else "mAP"
 
     @property
     def name(self) -> str:
@@ -63,6 +82,8 @@ class EvaluationResult:
 
     @property
     def plot_title(self) -> str:
+        if self.protocol == "captions":
+            return f"{self.name}: precision-recall (caption retrieval)"
         return f"{self.name}: precision-recall ({self.relevance} labels)"
 
     def as_dict(self) -> dict[str, Any]:
@@ -72,6 +93,7 @@ class EvaluationResult:
             "generation": self.generation,
             "model": dict(self.model),
             "random_weights": self.random_weights,
+            "protocol": self.protocol,
             "relevance": self.relevance,
             "pairs": [r.as_dict() for r in self.rows],
             "zero_shot": self.zero_shot,
@@ -118,10 +140,17 @@ def evaluate(
     k_factor: float | None = None,
     *,
     curves: bool = False,
+    protocol: str = "labels",
+    prompt: str | None = None,
 ) -> EvaluationResult:
     """P@1, R@1, mAP (and HR@k, R@k, MRR) of `index` for each pairing (query, result) of its
     modalities over its labelled items, and zero-shot accuracy of its audio and image items
-    against the class names.
+    against the class names (`prompt`: a template whose `{}` the class name replaces, e.g.
+    "This is a sound of {}."; default the bare name, as the AudioCLIP paper).
+
+    `protocol="captions"`: caption retrieval instead (the index's text items are captions of
+    their file): R@1, R@5, R@10 and mAP@10 of text -> audio and audio -> text, as Clotho and
+    AudioCaps are reported (see `xsearch.eval.caption_retrieval`); no zero-shot accuracy.
 
     `pairs`: "text:audio,audio:image" or [("text", "audio"), ...]; default every pairing of
     the index's modalities (those without items on both sides are left out). `relevance`:
@@ -129,17 +158,27 @@ def evaluate(
     protocol), "any" when they share a label. `compare_exact` also ranks exactly, to show
     what an approximate index costs. `nprobe`, `ef`, `k_factor` tune approximate indexes as
     in search. `curves` keeps precision-recall curves for `write_plot`."""
+    from xsearch.eval.caption_retrieval import CaptionEvaluation
     from xsearch.eval.retrieval import Evaluation
 
-    _check_options(pairs, relevance, nprobe, ef, k_factor)
+    _check_options(pairs, relevance, nprobe, ef, k_factor, protocol, prompt)
     modalities = _modalities(index)
-    chosen = _pairs_for(pairs, modalities)
-    run = Evaluation(index, relevance, nprobe=nprobe, ef=ef, k_factor=k_factor)
+    run: Any
+    exact_run: Any = None
+    knobs: dict[str, Any] = {"nprobe": nprobe, "ef": ef, "k_factor": k_factor}
+    if protocol == "captions":
+        chosen = _caption_pairs_for(pairs, modalities)
+        run = CaptionEvaluation(index, **knobs)
+        if compare_exact:
+            exact_run = CaptionEvaluation(index, exact=True)
+        relevance = "own"
+    else:
+        chosen = _pairs_for(pairs, modalities)
+        run = Evaluation(index, relevance, **knobs)
+        if compare_exact:
+            exact_run = Evaluation(index, relevance, exact=True)
     rows = run.pairs(chosen, curves=curves)
-    exact = None
-    if compare_exact:
-        exact_run = Evaluation(index, relevance, exact=True)
-        exact = [exact_run.pair(r.query, r.result) for r in rows]
+    exact = [exact_run.pair(r.query, r.result) for r in rows] if exact_run else None
     store = index.store
     model = dict(store.manifest.model or {}) if store.manifest else {}
     return EvaluationResult(
@@ -150,7 +189,8 @@ def evaluate(
         relevance=relevance,
         rows=rows,
         exact=exact,
-        zero_shot=_zero_shot(run, modalities),
+        zero_shot={} if protocol == "captions" else _zero_shot(run, modalities, prompt),
+        protocol=protocol,
     )
 
 
@@ -176,18 +216,23 @@ def evaluate_dataset(
     options: dict[str, Any] | None = None,
     encoder: Encoder | None = None,
     workers: int | None = None,
+    model: str | None = None,
+    prompt: str | None = None,
 ) -> EvaluationResult:
     """Ingest the labelled dataset of `kind` (one of DATASET_KINDS) at `root` into the index
-    `index_name` (default `eval-KIND`, under `home`), each file with exactly its labels, then
-    `evaluate` it with the same options.
+    `index_name` (default `eval-KIND`, under `home`), each file with exactly its labels (a
+    caption dataset's clips with their captions as text items), then `evaluate` it with the
+    same options: caption datasets (clotho, audiocaps) with the captions protocol.
 
     The index is an evaluation index: brought up to date when the dataset, model and window
     are unchanged, rebuilt when they changed; a directory holding another index is refused.
-    `options` go to the dataset's adapter (e.g. {"folds": [1, 2]}, {"esc10": True}).
-    `weights`, `config`, `device` and `batch_size` choose the model (or pass a loaded
-    `encoder`); `workers` decoding processes ingest the files (0: in this process). `gpu` and
-    `fp16_index` place the FAISS indexes as in `open_index`. Records that could not be indexed
-    are listed in the result's `left_out`."""
+    `options` go to the dataset's adapter (e.g. {"folds": [1, 2]}, {"esc10": True},
+    {"split": "validation"}, {"skip_missing": True}).
+    `model` (a model name such as "laion-clap": the name of its config, so the same as
+    `config`), `weights`, `device` and `batch_size` choose the model (or pass a loaded
+    `encoder`); the pairings come from its modalities. `workers` decoding processes ingest the
+    files (0: in this process). `gpu` and `fp16_index` place the FAISS indexes as in
+    `open_index`. Records that could not be indexed are listed in the result's `left_out`."""
     from xsearch.api.index import check_placement, open_index
     from xsearch.eval.build import build_index, eval_index_name
     from xsearch.eval.datasets import load_dataset
@@ -195,9 +240,11 @@ def evaluate_dataset(
     from xsearch.store.store import index_dir
 
     # every option is checked before the slow work (the model, the ingest)
-    _check_options(pairs, relevance, nprobe, ef, k_factor)
+    protocol = "captions" if kind in CAPTION_ADAPTERS else "labels"
+    _check_options(pairs, relevance, nprobe, ef, k_factor, protocol, prompt)
     check_placement(gpu, fp16_index)
-    if kind not in ADAPTERS:
+    config = _model_config(model, config)
+    if kind not in DATASET_KINDS:
         raise ParameterError(
             "dataset", f"unknown dataset kind {kind!r} (known: {', '.join(DATASET_KINDS)})"
         )
@@ -209,12 +256,21 @@ def evaluate_dataset(
         from xsearch.models import load_encoder
 
         encoder = load_encoder(weights, config=config, device=device, batch_size=batch_size)
-    _pairs_for(pairs, tuple(getattr(encoder, "modalities", ())) or _all_modalities())
+    modalities = tuple(getattr(encoder, "modalities", ())) or _all_modalities()
+    if protocol == "captions":
+        _caption_pairs_for(pairs, modalities)
+    else:
+        _pairs_for(pairs, modalities)
     ingest = IngestOptions() if workers is None else IngestOptions(workers=workers)
     built = build_index(records, directory, encoder, ingest)
-    index = open_index(name, home, device=device, gpu=gpu, fp16_index=fp16_index)
+    index = open_index(
+        name, home, weights=weights, config=config, device=device, gpu=gpu, fp16_index=fp16_index
+    )
     index.use_encoder(encoder)  # the one that built it, already loaded
-    result = evaluate(index, pairs, relevance, compare_exact, nprobe, ef, k_factor, curves=curves)
+    result = evaluate(
+        index, pairs, relevance, compare_exact, nprobe, ef, k_factor,
+        curves=curves, protocol=protocol, prompt=prompt,
+    )  # fmt: skip
     result.dataset = kind
     result.build = built
     result.left_out = [*built.missing, *records.skipped]
@@ -222,9 +278,21 @@ def evaluate_dataset(
 
 
 def _check_options(
-    pairs: Pairs, relevance: str, nprobe: int | None, ef: int | None, k_factor: float | None
+    pairs: Pairs,
+    relevance: str,
+    nprobe: int | None,
+    ef: int | None,
+    k_factor: float | None,
+    protocol: str = "labels",
+    prompt: str | None = None,
 ) -> None:
     """ParameterError, in one line, for an option that cannot apply to any index."""
+    if protocol not in PROTOCOLS:
+        raise ParameterError(
+            "protocol", f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}"
+        )
+    if prompt is not None and (not isinstance(prompt, str) or prompt.count("{}") != 1):
+        raise ParameterError("prompt", f"{prompt!r} must hold {{}} once, where the class name goes")
     if relevance not in RELEVANCE:
         raise ParameterError(
             "relevance", f"unknown relevance {relevance!r}; use one of {', '.join(RELEVANCE)}"
@@ -236,7 +304,34 @@ def _check_options(
             raise ParameterError(param, f"{value} is below 1")
     if k_factor is not None and not k_factor >= 1:
         raise ParameterError("k_factor", f"{k_factor} is below 1")
-    _pairs_for(pairs, _all_modalities())  # the spelling, before any slow work
+    if protocol == "captions":
+        _caption_pairs_for(pairs, _all_modalities())  # the spelling, before any slow work
+    else:
+        _pairs_for(pairs, _all_modalities())
+
+
+def _model_config(model: str | None, config: str | None) -> str | None:
+    """A model is chosen by its name, which is its config's name: either may be given."""
+    if model is not None and config is not None and model != config:
+        raise ParameterError(
+            "model", f"model {model!r} and config {config!r} differ (a model name is its config)"
+        )
+    return model if model is not None else config
+
+
+def _caption_pairs_for(pairs: Pairs, modalities: Sequence[str]) -> list[tuple[str, str]]:
+    """The caption pairings asked for (default text:audio and audio:text), for a model or
+    index of `modalities`, which must hold text and audio."""
+    from xsearch.eval.caption_retrieval import caption_pairs
+
+    lacking = [m for m in ("text", "audio") if m not in modalities]
+    if lacking:
+        raise ParameterError(
+            "pairs",
+            f"caption retrieval needs text and audio; there is no {lacking[0]} "
+            f"(only {', '.join(modalities)})",
+        )
+    return caption_pairs(_pairs_for(pairs, modalities) if pairs else None)
 
 
 def _pairs_for(pairs: Pairs, modalities: Sequence[str]) -> list[tuple[str, str]]:
@@ -257,7 +352,9 @@ def _modalities(index: Index) -> tuple[str, ...]:
     return tuple(recorded) if recorded else _all_modalities()
 
 
-def _zero_shot(run: Any, modalities: Sequence[str]) -> dict[str, dict[str, float | int]]:
+def _zero_shot(
+    run: Any, modalities: Sequence[str], prompt: str | None = None
+) -> dict[str, dict[str, float | int]]:
     """Zero-shot accuracy of the audio and image items against the class names, where the
     index has text and single-label items of that modality."""
     out: dict[str, dict[str, float | int]] = {}
@@ -265,7 +362,7 @@ def _zero_shot(run: Any, modalities: Sequence[str]) -> dict[str, dict[str, float
         return out
     for modality in (m for m in ("audio", "image") if m in modalities):
         try:
-            out[modality] = run.zero_shot(modality)
+            out[modality] = run.zero_shot(modality, prompt=prompt)
         except UsageError:
             pass  # no single-label items of that modality
     return out

@@ -2,8 +2,8 @@
 their own.
 
 `build_index` ingests the records with the ordinary ingest pipeline, giving every file exactly
-its record's labels (and its caption as a text item), so that the vectors an evaluation scores
-are the ones a query is served from.
+its record's labels (and each of its captions as a text item), so that the vectors an
+evaluation scores are the ones a query is served from.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def build_index(
     on_file: Callable[[Path, str, int], None] | None = None,
 ) -> BuildReport:
     """Ingest `records` into the index at `index_dir`, each file with exactly its record's
-    labels and its caption as a text item (sidecars and folder names are not read).
+    labels and its captions as text items (sidecars and folder names are not read).
 
     Ingest is incremental by file content, so an index whose files are unchanged would keep
     old labels. An evaluation therefore gets an index of its own (`eval_index_name(kind)`),
@@ -86,11 +86,12 @@ def build_index(
         key = str(Path(record.path).resolve())
         if key in annotations:
             raise UsageError(f"{key} is listed twice")
-        annotations[key] = Annotation(record.labels, (record.caption,) if record.caption else ())
+        annotations[key] = Annotation(record.labels, record.texts)
     options = replace(
         options or IngestOptions(), annotations=annotations, prune=True, labels_from_folder=False
     )
-    fingerprint = _fingerprint(annotations, model_identity(encoder), options.window_seconds)
+    window = options.window_for(encoder.spec)  # the one ingest will cut with
+    fingerprint = _fingerprint(annotations, model_identity(encoder), window)
     rebuilt = _prepare(directory, fingerprint, len(records))
     paths = [Path(key) for key in annotations]
     report = ingest(paths, directory, encoder, options, on_plan=on_plan, on_file=on_file)

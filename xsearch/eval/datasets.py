@@ -12,6 +12,9 @@ Layouts (`kind`: where the metadata and the media are):
 - `folders`: `ROOT/<class>/<files>`.
 - `manifest`: a CSV or JSONL file of `path, labels[, caption][, fold]`.
 
+Caption collections (`clotho`, `audiocaps`: clips with several captions each, no labels) are
+read by `xsearch.eval.caption_datasets`; `load_dataset` reads them too.
+
 Every problem with the metadata (a missing file or column, a malformed row, a listed file
 that is absent) is a UsageError with one line naming the file and line. The one exception
 is AudioSet, whose downloads are always incomplete: segments without a local file are
@@ -46,6 +49,12 @@ class Record:
     fold: int | None = None  # the collection's cross-validation fold, when it has folds
     start: float | None = None  # AudioSet: the segment in the source video, seconds
     end: float | None = None
+    captions: tuple[str, ...] = ()  # a caption dataset's captions of the clip, in its order
+
+    @property
+    def texts(self) -> tuple[str, ...]:
+        """The caption and the captions: what is ingested as text items of the file."""
+        return ((self.caption,) if self.caption else ()) + self.captions
 
 
 @dataclass
@@ -281,11 +290,15 @@ ADAPTERS: dict[str, Callable[..., Dataset]] = {
 def load_dataset(
     kind: str, root: PathLike, *, folds: int | Iterable[int] | None = None, **options
 ) -> Dataset:
-    """The collection at `root` read by the adapter `kind` (see ADAPTERS) with its `options`;
-    `folds` keeps the records of those folds."""
-    adapter = ADAPTERS.get(kind)
+    """The collection at `root` read by the adapter `kind` (see ADAPTERS, and CAPTION_ADAPTERS
+    of `xsearch.eval.caption_datasets`) with its `options`; `folds` keeps the records of those
+    folds."""
+    from xsearch.eval.caption_datasets import CAPTION_ADAPTERS  # builds on this module
+
+    adapter = ADAPTERS.get(kind) or CAPTION_ADAPTERS.get(kind)
     if adapter is None:
-        raise UsageError(f"unknown dataset kind {kind!r} (known: {', '.join(ADAPTERS)})")
+        known = ", ".join([*ADAPTERS, *CAPTION_ADAPTERS])
+        raise UsageError(f"unknown dataset kind {kind!r} (known: {known})")
     try:
         inspect.signature(adapter).bind(root, **options)
     except TypeError:
@@ -391,10 +404,12 @@ def _inside(
     return path
 
 
-def _check_present(absent: list[Path], source: Path) -> None:
+def _check_present(absent: list[Path], source: Path, hint: str = "") -> None:
+    """One line naming how many listed files are absent and the first three."""
     if absent:
         many = f"{len(absent)} files" if len(absent) > 1 else "a file"
-        raise UsageError(f"{source}: {many} it lists cannot be found, e.g. {absent[0]}")
+        shown = ", ".join(map(str, absent[:3])) + (", ..." if len(absent) > 3 else "")
+        raise UsageError(f"{source}: {many} it lists cannot be found, e.g. {shown}{hint}")
 
 
 def _nonempty(records: list[Record], source: Path) -> list[Record]:
@@ -447,15 +462,15 @@ def _class_names(path: Path) -> dict[str, str]:
     return names
 
 
-def _media_by_stem(folder: Path) -> dict[str, Path]:
-    """Name without extension -> file, for the audio and video files under `folder`; videos
-    win over audio files, then the first in walking order."""
+def _media_by_stem(folder: Path, prefer: str = "video") -> dict[str, Path]:
+    """Name without extension -> file, for the audio and video files under `folder`; files
+    of the kind `prefer` win over the other kind, then the first in walking order."""
     found: dict[str, Path] = {}
     for path in find_files([folder]):
         kind = kind_of(path)
         if kind not in ("audio", "video"):
             continue
-        if path.stem not in found or (kind == "video" and kind_of(found[path.stem]) == "audio"):
+        if path.stem not in found or (kind == prefer and kind_of(found[path.stem]) != prefer):
             found[path.stem] = path
     return found
 

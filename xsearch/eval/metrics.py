@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 CUTOFFS = (1, 5, 10)
+CAPTION_MAP_CUTOFF = 10  # the mAP@10 of the caption-retrieval papers
 
 
 def retrieval_metrics(
@@ -43,6 +44,47 @@ def retrieval_metrics(
         name: float(np.mean([m[name] for m in per_query])) if per_query else float("nan")
         for name in names
     }
+    out["queries"] = len(per_query)
+    out["skipped"] = skipped
+    return out
+
+
+def caption_metrics(scores: np.ndarray, relevant: np.ndarray) -> dict[str, float | int]:
+    """R@1, R@5, R@10 and mAP@10 of caption retrieval (Clotho, AudioCaps) as fractions in
+    [0, 1], as the caption-retrieval papers report them, with `queries` and `skipped`.
+
+    `scores` and `relevant` are (queries x candidates). For text -> audio a query is one
+    caption and its one relevant candidate is its clip; for audio -> text a query is a clip
+    and its relevant candidates are all of its captions. Per query:
+    - R@k: 1 when some relevant candidate is among the top k, else 0 (for audio -> text the
+      best-ranked of the clip's captions counts, as in the papers);
+    - AP@10: (1 / rel) x the sum, over the ranks i <= 10 that hold a relevant candidate, of
+      the precision at i (relevant in the top i / i), where rel counts all the query's
+      relevant candidates: 1 / rank for one relevant candidate (0 beyond rank 10), and for a
+      clip with 5 captions the sum divided by 5. mAP@10 is its mean.
+
+    Ties: candidates with equal scores share a rank group, and both metrics take their exact
+    expected value over a uniformly random order inside each group, as the other metrics of
+    this module do."""
+    scores = np.asarray(scores, dtype=np.float64)
+    relevant = np.asarray(relevant, dtype=bool)
+    if scores.shape != relevant.shape or scores.ndim != 2:
+        raise ValueError(f"scores {scores.shape} and relevant {relevant.shape}: not one 2-d shape")
+    names = [*(f"R@{k}" for k in CUTOFFS), f"mAP@{CAPTION_MAP_CUTOFF}"]
+    per_query: list[list[float]] = []
+    skipped = 0
+    for q in range(len(scores)):
+        groups = _rank_groups(scores[q], relevant[q])
+        if groups is None:
+            skipped += 1
+            continue
+        sizes, hits, total = groups
+        before = np.cumsum(sizes) - sizes
+        row = [_hit_rate(sizes, hits, before, k) for k in CUTOFFS]
+        row.append(_average_precision_at(sizes, hits, total, CAPTION_MAP_CUTOFF))
+        per_query.append(row)
+    means = np.mean(per_query, axis=0) if per_query else np.full(len(names), np.nan)
+    out: dict[str, float | int] = {name: float(v) for name, v in zip(names, means)}
     out["queries"] = len(per_query)
     out["skipped"] = skipped
     return out
@@ -142,6 +184,28 @@ def _reciprocal_rank(sizes, hits, before) -> float:
     # P(X = 1) = r / t; P(X = j + 1) = P(X = j) * (t - j - r + 1) / (t - j)
     steps = np.r_[r / t, (t - j[:-1] - r + 1) / (t - j[:-1])]
     return float((np.cumprod(steps) / (b + j)).sum())
+
+
+def _average_precision_at(sizes, hits, total: int, k: int) -> float:
+    """Expected AP@k over random orders inside the tie groups: (1 / total) x the sum over the
+    ranks i <= k of E[relevant at i x relevant in the top i] / i, which is linear, so exact."""
+    before = np.cumsum(sizes) - sizes
+    hits_before = np.cumsum(hits) - hits
+    out = 0.0
+    for g in range(len(sizes)):
+        b = int(before[g])
+        if b >= k:
+            break
+        t, r, h = int(sizes[g]), int(hits[g]), int(hits_before[g])
+        if r == 0:
+            continue
+        j = np.arange(1, min(t, k - b) + 1)  # positions inside the group, within the top k
+        # position j is relevant with probability r / t; given that, each of the j - 1 places
+        # before it holds one of the other r - 1 relevant candidates with (r - 1) / (t - 1)
+        both = r * (r - 1) / (t * (t - 1)) if t > 1 else 0.0
+        expected = r / t * (h + 1) + (j - 1) * both
+        out += float((expected / (b + j)).sum())
+    return out / total
 
 
 def _average_precision(sizes, hits, total: int) -> float:

@@ -9,6 +9,8 @@ from xsearch.eval.retrieval import PairResult
 
 # The paper's P@1 / R@1 / mAP columns, then the standard metrics it does not report.
 COLUMNS = ("P@1", "R@1", "mAP", "HR@1", "R@10", "MRR")
+# Caption retrieval (Clotho, AudioCaps): the caption-retrieval papers' columns.
+CAPTION_COLUMNS = ("R@1", "R@5", "R@10", "mAP@10")
 
 
 def plot_curves(results: Sequence[PairResult], path: str | Path, title: str) -> None:
@@ -22,8 +24,9 @@ def plot_curves(results: Sequence[PairResult], path: str | Path, title: str) -> 
         if r.curve is None:
             continue  # no query of this pairing had a relevant result
         recall, precision = r.curve
+        name = "mAP" if "mAP" in r.metrics else "mAP@10"
         ax.plot(
-            recall, precision, label=f"{r.query} → {r.result} (mAP {100 * r.metrics['mAP']:.1f})"
+            recall, precision, label=f"{r.query} → {r.result} ({name} {100 * r.metrics[name]:.1f})"
         )
     ax.set(xlabel="recall", ylabel="interpolated precision", xlim=(0, 1), ylim=(0, 1.02))
     ax.set_title(title)

@@ -127,7 +127,7 @@ class Evaluation:
             parts.append(retrieval_metrics(scores, relevant, exclude))
             if curve:
                 curves.append((interpolated_precision(scores, relevant, exclude)[1], parts[-1]))
-        metrics = _combine(parts)
+        metrics = combine(parts)
         pr = None
         used = [(c, p["queries"]) for c, p in curves if p["queries"]]
         if used:  # the query-weighted mean curve
@@ -136,9 +136,13 @@ class Evaluation:
             pr = (np.linspace(0, 1, len(mean)).tolist(), mean.tolist())
         return PairResult(query, result, metrics, len(cand_ids), pr)
 
-    def zero_shot(self, modality: str, assets: set[int] | None = None) -> dict[str, float | int]:
+    def zero_shot(
+        self, modality: str, assets: set[int] | None = None, prompt: str | None = None
+    ) -> dict[str, float | int]:
         """Accuracy of classifying single-label items of `modality` by the nearest class-name
-        text (classes: every single label in the index); multi-label items are skipped."""
+        text (classes: every single label in the index); multi-label items are skipped.
+        `prompt`: a template whose `{}` the class name replaces ("This is a sound of {}.");
+        default the bare class name."""
         classes = sorted({next(iter(s)) for s in self.asset_labels.values() if len(s) == 1})
         if not classes:
             raise UsageError("zero-shot accuracy needs items with exactly one label")
@@ -151,7 +155,9 @@ class Evaluation:
         ]
         if not keep:
             raise UsageError(f"no single-label {modality} items to classify")
-        texts = self.index.embed_queries(text=classes)
+        texts = self.index.embed_queries(
+            text=[prompt.replace("{}", c) for c in classes] if prompt else classes
+        )
         scores = vectors[keep] @ texts.T
         truth = np.array([classes.index(next(iter(labels[n]))) for n in keep])
         return {
@@ -187,32 +193,42 @@ class Evaluation:
         return (_multi_hot(queries, vocab) @ _multi_hot(candidates, vocab).T) > 0
 
     def _scores(self, modality, queries, cand_ids, cand_vectors) -> np.ndarray:
-        """Scores of the queries against every candidate: exact, or through the served index
-        (candidates it does not return get -inf)."""
-        if self.exact:
-            return queries @ cand_vectors.T
-        index = self.store.faiss_index(modality)
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
-        out = np.full((len(queries), len(cand_ids)), -np.inf)
-        if placement.is_gpu(index):
-            # GPU FAISS returns at most GPU_MAX_K per query; an exact (flat) index ranks the
-            # rest by the inner product it would have given them, other types leave them last
-            params = placement.parameters(index, self.knobs.get("nprobe"))
-            k = min(len(cand_ids), placement.GPU_MAX_K)
-            found_scores, found_ids = index.search(queries, k, params=params)
-            if k < len(cand_ids) and placement.is_gpu_flat(index):
-                out[:] = queries @ cand_vectors.T
-        else:
-            params = search_parameters(index, None, SearchOptions(**self.knobs))
-            found_scores, found_ids = index.search(queries, len(cand_ids), params=params)
-        column = np.searchsorted(cand_ids, found_ids)  # cand_ids are sorted
-        rows = np.repeat(np.arange(len(queries)), found_ids.shape[1])
-        valid = (found_ids >= 0).reshape(-1)
-        out[rows[valid], column.reshape(-1)[valid]] = found_scores.reshape(-1)[valid]
-        return out
+        return served_scores(
+            self.store, modality, queries, cand_ids, cand_vectors, self.exact, self.knobs
+        )
 
 
-def _combine(parts: list[dict]) -> dict[str, float | int]:
+def served_scores(
+    store, modality: str, queries, cand_ids, cand_vectors, exact: bool = False, knobs=None
+) -> np.ndarray:
+    """Scores of the queries against every candidate of `modality` (ids sorted, as
+    `Store.embeddings` gives them): exact, or through the served index (candidates it does
+    not return get -inf). `knobs`: nprobe / ef / k_factor for approximate indexes."""
+    knobs = knobs or {}
+    if exact:
+        return queries @ cand_vectors.T
+    index = store.faiss_index(modality)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    out = np.full((len(queries), len(cand_ids)), -np.inf)
+    if placement.is_gpu(index):
+        # GPU FAISS returns at most GPU_MAX_K per query; an exact (flat) index ranks the
+        # rest by the inner product it would have given them, other types leave them last
+        params = placement.parameters(index, knobs.get("nprobe"))
+        k = min(len(cand_ids), placement.GPU_MAX_K)
+        found_scores, found_ids = index.search(queries, k, params=params)
+        if k < len(cand_ids) and placement.is_gpu_flat(index):
+            out[:] = queries @ cand_vectors.T
+    else:
+        params = search_parameters(index, None, SearchOptions(**knobs))
+        found_scores, found_ids = index.search(queries, len(cand_ids), params=params)
+    column = np.searchsorted(cand_ids, found_ids)  # cand_ids are sorted
+    rows = np.repeat(np.arange(len(queries)), found_ids.shape[1])
+    valid = (found_ids >= 0).reshape(-1)
+    out[rows[valid], column.reshape(-1)[valid]] = found_scores.reshape(-1)[valid]
+    return out
+
+
+def combine(parts: list[dict]) -> dict[str, float | int]:
     """Query-weighted means of per-chunk metrics."""
     used = sum(p["queries"] for p in parts)
     skipped = sum(p["skipped"] for p in parts)
