@@ -12,5 +12,5 @@ def open_index(index: str, **options: Any):
 
     idx = xsearch.open(index, **options)
     if idx.exists and idx.random_weights:
-        random_weights_banner()
+        random_weights_banner(model=idx.model_name)
     return idx

@@ -83,14 +83,15 @@ def _no_space(e: OSError) -> str:
     )
 
 
-def random_weights_banner(how_to_install: str | None = None) -> None:
-    """The loud warning shown whenever random weights are in use."""
+def random_weights_banner(how_to_install: str | None = None, model: str | None = None) -> None:
+    """The loud warning shown whenever random weights are in use (with how to install the
+    weights of `model`, default AudioCLIP)."""
     from xsearch.api import RANDOM_WEIGHTS_WARNING, install_hint
 
     err.print(
         Panel(
             f"[bold]{RANDOM_WEIGHTS_WARNING}[/]\n"
-            f"Install the official weights: {how_to_install or install_hint()}",
+            f"Install the official weights: {how_to_install or install_hint(model)}",
             title="[bold red]random weights[/]",
             border_style="red",
         ),

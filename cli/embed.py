@@ -37,8 +37,8 @@ def _embed(
     working = err.status("embedding...") if err.is_terminal else nullcontext()
     with working:
         vectors = api.embed(modality, inputs, weights, config, device, batch_size, precision)
-    if api.weights_info(weights).is_random:
-        random_weights_banner()
+    if api.weights_info(weights, config).is_random:
+        random_weights_banner(model=config)
     return vectors
 
 

@@ -130,7 +130,7 @@ def evaluate(
     warned = False
     if dataset is not None:
         if weights == "random":  # warn before the slow ingest, not after it
-            random_weights_banner()
+            random_weights_banner(model=config)
             warned = True
         kind, root = dataset
         result = api.evaluate_dataset(

@@ -11,8 +11,10 @@ TARGET_LABELS = LABELS
 RANDOM_WEIGHTS_WARNING = "Running on RANDOM weights: similarities and rankings are meaningless."
 
 
-def install_hint() -> str:
-    """How to install the official weights (the models layer knows the file and folder)."""
+def install_hint(model: str | None = None) -> str:
+    """How to install the official weights of `model` (default AudioCLIP; the models layer
+    knows the files and folder)."""
+    from xsearch.models.registry import DEFAULT_MODEL, model_names
     from xsearch.models.weights import install_hint as hint
 
-    return hint()
+    return hint(model if model in model_names() else DEFAULT_MODEL)

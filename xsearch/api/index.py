@@ -136,6 +136,14 @@ class Index:
         return targets_for(self.modalities)
 
     @property
+    def model_name(self) -> str | None:
+        """The model the index was built with (a name from `list_models`), or the one asked
+        for when it has none yet."""
+        manifest = self.store.manifest if self.exists else None
+        recorded = (manifest.model or {}).get("config") if manifest else None
+        return recorded or self.config
+
+    @property
     def random_weights(self) -> bool:
         """Whether the index was built with random weights (its rankings mean nothing)."""
         manifest = self.store.manifest
