@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_embed_speed_quick_run_writes_positive_rates(tmp_path):
     out = tmp_path / "tmp.json"
     script = ROOT / "benchmarks" / "embed_speed.py"
-    args = ["--quick", "--config", "audioclip-tiny", "--out", str(out)]
+    models = ["audioclip-tiny", "laion-clap-tiny", "msclap-2023-tiny"]
+    args = ["--quick", *(a for m in models for a in ("--model", m)), "--out", str(out)]
     proc = subprocess.run(
         [sys.executable, str(script), *args],
         capture_output=True,
@@ -29,19 +30,28 @@ def test_embed_speed_quick_run_writes_positive_rates(tmp_path):
     assert "efficiency" in proc.stdout
 
     result = json.loads(out.read_text())
-    assert result["config"] == "audioclip-tiny"
+    assert [m["config"] for m in result["models"]] == models
     assert result["machine"]["matmul_gflops"] > 0
     assert result["machine"]["torch"]
-    rows = result["rows"]
-    assert {r["modality"] for r in rows} == {"text", "image", "audio 5s", "audio 10s"}
-    assert {r["batch"] for r in rows} == {1, 2}
-    for row in rows:
-        assert row["items_per_s"] > 0, row
-        assert row["ms_per_item"] > 0, row
-        assert row["gflop_per_item"] > 0, row
-        assert row["efficiency"] > 0, row
-    text = [r for r in rows if r["modality"] == "text"]
+    expected = {
+        "audioclip-tiny": {"text", "image", "audio 5s", "audio 10s"},
+        "laion-clap-tiny": {"text", "audio 5s", "audio 10s"},  # no image tower
+        "msclap-2023-tiny": {"text", "audio 5s", "audio 10s"},
+    }
+    for model in result["models"]:
+        rows = model["rows"]
+        assert {r["modality"] for r in rows} == expected[model["config"]]
+        assert {r["batch"] for r in rows} == {1, 2}
+        for row in rows:
+            assert row["items_per_s"] > 0, row
+            assert row["ms_per_item"] > 0, row
+            assert row["gflop_per_item"] > 0, row
+            assert row["efficiency"] > 0, row
+    text = [r for r in result["models"][0]["rows"] if r["modality"] == "text"]
     assert all(r["effective"] and 2 <= r["positions"] < 77 for r in text)
+    # a tiny CLAP model's 10 s audio is five 2 s clips, its 5 s audio three
+    clap = {r["modality"]: r["gflop_per_item"] for r in result["models"][1]["rows"]}
+    assert clap["audio 10s"] == pytest.approx(clap["audio 5s"] * 5 / 3, rel=0.01)
 
 
 def test_query_speed_quick_run_measures_latency_and_approximate_search(tmp_path):
