@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from xsearch.errors import UsageError
 from xsearch.models.clap import LaionClap, MsClap, build_clap, tower_modules, tower_prefixes
-from xsearch.models.clap_config import clap_config, clap_config_names, clap_spec
+from xsearch.models.clap_config import clap_config
+from xsearch.models.registry import names_of_family, spec_for
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -50,17 +51,16 @@ def test_full_configs_have_exactly_the_official_keys_shapes_and_dtypes(name, tsv
 
 
 def test_configs_and_their_specs():
-    assert {"laion-clap", "laion-clap-tiny", "msclap-2023", "msclap-2023-tiny"} <= set(
-        clap_config_names()
-    )
+    names = names_of_family("laion-clap") + names_of_family("msclap")
+    assert {"laion-clap", "laion-clap-tiny", "msclap-2023", "msclap-2023-tiny"} <= set(names)
     laion = clap_config("laion-clap")
     assert (laion.family, laion.embed_dim, laion.audio.clip_samples) == ("laion-clap", 512, 480_000)
     assert laion.audio.htsat.freq_ratio == 4 and laion.audio.htsat.num_features == 768
-    spec = clap_spec(clap_config("msclap-2023"))
+    spec = spec_for("msclap-2023")
     assert (spec.family, spec.dim, spec.modalities) == ("msclap", 1024, ("audio", "text"))
     assert (spec.audio.sample_rate, spec.audio.clip_seconds) == (44100, 7.0)
     assert spec.text.context_length == 77 and spec.image is None
-    with pytest.raises(UsageError, match="known CLAP configs: laion-clap"):
+    with pytest.raises(UsageError, match="known models: .*laion-clap"):
         clap_config("clap")
     with pytest.raises(UsageError, match="audioclip family"):
         clap_config("audioclip")

@@ -1,19 +1,15 @@
-"""CLAP architectures as data: LAION-CLAP and Microsoft CLAP configs, read without torch.
+"""CLAP architectures as data: the registry's LAION-CLAP and Microsoft CLAP models, typed.
 
-Each config is a JSON file in `configs/` whose `family` is `laion-clap` or `msclap`; the
-dataclasses below mirror its fields, so a caller can learn a model's sample rate, clip length
-and vector width before anything heavy is imported.
+Each model is a JSON file in `configs/` (see registry.py) whose `family` is `laion-clap` or
+`msclap`; the dataclasses below mirror its architecture fields, read without torch.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from importlib import resources
-from typing import Any
 
 from xsearch.errors import UsageError
-from xsearch.models.spec import AudioInput, EncoderSpec, TextInput
+from xsearch.models.registry import raw_config
 
 CLAP_FAMILIES = ("laion-clap", "msclap")
 
@@ -77,58 +73,23 @@ class ClapTextConfig:
 
 
 @dataclass(frozen=True)
-class RemoteFile:
-    filename: str  # the name the file has on disk
-    url: str  # where the official copy is published
-    name: str = ""  # the variant it is (e.g. "630k-best"); empty for tokenizer files
-
-
-@dataclass(frozen=True)
 class ClapConfig:
-    name: str  # the config's registered name, e.g. laion-clap-tiny
+    name: str  # the model's registered name, e.g. laion-clap-tiny
     family: str  # "laion-clap" or "msclap"
     embed_dim: int  # width of the shared space (the projections' output)
-    audio: ClapAudioConfig  # the audio tower and the clip it takes
-    text: ClapTextConfig  # the text tower and its tokenizer's context
-    description: str = ""  # one line for people
-    licence: str = ""  # of the official weights and code
-    weights: tuple[RemoteFile, ...] = ()  # the official checkpoints; none for tiny configs
-    tokenizer: tuple[RemoteFile, ...] = ()  # vocab.json and merges.txt of the official text
-
-
-def _configs_folder():
-    return resources.files("xsearch.models") / "configs"
-
-
-def clap_config_names() -> list[str]:
-    """Names of the registered configs of a CLAP family, sorted."""
-    names = []
-    for entry in _configs_folder().iterdir():
-        if entry.name.endswith(".json"):
-            raw = json.loads(entry.read_text())
-            if raw.get("family") in CLAP_FAMILIES:
-                names.append(entry.name[: -len(".json")])
-    return sorted(names)
+    audio: ClapAudioConfig
+    text: ClapTextConfig
 
 
 def clap_config(name: str) -> ClapConfig:
-    """The CLAP config registered as `name`; UsageError, in one line, for an unknown name or
-    a config of another family."""
-    path = _configs_folder() / f"{name}.json"
-    if "/" in name or not path.is_file():
-        known = ", ".join(clap_config_names())
-        raise UsageError(f"unknown CLAP config {name!r}; known CLAP configs: {known}")
-    raw = json.loads(path.read_text())
-    if raw.get("family") not in CLAP_FAMILIES:
+    """The architecture of the CLAP-family model `name`; UsageError, in one line, for an
+    unknown name or a model of another family."""
+    raw = raw_config(name)
+    if raw["family"] not in CLAP_FAMILIES:
         raise UsageError(
-            f"config {name!r} belongs to the {raw.get('family')} family, not to a CLAP "
-            f"family ({' or '.join(CLAP_FAMILIES)})"
+            f"model {name!r} belongs to the {raw['family']} family, not to a CLAP family "
+            f"({' or '.join(CLAP_FAMILIES)})"
         )
-    return parse_clap_config(name, raw)
-
-
-def parse_clap_config(name: str, raw: dict[str, Any]) -> ClapConfig:
-    """A ClapConfig from a config's JSON object."""
     audio, text = dict(raw["audio"]), dict(raw["text"])
     htsat = dict(audio.pop("htsat"))
     htsat["depths"], htsat["heads"] = tuple(htsat["depths"]), tuple(htsat["heads"])
@@ -138,26 +99,4 @@ def parse_clap_config(name: str, raw: dict[str, Any]) -> ClapConfig:
         embed_dim=raw["embed_dim"],
         audio=ClapAudioConfig(**audio, htsat=HtsatConfig(**htsat)),
         text=ClapTextConfig(**text),
-        description=raw.get("description", ""),
-        licence=raw.get("licence", ""),
-        weights=tuple(_remote(w) for w in raw.get("weights", ())),
-        tokenizer=tuple(_remote(t) for t in raw.get("tokenizer", ())),
-    )
-
-
-def _remote(entry: dict[str, Any]) -> RemoteFile:
-    # only the fields read here: the registry may record more (size, digest)
-    return RemoteFile(entry["filename"], entry["url"], entry.get("name", ""))
-
-
-def clap_spec(config: ClapConfig) -> EncoderSpec:
-    """What a CLAP model of `config` embeds (audio and text) and the input it expects."""
-    return EncoderSpec(
-        family=config.family,
-        config=config.name,
-        dim=config.embed_dim,
-        audio=AudioInput(
-            config.audio.sample_rate, config.audio.clip_seconds, config.audio.resampler
-        ),
-        text=TextInput(config.text.context_length),
     )

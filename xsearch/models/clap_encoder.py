@@ -23,7 +23,8 @@ import numpy as np
 from xsearch.errors import ParameterError, WeightsNotFound
 from xsearch.models.bpe import FILES, has_vocabulary
 from xsearch.models.clap_audio import clip_windows, prepare_clip
-from xsearch.models.clap_config import clap_config, clap_spec
+from xsearch.models.clap_config import clap_config
+from xsearch.models.registry import model_card, spec_for
 from xsearch.models.spec import Encoder
 from xsearch.models.weights import WeightsChoice, cache_dir
 
@@ -69,7 +70,7 @@ class ClapEncoder(Encoder):
         and, like the AudioCLIP encoder, under fp16 autocast on CUDA unless `fp16=False`;
         bf16 is a bfloat16 autocast on either; fp16 asks for CUDA's fp16 autocast."""
         self.config = clap_config(config_name)
-        self.spec = clap_spec(self.config)
+        self.spec = spec_for(config_name)
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         if self.checkpoint is not None and not self.checkpoint.is_file():
             raise WeightsNotFound(f"{self.checkpoint}: no such checkpoint file")
@@ -191,7 +192,7 @@ class ClapEncoder(Encoder):
         if self.checkpoint is not None:
             if has_vocabulary(self.checkpoint.parent):
                 return self.checkpoint.parent
-            urls = ", ".join(f.url for f in self.config.tokenizer)
+            urls = ", ".join(f.url for f in model_card(self.config.name).tokenizer)
             where = f" (official copies: {urls})" if urls else ""
             raise WeightsNotFound(
                 f"{name}: its text tower needs the {kind} tokenizer files {files}: put them "
