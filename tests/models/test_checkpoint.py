@@ -12,12 +12,12 @@ from xsearch.models.checkpoint import (
     build_model,
     checkpoint_config,
     config_for,
-    describe_non_checkpoint,
     expected_shapes,
     load_checkpoint,
     read_shapes,
     read_state_dict,
 )
+from xsearch.models.checkpoint_files import describe_non_checkpoint
 from xsearch.models.config import get_config
 
 # Every key, shape and dtype of the official checkpoint, as published with AudioCLIP v0.1.

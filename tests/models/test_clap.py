@@ -60,7 +60,7 @@ def test_configs_and_their_specs():
     assert (spec.family, spec.dim, spec.modalities) == ("msclap", 1024, ("audio", "text"))
     assert (spec.audio.sample_rate, spec.audio.clip_seconds) == (44100, 7.0)
     assert spec.text.context_length == 77 and spec.image is None
-    with pytest.raises(UsageError, match="known models: .*laion-clap"):
+    with pytest.raises(UsageError, match=r"known models: .*laion-clap"):
         clap_config("clap")
     with pytest.raises(UsageError, match="audioclip family"):
         clap_config("audioclip")

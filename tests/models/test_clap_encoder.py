@@ -186,7 +186,7 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
         ClapEncoder("laion-clap-tiny", None, precision="fp8")
     with pytest.raises(WeightsNotFound, match="no such checkpoint"):
         ClapEncoder("laion-clap-tiny", tmp_path / "missing.pt")
-    with pytest.raises(UsageError, match="known CLAP configs"):
+    with pytest.raises(UsageError, match="known models"):
         ClapEncoder("laion-clap-huge", None)
 
 

@@ -14,18 +14,14 @@ import torch
 
 from xsearch.errors import CheckpointError
 from xsearch.models.audioclip import AudioCLIP
-from xsearch.models.checkpoint_files import describe_non_checkpoint
+from xsearch.models.checkpoint_files import require_checkpoint_file
 from xsearch.models.config import DEFAULT_CONFIG, ModelConfig, available_configs, get_config
 
 
 def _load(path: Path, map_location: str) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint file, on `map_location`; CheckpointError when the file is
     not one, saying what it is instead."""
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    what = describe_non_checkpoint(path)
-    if what is not None:
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint (it looks like {what})")
+    require_checkpoint_file(path)
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many types for a bad file; all mean the same here

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from xsearch.errors import CheckpointError
+
 # How the formats torch.save writes begin: a zip archive (since PyTorch 1.6), or a pickle
 # (protocol 2 and later start with the PROTO opcode, 0x80, then the protocol number).
 _CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
@@ -53,3 +55,13 @@ def describe_non_checkpoint(path: Path) -> str | None:
     if all(c.isprintable() or c in "\t\r\n" for c in text):
         return "a text file"
     return "random bytes"
+
+
+def require_checkpoint_file(path: Path) -> None:
+    """CheckpointError, in one line, unless `path` is a file that begins as a PyTorch
+    checkpoint (saying what it looks like instead)."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    what = describe_non_checkpoint(path)
+    if what is not None:
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (it looks like {what})")

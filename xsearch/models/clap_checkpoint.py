@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from xsearch.errors import CheckpointError
-from xsearch.models.checkpoint_files import describe_non_checkpoint
+from xsearch.models.checkpoint_files import require_checkpoint_file
 from xsearch.models.clap import ClapModel, build_clap
 from xsearch.models.clap_config import ClapConfig
 
@@ -76,11 +76,7 @@ def read_checkpoint(path: str | Path) -> Any:
     """The object a checkpoint file holds, loaded with weights_only=True and the allow-list
     above; memory-mapped when it is a zip archive (what torch.save writes since 1.6)."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    what = describe_non_checkpoint(path)
-    if what is not None:
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint (it looks like {what})")
+    require_checkpoint_file(path)
     try:
         with torch.serialization.safe_globals(ALLOWED_GLOBALS):
             return torch.load(

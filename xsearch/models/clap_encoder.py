@@ -12,8 +12,7 @@ instead; this is its deterministic stand-in, and it sees the whole file.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from xsearch.errors import ParameterError, WeightsNotFound
 from xsearch.models.bpe import FILES, has_vocabulary
 from xsearch.models.clap_audio import clip_windows, prepare_clip
 from xsearch.models.clap_config import clap_config
+from xsearch.models.lazy_towers import LazyTowers
 from xsearch.models.registry import model_card, spec_for
 from xsearch.models.spec import Encoder
 from xsearch.models.weights import WeightsChoice, cache_dir
@@ -50,7 +50,7 @@ def check_clap_precision(precision: str, device: str) -> str:
     return precision
 
 
-class ClapEncoder(Encoder):
+class ClapEncoder(LazyTowers, Encoder):
     """A LAION-CLAP or Microsoft CLAP model (audio and text) as an Encoder."""
 
     def __init__(
@@ -84,33 +84,9 @@ class ClapEncoder(Encoder):
         self.batch_size = batch_size
         self.seed = seed
         self.tokenizer_dir = Path(tokenizer_dir) if tokenizer_dir is not None else None
-        self._towers: dict[str, Callable[[list], np.ndarray]] = {}
-        self._loading = threading.Lock()
+        self._init_towers()
 
     # --- towers ----------------------------------------------------------------------------
-
-    def loaded(self) -> tuple[str, ...]:
-        """The modalities whose tower is loaded."""
-        return tuple(self._towers)
-
-    def preload(self, modalities: Iterable[str]) -> threading.Thread:
-        """Load the towers of `modalities` in a background thread; embedding waits for a
-        tower still loading."""
-        wanted = [m for m in modalities if m in self.spec.modalities]
-        thread = threading.Thread(
-            target=lambda: [self._tower(m) for m in wanted], name="load-towers", daemon=True
-        )
-        thread.start()
-        return thread
-
-    def _tower(self, modality: str) -> Callable[[list], np.ndarray]:
-        step = self._towers.get(modality)
-        if step is None:
-            with self._loading:
-                step = self._towers.get(modality)
-                if step is None:
-                    step = self._towers[modality] = self._load(modality)
-        return step
 
     def _model(self, modality: str):
         """A model whose `modality` tower holds its weights, on the device; the other tower

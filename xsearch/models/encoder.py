@@ -8,8 +8,7 @@ in NumPy (`text_numpy.py`), so it never imports torch. Images and audio run in t
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from xsearch.errors import CheckpointError
 from xsearch.models.config import get_config, spec_of
+from xsearch.models.lazy_towers import LazyTowers
 from xsearch.models.spec import Encoder
 from xsearch.models.tower_cache import Tower, TowerSource
 
@@ -39,7 +39,7 @@ def normalize_rows(rows: np.ndarray) -> np.ndarray:
     return rows / np.maximum(norms, np.float32(1e-12))
 
 
-class AudioCLIPEncoder(Encoder):
+class AudioCLIPEncoder(LazyTowers, Encoder):
     """AudioCLIP's three towers, each loaded on first use.
 
     Built from a `TowerSource` (what `load_encoder` does: cached towers of a checkpoint or
@@ -70,33 +70,9 @@ class AudioCLIPEncoder(Encoder):
 
         self.precision = check_precision(precision, "cuda" if self.on_gpu else "cpu")
         self.batch_size = batch_size
-        self._towers: dict[str, Callable[[list], np.ndarray]] = {}
-        self._loading = threading.Lock()
+        self._init_towers()
 
     # --- towers ----------------------------------------------------------------------------
-
-    def loaded(self) -> tuple[str, ...]:
-        """The modalities whose tower is loaded."""
-        return tuple(self._towers)
-
-    def preload(self, modalities: Iterable[str]) -> threading.Thread:
-        """Load the towers of `modalities` in a background thread (an ingest starts decoding
-        meanwhile); embedding waits for a tower still loading."""
-        wanted = [m for m in modalities if m in self.spec.modalities]
-        thread = threading.Thread(
-            target=lambda: [self._tower(m) for m in wanted], name="load-towers", daemon=True
-        )
-        thread.start()
-        return thread
-
-    def _tower(self, modality: str) -> Callable[[list], np.ndarray]:
-        step = self._towers.get(modality)
-        if step is None:
-            with self._loading:
-                step = self._towers.get(modality)
-                if step is None:
-                    step = self._towers[modality] = self._load(modality)
-        return step
 
     def _load(self, modality: str) -> Callable[[list], np.ndarray]:
         tower = self.source.tower(modality)  # one tower per modality, named alike

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from xsearch.errors import CheckpointError
 from xsearch.models.config import DEFAULT_CONFIG, get_config
 from xsearch.models.tower_cache import TowerSource, recorded_config
 from xsearch.models.weights import WeightsChoice, weights_sha256
@@ -41,13 +40,9 @@ def random_source(config: str, seed: int = 0) -> TowerSource:
 def checkpoint_source(path: Path, config: str | None = None) -> TowerSource:
     """A checkpoint's towers. A file that is not a checkpoint fails now, without torch; one
     whose towers are not kept yet is checked against `config` (or its config found) now."""
-    from xsearch.models.checkpoint_files import describe_non_checkpoint
+    from xsearch.models.checkpoint_files import require_checkpoint_file
 
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    what = describe_non_checkpoint(path)
-    if what is not None:
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint (it looks like {what})")
+    require_checkpoint_file(path)
     sha256 = weights_sha256(path)
     known = recorded_config(sha256)  # the config its kept towers were derived for
     if config is not None:
