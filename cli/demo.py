@@ -53,7 +53,7 @@ def demo(
         if bar is not None:
             bar.close()
     if report.random_weights:
-        random_weights_banner()
+        random_weights_banner(model=config)
     if report.rebuilt:
         say(f"rebuilt the demo's index {index}: it was built with other weights")
     ingest = report.ingest
