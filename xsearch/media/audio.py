@@ -6,6 +6,7 @@ AudioCLIP's audio tower was trained on 44.1 kHz mono waveforms in int16 scale (f
 
 from __future__ import annotations
 
+import math
 import os
 
 import av
@@ -20,7 +21,10 @@ DEFAULT_MAX_SECONDS = 3 * 60 * 60.0
 # is 0.7071 * (L + R), so a stereo file would come out 3 dB louder than its mono twin.
 _SWR_OPTIONS = {"rematrix_maxval": "1.0"}
 # How a waveform reaches the model's rate (EncoderSpec.audio.resampler).
-RESAMPLERS = ("swr", "soxr_hq")
+RESAMPLERS = ("swr", "soxr_hq", "torchaudio_sinc")
+# torchaudio's filter has one phase per output sample of a period: for rates whose ratio
+# reduces to large numbers its kernel would not fit in memory, and swr is used instead.
+_MAX_SINC_KERNEL = 1 << 24
 
 
 def load_audio(
@@ -39,6 +43,10 @@ def load_audio(
     with `resampler="soxr_hq"`, decoded at its own rate and resampled by soxr's HQ filter to
     the length librosa gives (`ceil(n * sample_rate / rate)`, zero-padded): how LAION-CLAP's
     own loader (`librosa.load`) prepares audio, kept so its vectors match the official ones.
+    With `resampler="torchaudio_sinc"`, decoded at its own rate and, when that differs,
+    resampled by the filter of torchaudio's `Resample` with its defaults (a Hann-windowed
+    sinc, 6 zero crossings, rolloff 0.99) to ceil(n * sample_rate / rate) samples: how
+    Microsoft CLAP's loader resamples (it leaves 44.1 kHz files as they are).
 
     Raises MediaError (one line, naming the file) when the file cannot be opened, has no audio
     track, decodes to nothing, or would decode to more than `max_seconds` of audio (None: no
@@ -63,8 +71,9 @@ def load_audio(
             raise media_error(name, "no audio track")
         stream = container.streams.audio[0]
         rate = sample_rate
-        if resampler == "soxr_hq" and stream.codec_context.sample_rate:
-            rate = stream.codec_context.sample_rate  # decoded as it is, resampled below
+        native = stream.codec_context.sample_rate
+        if resampler != "swr" and native and _resampled_later(resampler, native, sample_rate):
+            rate = native  # decoded as it is, resampled below
         limit = None if max_seconds is None else int(max_seconds * rate)
         mono = _MonoResampler(rate)
         try:
@@ -94,8 +103,10 @@ def load_audio(
             raise media_error(name, "cannot decode audio", first_error)
         raise media_error(name, "audio track is empty")
     wave = np.concatenate(chunks) if len(chunks) > 1 else chunks[0].copy()
-    if rate != sample_rate:
+    if rate != sample_rate and resampler == "soxr_hq":
         wave = _soxr_like_librosa(wave, rate, sample_rate)
+    elif rate != sample_rate:
+        wave = _sinc_like_torchaudio(wave, rate, sample_rate)
     wave *= INT16_SCALE
     return wave
 
@@ -111,6 +122,47 @@ def _soxr_like_librosa(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
     if out.shape[0] >= length:
         return np.ascontiguousarray(out[:length])
     return np.concatenate([out, np.zeros(length - out.shape[0], dtype=np.float32)])
+
+
+def _resampled_later(resampler: str, rate: int, target: int) -> bool:
+    """Whether `resampler` takes audio at `rate` to `target` after decoding (else swr does)."""
+    if resampler != "torchaudio_sinc":
+        return True
+    orig, new, width = _sinc_shape(rate, target)
+    return new * (2 * width + orig) <= _MAX_SINC_KERNEL
+
+
+def _sinc_shape(rate: int, target: int, zeros: int = 6, rolloff: float = 0.99):
+    """torchaudio's reduced rates (orig, new) and its filter's half width in input samples."""
+    common = math.gcd(rate, target)
+    orig, new = rate // common, target // common
+    return orig, new, math.ceil(zeros * orig / (min(orig, new) * rolloff))
+
+
+def _sinc_like_torchaudio(
+    wave: np.ndarray, rate: int, target: int, zeros: int = 6, rolloff: float = 0.99
+) -> np.ndarray:
+    """torchaudio.transforms.Resample(rate, target) with its defaults, on a float32 wave:
+    the polyphase Hann-windowed sinc built as torchaudio builds it (its output phases in
+    float32, the rest in float64, the kernel cast to float32), applied with the same zero
+    padding and cut to torchaudio's length, ceil(n * target / rate). Written here because
+    torchaudio is not a dependency (see DESIGN); tested equal to it to float32 rounding."""
+    orig, new, width = _sinc_shape(rate, target, zeros, rolloff)
+    base = min(orig, new) * rolloff
+    taps = np.arange(-width, width + orig, dtype=np.float64) / orig
+    phases = (np.arange(0, -new, -1, dtype=np.float32) / np.float32(new)).astype(np.float64)
+    t = np.clip((phases[:, None] + taps[None, :]) * base, -zeros, zeros)
+    window = np.cos(t * math.pi / zeros / 2) ** 2
+    t *= math.pi
+    safe = np.where(t == 0, 1.0, t)
+    sinc = np.where(t == 0, 1.0, np.sin(safe) / safe)
+    kernel = (sinc * window * (base / orig)).astype(np.float32)  # [new, taps]
+    n = wave.shape[-1]
+    padded = np.pad(wave.astype(np.float32, copy=False), (width, width + orig))
+    blocks = (padded.shape[-1] - kernel.shape[1]) // orig + 1
+    frames = np.lib.stride_tricks.sliding_window_view(padded, kernel.shape[1])[::orig][:blocks]
+    out = (frames @ kernel.T).reshape(-1)
+    return np.ascontiguousarray(out[: math.ceil(new * n / orig)], dtype=np.float32)
 
 
 class _MonoResampler:

@@ -48,7 +48,7 @@ class HtsatConfig:
 class ClapAudioConfig:
     sample_rate: int  # Hz the waveform must have
     clip_seconds: float  # the model's clip; longer audio is cut into clips of this length
-    resampler: str  # how the official code resamples ("soxr_hq", "swr"), for the record
+    resampler: str  # how the official code resamples ("soxr_hq", "torchaudio_sinc"), for the record
     int16_round_trip: bool  # LAION quantises the clip to int16 and back before the model
     fill: str  # a short clip: "repeatpad" (tile whole copies, zero-pad) or "tile" (tile, cut)
     htsat: HtsatConfig  # the audio tower

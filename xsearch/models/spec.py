@@ -36,8 +36,9 @@ def check_modality(modality: str) -> None:
 class AudioInput:
     sample_rate: int  # Hz the waveform must have (decoders resample to it)
     clip_seconds: float | None = None  # the model's clip length; None: any length
-    # How decoders resample to `sample_rate`: "swr" (FFmpeg's libswresample) or "soxr_hq"
-    # (librosa's default, which LAION-CLAP's own loader uses: kept for its exact vectors)
+    # How decoders resample to `sample_rate`: "swr" (FFmpeg's libswresample), "soxr_hq"
+    # (librosa's default, LAION-CLAP's loader) or "torchaudio_sinc" (Microsoft CLAP's
+    # loader): each model's own, kept for its exact vectors (see xsearch.media.load_audio)
     resampler: str = "swr"
 
 
