@@ -182,7 +182,7 @@ def main() -> None:
         args.videos, args.audios, args.store_sizes = 2, 2, "1000"
     with tempfile.TemporaryDirectory(prefix="xsearch-bench-") as tmp:
         pipe = pipeline_part(args, Path(tmp))
-        stores = store_part([int(s) for s in args.store_sizes.split(",")], Path(tmp))
+        stores = store_part([int(s) for s in args.store_sizes.split(",") if s.strip()], Path(tmp))
 
     table = Table(title=f"ingest ({args.config}, {args.workers} decode workers, CPU)")
     for col in ("files", "items", "model-only items/s", "end-to-end items/s", "efficiency",
