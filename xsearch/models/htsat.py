@@ -90,10 +90,16 @@ class Stft(nn.Module):
         self.requires_grad_(False)  # frozen in the official model too
 
     def forward(self, waves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """[B, T] -> real and imaginary parts, each [B, bins, frames] (1 + T // hop frames)."""
+        """[B, T] -> real and imaginary parts, each [B, frames, bins] (1 + T // hop frames).
+
+        The strided convolutions are run as one matrix product of the signal's frames with
+        both kernels: the same sums, about twice as fast on a CPU as two 1-channel convs."""
         half = self.n_fft // 2
-        x = F.pad(waves[:, None, :], (half, half), mode="reflect")
-        return self.conv_real(x), self.conv_imag(x)
+        x = F.pad(waves[:, None, :], (half, half), mode="reflect")[:, 0]
+        frames = x.unfold(-1, self.n_fft, self.hop_length)  # [B, frames, n_fft], a view
+        kernels = torch.cat([self.conv_real.weight[:, 0], self.conv_imag.weight[:, 0]])
+        both = frames @ kernels.T  # [B, frames, 2 * bins]
+        return both.chunk(2, dim=-1)
 
 
 class Spectrogram(nn.Module):
@@ -104,7 +110,7 @@ class Spectrogram(nn.Module):
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
         """[B, T] -> power spectrogram [B, 1, frames, bins]."""
         real, imag = self.stft(waves)
-        return (real**2 + imag**2).transpose(1, 2)[:, None]
+        return (real**2 + imag**2)[:, None]
 
 
 class LogMel(nn.Module):
@@ -190,8 +196,10 @@ class WindowAttention(nn.Module):
         bias = bias.view(n, n, -1).permute(2, 0, 1)  # [heads, N, N]
         if mask is not None:
             bias = bias[None] + mask[:, None]  # [windows, heads, N, N]
-        # SDPA's default scale is head_dim ** -0.5, the official qk scale
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+        # Written out rather than F.scaled_dot_product_attention: with a float mask on a CPU
+        # that runs its math path after checking the mask for -inf, ~6 % of the tower's time.
+        scores = torch.matmul(q * (c // self.heads) ** -0.5, k.transpose(-2, -1))
+        out = torch.matmul((scores + bias.to(q.dtype)).softmax(dim=-1), v)
         return self.proj(out.transpose(2, 3).reshape(b, w, n, c))
 
 
