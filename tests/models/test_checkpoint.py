@@ -64,7 +64,7 @@ def test_mismatch_names_missing_unexpected_and_misshaped(tiny_checkpoint, tmp_pa
     message = str(info.value)
     assert "missing: audio.fc.weight" in message
     assert "unexpected: audio.extra" in message
-    assert "mis-shaped: visual.conv1.weight (3, 3)" in message
+    assert "mis-shaped: visual.conv1.weight (3, 3) instead of" in message
     assert "\n" not in message and str(bad) in message
 
 

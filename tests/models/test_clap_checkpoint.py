@@ -86,7 +86,7 @@ def test_shifted_window_masks_are_stored_and_loaded(tmp_path):
     _same_outputs(model, loaded, cfg)
     del contents["model"][key]
     torch.save(contents, path)
-    _one_line_error(path, cfg, f"missing {key}")
+    _one_line_error(path, cfg, f"missing: {key}")
 
 
 def test_a_file_saved_with_numpy_1_names_loads(tmp_path):
@@ -122,8 +122,8 @@ def test_wrong_keys_and_shapes_are_one_line_naming_them(tmp_path):
     _one_line_error(
         path,
         LAION,
-        "missing audio_branch.bn0.weight",
-        "unexpected audio_branch.extra.weight",
+        "missing: audio_branch.bn0.weight",
+        "unexpected: audio_branch.extra.weight",
         "text_projection.0.weight (3, 3) instead of (32, 32)",
     )
 

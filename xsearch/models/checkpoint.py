@@ -14,7 +14,7 @@ import torch
 
 from xsearch.errors import CheckpointError
 from xsearch.models.audioclip import AudioCLIP
-from xsearch.models.checkpoint_files import require_checkpoint_file
+from xsearch.models.checkpoint_files import describe_mismatch, require_checkpoint_file
 from xsearch.models.config import DEFAULT_CONFIG, ModelConfig, available_configs, get_config
 
 
@@ -73,22 +73,7 @@ def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
 
 def _mismatch(state: Mapping[str, torch.Tensor], cfg: ModelConfig) -> str:
     """'' when `state` fits `cfg` exactly, else a one-line description of the differences."""
-    want = expected_shapes(cfg)
-    missing = [k for k in want if k not in state]
-    unexpected = [k for k in state if k not in want]
-    shaped = [
-        f"{k} {tuple(state[k].shape)} != {want[k]}"
-        for k in want
-        if k in state and tuple(state[k].shape) != want[k]
-    ]
-    parts = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shaped)):
-        if items:
-            shown = ", ".join(items[:5]) + (
-                f", ... ({len(items)} in all)" if len(items) > 5 else ""
-            )
-            parts.append(f"{label}: {shown}")
-    return "; ".join(parts)
+    return describe_mismatch({k: v.shape for k, v in state.items()}, expected_shapes(cfg))
 
 
 def config_for(state: Mapping[str, torch.Tensor], name: str | None = None) -> ModelConfig:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from xsearch.errors import CheckpointError
@@ -65,3 +66,21 @@ def require_checkpoint_file(path: Path) -> None:
     what = describe_non_checkpoint(path)
     if what is not None:
         raise CheckpointError(f"{path} is not a PyTorch checkpoint (it looks like {what})")
+
+
+def describe_mismatch(found: Mapping[str, Sequence[int]], want: Mapping[str, Sequence[int]]) -> str:
+    """'' when `found` (key -> shape) has exactly the keys and shapes of `want`, else one line
+    naming the first few keys that are missing, unexpected or mis-shaped."""
+    missing = [k for k in want if k not in found]
+    unexpected = [k for k in found if k not in want]
+    shaped = [
+        f"{k} {tuple(found[k])} instead of {tuple(want[k])}"
+        for k in want
+        if k in found and tuple(found[k]) != tuple(want[k])
+    ]
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shaped)):
+        if items:
+            more = f", ... ({len(items)} in all)" if len(items) > 5 else ""
+            parts.append(f"{label}: {', '.join(items[:5])}{more}")
+    return "; ".join(parts)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from xsearch.errors import CheckpointError
-from xsearch.models.checkpoint_files import require_checkpoint_file
+from xsearch.models.checkpoint_files import describe_mismatch, require_checkpoint_file
 from xsearch.models.clap import ClapModel, build_clap
 from xsearch.models.clap_config import ClapConfig
 
@@ -130,20 +130,8 @@ def _shown(items: list[str]) -> str:
 def check_state(state: Mapping[str, torch.Tensor], config: ClapConfig) -> str:
     """'' when `state` has exactly the keys and shapes of `config`'s model, else one line
     naming the first few that differ."""
-    want = expected_state(config)
-    missing = [k for k in want if k not in state]
-    unexpected = [k for k in state if k not in want]
-    shaped = [
-        f"{k} {tuple(state[k].shape)} instead of {want[k][0]}"
-        for k in want
-        if k in state and tuple(state[k].shape) != want[k][0]
-    ]
-    parts = [
-        f"{label} {_shown(items)}"
-        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", shaped))
-        if items
-    ]
-    return "; ".join(parts)
+    want = {k: shape for k, (shape, _) in expected_state(config).items()}
+    return describe_mismatch({k: v.shape for k, v in state.items()}, want)
 
 
 def load_clap_state(path: str | Path, config: ClapConfig) -> dict[str, torch.Tensor]:
