@@ -23,18 +23,13 @@ from xsearch.errors import ParameterError, WeightsNotFound
 from xsearch.models.bpe import FILES, has_vocabulary
 from xsearch.models.clap_audio import clip_windows, prepare_clip
 from xsearch.models.clap_config import clap_config
+from xsearch.models.encoder import normalize_rows
 from xsearch.models.lazy_towers import LazyTowers
 from xsearch.models.registry import model_card, spec_for
 from xsearch.models.spec import Encoder
 from xsearch.models.weights import WeightsChoice, cache_dir
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-
-
-def normalize_rows(rows: np.ndarray) -> np.ndarray:
-    rows = np.asarray(rows, dtype=np.float32)
-    norms = np.linalg.norm(rows, axis=1, keepdims=True)
-    return rows / np.maximum(norms, np.float32(1e-12))
 
 
 def check_clap_precision(precision: str, device: str) -> str:
