@@ -122,7 +122,19 @@ def test_another_window_is_refused_and_the_index_untouched(tmp_path):
 
 
 def test_recipe_of_the_options():
-    assert IngestOptions(window_seconds=5).recipe() == {"window_seconds": 5.0, "frames": "central"}
+    from xsearch.models.registry import spec_for
+
+    spec = fake_spec(64, ("audio", "text"))
+    assert IngestOptions(window_seconds=5).recipe(spec) == {
+        "window_seconds": 5.0,
+        "frames": "central",
+    }
+    assert IngestOptions().recipe(spec)["window_seconds"] == 10.0  # a model of any length
+    clap = spec_for("laion-clap-tiny")  # 2 s clips: one window per clip
+    assert IngestOptions().recipe(clap)["window_seconds"] == 2.0
+    # an existing index's window wins over the model's, an asked-for one over both
+    assert IngestOptions().window_for(clap, {"window_seconds": 4.0}) == 4.0
+    assert IngestOptions(window_seconds=3).window_for(clap, {"window_seconds": 4.0}) == 3.0
 
 
 def test_the_ray_probe_is_an_input_the_model_embeds():
