@@ -77,11 +77,10 @@ def read_checkpoint(path: str | Path) -> Any:
     above; memory-mapped when it is a zip archive (what torch.save writes since 1.6)."""
     path = Path(path)
     require_checkpoint_file(path)
+    mapped = zipfile.is_zipfile(path)
     try:
         with torch.serialization.safe_globals(ALLOWED_GLOBALS):
-            return torch.load(
-                path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path)
-            )
+            return torch.load(path, weights_only=True, map_location="cpu", mmap=mapped)
     except Exception as err:  # torch raises many types for a bad file
         text = str(err)
         if "Weights only load failed" in text or "WeightsUnpickler" in text:
