@@ -91,13 +91,13 @@ PROMPTS: dict[str, str | None] = {
 }
 
 
-def family_of(model: str) -> str:
+def released_model(model: str) -> str:
     """The released model a config stands for: a tiny test config is its full model's."""
     return model.removesuffix("-tiny")
 
 
 def published(model: str, dataset: str, metric: str) -> Published | None:
-    return PUBLISHED.get((family_of(model), dataset, metric))
+    return PUBLISHED.get((released_model(model), dataset, metric))
 
 
 def run_dataset(kind: str, root: Path, model: str, encoder, args: argparse.Namespace) -> dict:
@@ -109,7 +109,7 @@ def run_dataset(kind: str, root: Path, model: str, encoder, args: argparse.Names
     from xsearch.eval.retrieval import Evaluation
 
     name = f"eval-{kind}-{model}"
-    prompt = PROMPTS.get(family_of(model))
+    prompt = PROMPTS.get(released_model(model))
     common = {"home": args.home, "encoder": encoder, "workers": args.workers, "device": args.device}
     if kind in CAPTIONS:
         result = evaluate_dataset(kind, root, name, **common)

@@ -90,8 +90,8 @@ def search_indexes(
     if target not in ALL_TARGETS:
         known = ", ".join(ALL_TARGETS)
         raise ParameterError("target", f"unknown target {target!r}; use one of {known}")
-    queries = {m: _weighted(q) for m, q in (("text", text), ("image", image), ("audio", audio))}
-    queries["video"] = _weighted(video)
+    given_queries = {"text": text, "image": image, "audio": audio, "video": video}
+    queries = {m: _weighted(q) for m, q in given_queries.items()}
     given = [m for m, q in queries.items() if q]
     if not given:
         raise UsageError("give a query: text, image, audio or video")
