@@ -228,3 +228,32 @@ def test_full_size_models_with_random_weights(name, frames):
                            encoder.embed_text(["a dog barking", "rain"])])  # fmt: skip
     assert rows.shape == (4, cfg.embed_dim) and np.isfinite(rows).all()
     np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1, atol=1e-5)
+
+
+def test_only_a_few_text_tokens_run_on_one_cpu_thread(monkeypatch):
+    # The choice counts the tokens the tower runs (padding to the batch's longest included),
+    # not the characters: eight captions of ~20 tokens each use every thread.
+    from xsearch.models import clap_encoder
+
+    encoder = ClapEncoder("laion-clap-tiny", None, batch_size=64, seed=0)
+    model = encoder._model("text")
+    threads: list[tuple[int, int]] = []
+    real = model.text_embedding
+
+    def counting(ids, mask):
+        threads.append((ids.numel(), torch.get_num_threads()))
+        return real(ids, mask)
+
+    monkeypatch.setattr(encoder, "_model", lambda modality: model)
+    monkeypatch.setattr(model, "text_embedding", counting)
+    monkeypatch.setattr(clap_encoder, "SMALL_TEXT_TOKENS", 40)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        encoder.embed_text(["dog"])
+        encoder.embed_text(["a dog barking in the rain"] * 8)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    (few, one), (many, two) = threads
+    assert few <= 40 < many and one == 1 and two == 2

@@ -8,17 +8,18 @@ import numpy as np
 import pytest
 import torch
 
+from xsearch.models import htsat
 from xsearch.models.clap_config import clap_config
 from xsearch.models.htsat import (
     Htsat,
+    SwinBlock,
     dft_kernels,
     hz_to_mel,
     mel_matrix,
     mel_to_hz,
     relative_position_index,
     shifted_window_mask,
-    window_partition,
-    window_reverse,
+    window_token_order,
 )
 
 
@@ -141,12 +142,63 @@ def test_fold_stretches_time_then_stacks_slices_into_a_square():
         tower.fold(torch.randn(1, 1, 257, 16))
 
 
-def test_window_partition_round_trips():
-    x = torch.randn(2, 8, 8, 3)
-    windows = window_partition(x, 4)
-    assert windows.shape == (8, 16, 3)
-    np.testing.assert_array_equal(windows[1].numpy(), x[0, :4, 4:].reshape(16, 3).numpy())
-    assert torch.equal(window_reverse(windows, 4, 8, 8), x)
+@pytest.mark.parametrize("shift", [0, 2])
+def test_window_token_order_is_the_official_roll_then_partition(shift):
+    # the official code: torch.roll up and left by the shift, then row-major windows
+    grid = torch.arange(64).view(1, 8, 8, 1)
+    rolled = torch.roll(grid, shifts=(-shift, -shift), dims=(1, 2))
+    official = rolled.view(1, 2, 4, 2, 4, 1).permute(0, 1, 3, 2, 4, 5).reshape(-1)
+    order, unorder = window_token_order(8, 4, shift)
+    assert order.tolist() == official.tolist()
+    assert order[unorder].tolist() == list(range(64))
+    np.testing.assert_array_equal(order[:16].reshape(4, 4)[0], [shift * 9 + i for i in range(4)])
+
+
+def swin_block_as_published(block: SwinBlock, x: torch.Tensor) -> torch.Tensor:
+    """The Swin block the official way: roll, cut into windows, attend with the relative
+    bias and the shift mask per window, put back, roll back, then the MLP."""
+    b, length, c = x.shape
+    r, w, s, heads = block.resolution, block.window, block.shift, block.attn.heads
+    y = block.norm1(x).view(b, r, r, c)
+    if s:
+        y = torch.roll(y, shifts=(-s, -s), dims=(1, 2))
+    windows = y.view(b, r // w, w, r // w, w, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, w * w, c)
+    count, n, _ = windows.shape
+    q, k, v = block.attn.qkv(windows).reshape(count, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
+    scores = (q * (c // heads) ** -0.5) @ k.transpose(-2, -1)
+    table = block.attn.relative_position_bias_table
+    scores = scores + table[block.attn.relative_position_index.view(-1)].view(n, n, -1).permute(
+        2, 0, 1
+    )
+    if block.attn_mask is not None:
+        per_clip = block.attn_mask.shape[0]
+        scores = scores.view(-1, per_clip, heads, n, n) + block.attn_mask[None, :, None]
+    out = (scores.view(count, heads, n, n).softmax(-1) @ v).transpose(1, 2).reshape(count, n, c)
+    y = block.attn.proj(out).view(b, r // w, r // w, w, w, c).permute(0, 1, 3, 2, 4, 5)
+    y = y.reshape(b, r, r, c)
+    if s:
+        y = torch.roll(y, shifts=(s, s), dims=(1, 2))
+    x = x + y.reshape(b, length, c)
+    return x + block.mlp(block.norm2(x))
+
+
+@pytest.mark.parametrize("shift", [0, 2])
+def test_swin_block_in_pieces_is_the_published_block(monkeypatch, shift):
+    # A CPU runs a block over pieces of CPU_PIECE_TOKENS tokens with one gather for the roll
+    # and the windows; any piece size (whole clips, windows of one clip, one window) gives
+    # the published block's tokens.
+    torch.manual_seed(0)
+    block = SwinBlock(dim=8, resolution=8, heads=2, window=4, shift=shift, mlp_ratio=2.0).eval()
+    with torch.no_grad():  # attention strong enough that a wrong mask or window shows
+        for linear in (block.attn.qkv, block.attn.proj):
+            linear.weight.normal_(std=0.5)
+        block.attn.relative_position_bias_table.normal_(std=1.0)
+    x = torch.randn(3, 64, 8)
+    with torch.inference_mode():
+        want = swin_block_as_published(block, x).numpy()
+        for tokens in (1, 16, 32, 64, 128, 10**9):
+            monkeypatch.setattr(htsat, "CPU_PIECE_TOKENS", tokens)
+            np.testing.assert_allclose(block(x).numpy(), want, atol=1e-5)
 
 
 def test_relative_position_index_and_shift_mask():

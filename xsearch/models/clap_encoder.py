@@ -30,6 +30,9 @@ from xsearch.models.spec import Encoder
 from xsearch.models.weights import WeightsChoice, cache_dir
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+SMALL_TEXT_TOKENS = (
+    64  # a text batch of at most this many tokens (padding included) runs on one CPU thread
+)
 
 
 def check_clap_precision(precision: str, device: str) -> str:
@@ -126,24 +129,28 @@ class ClapEncoder(LazyTowers, Encoder):
         tokenizer = self._tokenizer() if modality == "text" else None  # fail before building
         model = self._model(modality)
 
+        def tokens(batch: list) -> tuple[np.ndarray, np.ndarray]:
+            ids, mask = tokenizer(batch)
+            # Padding past the batch's longest text changes no embedding (padded keys are
+            # masked, and GPT-2 is causal), so it is not computed: four 8-token labels
+            # took 0.24 s on one CPU thread instead of 1.1 s at the full 77 tokens.
+            length = max(1, int(mask.sum(axis=1).max()))
+            return ids[:, :length], mask[:, :length]
+
         def forward(batch: list) -> torch.Tensor:
-            if tokenizer is not None:
-                ids, mask = tokenizer(batch)
-                # Padding past the batch's longest text changes no embedding (padded keys are
-                # masked, and GPT-2 is causal), so it is not computed: four 8-token labels
-                # took 0.24 s on one CPU thread instead of 1.1 s at the full 77 tokens.
-                length = max(1, int(mask.sum(axis=1).max()))
-                ids, mask = ids[:, :length], mask[:, :length]
+            if tokenizer is None:
+                return model.audio_embedding(torch.from_numpy(np.stack(batch)).to(device))
+            ids, mask = tokens(batch)
+            # A few tokens run on one CPU thread: on a busy machine a second thread made
+            # each small layer several times slower (as for AudioCLIP's text tower).
+            small = device.type == "cpu" and ids.size <= SMALL_TEXT_TOKENS
+            with _torch_threads(1, small):
                 return model.text_embedding(
                     torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
                 )
-            return model.audio_embedding(torch.from_numpy(np.stack(batch)).to(device))
 
         def step(batch: list) -> np.ndarray:
-            # A short text batch runs on one CPU thread: on a busy machine a second thread
-            # made each small layer several times slower (as for AudioCLIP's text tower).
-            small = modality == "text" and device.type == "cpu" and _tokens(batch) <= 64
-            with torch.inference_mode(), self._autocast(device), _torch_threads(1, small):
+            with torch.inference_mode(), self._autocast(device):
                 return forward(batch).float().cpu().numpy()
 
         return step
@@ -230,12 +237,6 @@ class ClapEncoder(LazyTowers, Encoder):
             clips = [prepare_clip(window, self.config) for _, window in batch]
             np.add.at(sums, owners, normalize_rows(step(clips)))
         return normalize_rows(sums)
-
-
-def _tokens(texts: list) -> int:
-    """About how many tokens `texts` make (bytes over 4, at least one each): enough to tell
-    a query from a batch of captions without tokenizing twice."""
-    return sum(max(1, len(t.encode()) // 4) for t in texts)
 
 
 @contextmanager
