@@ -144,16 +144,16 @@ def _trunc_normal(tensor: torch.Tensor, std: float = 0.02) -> None:
 
 
 @functools.lru_cache(maxsize=64)
-def window_token_order(resolution: int, window: int, shift: int) -> tuple[np.ndarray, np.ndarray]:
-    """Where each window token comes from, and its inverse: the row-major tokens of a
-    [resolution, resolution] grid, cyclically shifted up and left by `shift` and cut into
-    row-major windows of window x window tokens, as one gather index [resolution^2] (the
-    official roll, then window partition), and the index that puts them back."""
+def window_token_order(resolution: int, window: int, shift: int) -> np.ndarray:
+    """Where each window token comes from: the row-major tokens of a [resolution, resolution]
+    grid, cyclically shifted up and left by `shift` and cut into row-major windows of
+    window x window tokens, as one gather index [resolution^2] (the official roll, then
+    window partition; scattering back through it undoes both)."""
     grid = np.arange(resolution * resolution).reshape(resolution, resolution)
     grid = np.roll(grid, (-shift, -shift), axis=(0, 1))
     per_side = resolution // window
     order = grid.reshape(per_side, window, per_side, window).transpose(0, 2, 1, 3).reshape(-1)
-    return order, np.argsort(order)
+    return order
 
 
 def relative_position_index(window: int) -> np.ndarray:
@@ -257,24 +257,22 @@ class SwinBlock(nn.Module):
         b, length, c = x.shape
         n = self.window * self.window
         piece = CPU_PIECE_TOKENS if x.device.type == "cpu" else None
-        order, unorder = (
-            torch.from_numpy(i).to(x.device)
-            for i in window_token_order(self.resolution, self.window, self.shift)
-        )
+        order = torch.from_numpy(window_token_order(self.resolution, self.window, self.shift))
+        order = order.to(x.device)
         windows = self.norm1(x).index_select(1, order).view(b, -1, n, c)
         bias = self.attn.position_bias(self.attn_mask)
         attended = torch.empty_like(windows)
         for clips, part in _pieces(b, windows.shape[1], n, piece):
             part_bias = bias if bias.dim() == 3 else bias[part]
             attended[clips, part] = self.attn(windows[clips, part], part_bias)
-        y = attended.view(b, length, c).index_select(1, unorder)
-        out = torch.empty_like(x)
-        rows, flat_x, flat_y = b * length, x.view(-1, c), y.view(-1, c)
-        step = piece or rows
-        for start in range(0, rows, step):
-            h = flat_x[start : start + step] + flat_y[start : start + step]
-            out.view(-1, c)[start : start + step] = h + self.mlp(self.norm2(h))
-        return out
+        # x + the attention, each window token added back at its place in one pass
+        h = x.index_add(1, order, attended.view(b, length, c)).view(-1, c)
+        out = torch.empty_like(h)
+        step = piece or len(h)
+        for start in range(0, len(h), step):
+            rows = h[start : start + step]
+            torch.add(rows, self.mlp(self.norm2(rows)), out=out[start : start + step])
+        return out.view(b, length, c)
 
 
 def _pieces(clips: int, windows: int, n: int, tokens: int | None) -> Iterator[tuple[slice, slice]]:
