@@ -7,9 +7,9 @@ preprocessing counts, `embed_audio` with float32 waveforms), warm-up first, medi
 repeats. Model efficiency is the achieved FLOP/s over the FLOP/s of a 2048x2048 matmul
 measured in the same run on the same device (float32 on CPU; on CUDA the encoder runs under
 fp16 autocast and the denominator is an fp16 matmul). FLOP per item: AudioCLIP's nominal
-figures; for the other models, counted on the very call (torch's FlopCounterMode), so a
-CLAP model's 5 s clip counts the whole clip it is padded to, and msclap-2023's 10 s audio
-its two 7 s windows.
+figures; for the other models, counted on the timed batch itself (torch's FlopCounterMode),
+so a text batch counts the padding to its longest text, a CLAP model's 5 s clip the whole
+clip it is padded to, and msclap-2023's 10 s audio its two 7 s windows.
 
     .venv/bin/python benchmarks/embed_speed.py [--device cpu|cuda] [--batch-sizes 1,8,16]
         [--model audioclip --model laion-clap ...] [--repeats N] [--out results.json] [--quick]
@@ -114,18 +114,19 @@ def make_inputs(modality: str, batch: int, sample_rate: int, seed: int = 0) -> l
     return [(rng.standard_normal(samples) * 3000.0).astype(np.float32) for _ in range(batch)]
 
 
-def counted_gflop(encoder, modality: str) -> float:
-    """Matmul/conv GFLOP of one item, counted with torch's FlopCounterMode (for models that
+def counted_gflop(encoder, modality: str, items: list | None = None) -> float:
+    """Matmul/conv GFLOP per item, counted with torch's FlopCounterMode (for models that
     have no nominal figure). AudioCLIP's text is counted over the full context, like the
-    nominal one; the other models' items are counted on the encoder's own call."""
+    nominal one; the other models are counted on the encoder's own call over `items`, the
+    very batch that is timed (a text batch runs padded to its longest text)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     if encoder.spec.family != "audioclip":
-        item = make_inputs(modality, 1, encoder.sample_rate or 1)
+        items = items or make_inputs(modality, 1, encoder.sample_rate or 1)
         kind = "text" if modality == "text" else "image" if modality == "image" else "audio"
         with FlopCounterMode(display=False) as counter:
-            encoder.embed(kind, item)
-        return counter.get_total_flops() / 1e9
+            encoder.embed(kind, items)
+        return counter.get_total_flops() / 1e9 / len(items)
 
     from xsearch.models.checkpoint import build_model
 
@@ -194,11 +195,8 @@ def run_model(name: str, device: torch.device, args: argparse.Namespace) -> dict
     encoder = load_encoder("random", config=name, device=str(device))
     fp16 = device.type == "cuda"
     wanted = [m for m in args.modalities if m.split()[0] in encoder.modalities]
-    if name == "audioclip":
-        gflop, flop_source = dict(NOMINAL_GFLOP), "nominal"
-    else:
-        gflop = {m: counted_gflop(encoder, m) for m in wanted}
-        flop_source = "counted (torch FlopCounterMode)"
+    counted = name != "audioclip"
+    flop_source = "counted (torch FlopCounterMode)" if counted else "nominal"
     audioclip_text = encoder.spec.family == "audioclip"
     rows = []
     for modality in wanted:
@@ -207,6 +205,7 @@ def run_model(name: str, device: torch.device, args: argparse.Namespace) -> dict
             items = make_inputs(modality, batch, encoder.sample_rate or 1)
             encoder.batch_size = batch  # one call = exactly one model batch
             times = time_calls(lambda: encoder.embed(kind, items), args.warmup, args.repeats)  # noqa: B023
+            gflop = counted_gflop(encoder, modality, items) if counted else NOMINAL_GFLOP[modality]
             effective = modality == "text" and audioclip_text
             median = statistics.median(times)
             if not args.quiet:
@@ -217,8 +216,8 @@ def run_model(name: str, device: torch.device, args: argparse.Namespace) -> dict
                     "batch": batch,
                     "items_per_s": batch / median,
                     "ms_per_item": median * 1e3 / batch,
-                    "gflop_per_item": gflop[modality],
-                    "gflops": gflop[modality] * batch / median,
+                    "gflop_per_item": gflop,
+                    "gflops": gflop * batch / median,
                     "efficiency": None,
                     "effective": effective,
                     # token positions AudioCLIP's text tower ran
