@@ -80,6 +80,14 @@ def query(
     ] = None,
     ef: Annotated[int | None, typer.Option(min=1, help="HNSW indexes: search breadth.")] = None,
     k_factor: KFactor = None,
+    per_file: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Hits of one file at most (default: one frame per video for --target image, "
+            "every window and text; for video and all, each file's best moment only).",
+        ),
+    ] = None,
     weights: Weights = None,
     device: Device = "auto",
     precision: Precision = "fp32",
@@ -115,6 +123,7 @@ def query(
         nprobe=nprobe,
         ef=ef,
         k_factor=k_factor,
+        per_file=per_file,
     )
     names = index or ["default"]
     if len(names) > 1:

@@ -42,7 +42,20 @@ def test_errors_name_parameters_in_neutral_words(fake_media_index):
     with pytest.raises(ParameterError) as where_error:
         index.search(text="rain", where="no_such_column = 1")
     assert where_error.value.param == "where" and "--where" not in str(where_error.value)
+    with pytest.raises(ParameterError) as per_file_error:
+        index.search(text="rain", per_file=0)
+    assert per_file_error.value.param == "per_file"
     assert index.encoder.calls == calls, "errors are found before any model call"
+
+
+def test_per_file_reaches_the_search(fake_media_index):
+    index = fake_media_index("audioclip-like")
+    first = index.search(like=index.store.item_ids("audio")[:1].tolist(), target="audio", k=50)
+    once = index.search(
+        like=index.store.item_ids("audio")[:1].tolist(), target="audio", k=50, per_file=1
+    )
+    assert len({h.asset_id for h in once}) == len(once) < len(first)
+    assert [h.asset_id for h in once] == list(dict.fromkeys(h.asset_id for h in first))
 
 
 def test_status_of_an_index_with_no_generation(tmp_path):

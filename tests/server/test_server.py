@@ -448,6 +448,8 @@ def test_upload_errors(client):
         ("text=x&target=sound", "unknown target 'sound'"),
         ("text=x&min_score=high", "min_score"),
         ("text=x&nprobe=0", "nprobe"),
+        ("text=x&per_file=0", "per_file must be"),
+        ("text=x&per_file=many", "per_file must be an integer"),
         ("target=audio", "give a query"),
         ("text=+++", "give a query"),
     ],
@@ -637,3 +639,10 @@ def test_the_server_follows_a_generation_its_index_moved_to_during_a_search(
         assert index.refresh()  # what a search's retry does, between two requests
         status = c.get("/api/status").json()
         assert status["generation"] == 2 and status["items"]["image"] == 2, status
+
+
+def test_per_file_caps_the_hits_of_one_file(client):
+    every = client.get("/api/search?text=rain&target=audio&k=50").json()["hits"]
+    once = client.get("/api/search?text=rain&target=audio&k=50&per_file=1").json()["hits"]
+    assets = [h["asset_id"] for h in once]
+    assert len(set(assets)) == len(assets) and 0 < len(once) < len(every)

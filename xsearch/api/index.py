@@ -416,11 +416,15 @@ class Index:
         ef: int | None = None,
         k_factor: float | None = None,
         decoded: QueryFiles | None = None,
+        per_file: int | None = None,
     ) -> Hits:
         """The `k` best hits of `target` (see `targets`) for the queries, fused into one
         vector. Each query is a value or a (value, weight) pair; `like` takes indexed item
         ids. `where` is SQL over the item and asset columns. Scores are calibrated (see
         xsearch/search/calibrate.py), so `min_score` means the same for every pairing.
+        `per_file`: hits of one file at most (its frames, windows, texts); by default one
+        frame of each video for `image`, every audio window and text, and for `video` and
+        `all` one hit per file, its best moment.
         `decoded`: query files already decoded, shared with other searches (search_indexes).
         The result is a list that also says the `generation` it was found in."""
         from xsearch.search.engine import SearchOptions
@@ -430,6 +434,8 @@ class Index:
 
         if k < 1:
             raise ParameterError("k", "must be at least 1")
+        if per_file is not None and (isinstance(per_file, bool) or per_file < 1):
+            raise ParameterError("per_file", "must be at least 1")
         check_target(target, self.modalities)
         text, image, audio, video = (_weighted(q) for q in (text, image, audio, video))
         liked = _weighted([like] if isinstance(like, int) else like)
@@ -447,7 +453,7 @@ class Index:
             )
         weights = [w for _, w in [*text, *image, *audio, *video, *liked]]
         request = (embedded, weights, files, [i for i, _ in liked])
-        options = SearchOptions(None, frozenset(), min_score, nprobe, ef, k_factor)
+        options = SearchOptions(None, frozenset(), min_score, nprobe, ef, k_factor, per_file)
         store = self.store  # one generation for the whole search, even if refreshed meanwhile
         try:
             hits = self._search_in(store, request, target, k, where, exclude_self, options)

@@ -61,6 +61,7 @@ def search_indexes(
     nprobe: int | None = None,
     ef: int | None = None,
     k_factor: float | None = None,
+    per_file: int | None = None,
     root: str | os.PathLike[str] | None = None,
     weights: Mapping[str, str] | None = None,
     device: str = "auto",
@@ -121,6 +122,7 @@ def search_indexes(
             nprobe=nprobe,
             ef=ef,
             k_factor=k_factor,
+            per_file=per_file,
             decoded=decoded,
         )
         generations[name] = hits.generation

@@ -233,6 +233,7 @@ _VALUES: dict[str, tuple[type, ...]] = {
     "nprobe": (int, type(None)),
     "ef": (int, type(None)),
     "k_factor": (int, float, type(None)),
+    "per_file": (int, type(None)),
 }
 
 

@@ -36,6 +36,14 @@ class SearchOptions:
     nprobe: int | None = None  # IVF indexes: inverted lists visited
     ef: int | None = None  # HNSW indexes: search breadth
     k_factor: float | None = None  # refined indexes: candidates re-ranked exactly, per hit
+    # hits of one file at most (its frames, windows or texts); None: DEFAULT_PER_FILE
+    per_file: int | None = None
+
+
+# The hits one file may give by default, per target: one frame per video, so that one video's
+# frames cannot fill the page; every window of a long recording, as each is a place in it;
+# one item per file for `video` and `all`, which rank files by their best moment.
+DEFAULT_PER_FILE = {"image": 1, "video": 1, "all": 1}
 
 
 def search(
@@ -45,19 +53,23 @@ def search(
     k: int = 10,
     options: SearchOptions | None = None,
 ) -> list[Hit]:
-    """The `k` best hits for the unit vector `query`: items of one modality, or for `video`
-    and `all` assets, each represented by its best-scoring item."""
+    """The `k` best hits for the unit vector `query`: items of one modality, at most
+    `per_file` of each file; or for `video` and `all` the `k` best files by their best item
+    (their moment), each followed by its next best items up to `per_file`."""
     options = options or SearchOptions()
     check_target(target, store.modalities)
     if k < 1:
         raise ParameterError("k", "must be at least 1")
+    if options.per_file is not None and options.per_file < 1:
+        raise ParameterError("per_file", "must be at least 1")
+    per_file = options.per_file or DEFAULT_PER_FILE.get(target)
     query = query.reshape(-1).astype(np.float32)
     if target in MODALITIES:
         if _count(store, target) == 0:
             raise UsageError(f"index {store.dir.name} has no {target} items")
-        hits = _search_items(store, query, target, k, options)
+        hits = _search_items_per_file(store, query, target, k, options, per_file)
     else:
-        hits = _search_assets(store, query, target, k, options)
+        hits = _search_assets(store, query, target, k, options, per_file or 1)
     if options.min_score is not None:
         hits = [h for h in hits if h.score >= options.min_score]
     return [replace(h, rank=rank) for rank, h in enumerate(hits, 1)]
@@ -96,11 +108,39 @@ def _search_items(
     ]
 
 
+def _search_items_per_file(
+    store: Store, query: np.ndarray, modality: str, k: int, options: SearchOptions, per_file
+) -> list[Hit]:
+    """`_search_items`, at most `per_file` hits of one file (None: no limit): the search
+    widens until `k` hits pass or the modality is exhausted."""
+    if per_file is None:
+        return _search_items(store, query, modality, k, options)
+    n = k
+    while True:
+        found = _search_items(store, query, modality, n, options)
+        hits = _per_file(found, per_file)
+        if len(hits) >= k or len(found) < n:
+            return hits[:k]
+        n *= 4
+
+
+def _per_file(hits: list[Hit], per_file: int) -> list[Hit]:
+    """The hits in their order, at most `per_file` of each asset."""
+    seen: dict[int, int] = {}
+    kept = []
+    for hit in hits:
+        seen[hit.asset_id] = seen.get(hit.asset_id, 0) + 1
+        if seen[hit.asset_id] <= per_file:
+            kept.append(hit)
+    return kept
+
+
 def _search_assets(
-    store: Store, query: np.ndarray, target: str, k: int, options: SearchOptions
+    store: Store, query: np.ndarray, target: str, k: int, options: SearchOptions, per_file: int
 ) -> list[Hit]:
     """The `k` best assets by their best item: the frame or sound of videos for `video`,
-    every modality for `all`. Calibrated scores make the modalities comparable."""
+    every modality for `all`. Calibrated scores make the modalities comparable. Each asset's
+    best item comes with its next best, up to `per_file` items of that asset."""
     searched = ("image", "audio") if target == "video" else MODALITIES
     modalities = [m for m in searched if m in store.modalities]
     only = "kind = 'video'" if target == "video" else None
@@ -108,18 +148,19 @@ def _search_assets(
     no_videos = target == "video" and "video" not in kinds
     if no_videos or not any(_count(store, m) for m in modalities):
         raise UsageError(f"index {store.dir.name} has no {target} items")
-    n = 4 * k  # items per modality; a long file has many windows, so widen until k assets
+    n = 4 * k * per_file  # items per modality; a long file has many windows: widen until k
     while True:
         hits, exhausted = [], True
         for modality in modalities:
             found = _search_items(store, query, modality, n, options, only)
             hits += found
             exhausted &= len(found) < n
-        best: dict[int, Hit] = {}
+        moments: dict[int, list[Hit]] = {}
         for hit in sorted(hits, key=lambda h: (-h.score, h.item_id)):
-            best.setdefault(hit.asset_id, hit)
-        if len(best) >= k or exhausted:
-            return list(best.values())[:k]
+            moments.setdefault(hit.asset_id, []).append(hit)
+        if len(moments) >= k or exhausted:
+            best = list(moments.values())[:k]
+            return [hit for asset in best for hit in asset[:per_file]]
         n *= 4
 
 

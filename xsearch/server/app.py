@@ -113,6 +113,7 @@ class SearchParams:
     exclude_self: bool
     nprobe: int | None
     ef: int | None
+    per_file: int | None = None
 
 
 class _Api:
@@ -235,6 +236,9 @@ class _Api:
         nprobe, ef = _integer(query, "nprobe", None), _integer(query, "ef", None)
         if (nprobe is not None and nprobe < 1) or (ef is not None and ef < 1):
             raise HTTPException(400, "nprobe and ef must be at least 1")
+        per_file = _integer(query, "per_file", None)
+        if per_file is not None and not 1 <= per_file <= MAX_K:
+            raise HTTPException(400, f"per_file must be between 1 and {MAX_K}")
         return SearchParams(
             text=[t.strip() for t in query.getlist("text") if t.strip()],
             target=target,
@@ -245,6 +249,7 @@ class _Api:
             exclude_self=query.get("exclude_self", "").lower() in ("1", "true", "yes", "on"),
             nprobe=nprobe,
             ef=ef,
+            per_file=per_file,
         )
 
     def _run(self, params: SearchParams, files: dict[str, list[Path]]) -> dict:
@@ -260,6 +265,7 @@ class _Api:
             min_score=params.min_score,
             nprobe=params.nprobe,
             ef=params.ef,
+            per_file=params.per_file,
             **files,
         )
         took = time.perf_counter() - began

@@ -1,0 +1,122 @@
+"""Hits per file: one frame per video by default for images, `per_file` for any target, and
+each video's best moment (with the next ones when asked) for `video`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xsearch.errors import ParameterError
+from xsearch.search.engine import SearchOptions, search
+from xsearch.store.store import Changes, Store, Writer
+
+MODEL = {"encoder": "audioclip", "config": "audioclip-tiny", "weights": "random"}
+VIDEOS, FRAMES, WINDOWS = 12, 6, 4
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=-1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Store:
+    """12 videos, each 6 frames (2 s apart) and 4 audio windows (5 s), random directions."""
+    rng = np.random.default_rng(0)
+    with Writer(tmp_path_factory.mktemp("per_file") / "idx", MODEL) as writer:
+        changes = Changes()
+        frame_ids, window_ids = [], []
+        for v in range(VIDEOS):
+            asset = writer.allocate_asset()
+            changes.new_assets.append(
+                {"asset_id": asset, "path": f"/m/{v}.mp4", "content_hash": str(v),
+                 "kind": "video", "bytes": 1, "mtime": 0.0, "duration": 20.0, "labels": []}
+            )  # fmt: skip
+            for modality, count, span, ids in (
+                ("image", FRAMES, 2.0, frame_ids),
+                ("audio", WINDOWS, 5.0, window_ids),
+            ):
+                for i, item in enumerate(writer.allocate_items(count)):
+                    changes.new_items.append(
+                        {"item_id": int(item), "asset_id": asset, "modality": modality,
+                         "start": span * i, "end": span * (i + 1), "text": None}
+                    )  # fmt: skip
+                    ids.append(int(item))
+        dim = 1024
+        changes.add_vectors(
+            "image", np.array(frame_ids), unit(rng.standard_normal((len(frame_ids), dim)))
+        )
+        changes.add_vectors(
+            "audio", np.array(window_ids), unit(rng.standard_normal((len(window_ids), dim)))
+        )
+        return writer.commit(changes)
+
+
+def query_near(store: Store, modality: str, item_ids: list[int], seed: int = 1) -> np.ndarray:
+    """A query close to the mean of these items: they come first, in a known order."""
+    ids, vectors = store.embeddings(modality)
+    rows = vectors[np.isin(ids, item_ids)]
+    noise = np.random.default_rng(seed).standard_normal(rows.shape[1]) * 0.01
+    return unit(rows.mean(axis=0) + noise)
+
+
+def counts(hits) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for hit in hits:
+        out[hit.asset_id] = out.get(hit.asset_id, 0) + 1
+    return out
+
+
+def test_images_give_one_frame_per_video_by_default(store):
+    ids, _ = store.embeddings("image")
+    one_video = [int(i) for i in ids[:FRAMES]]  # all frames of the first video lead
+    query = query_near(store, "image", one_video)
+    hits = search(store, query, "image", k=5)
+    assert len(hits) == 5 and max(counts(hits).values()) == 1
+    assert hits[0].item_id in one_video and hits[0].start is not None
+    assert [h.rank for h in hits] == [1, 2, 3, 4, 5]
+    three = search(store, query, "image", k=5, options=SearchOptions(per_file=3))
+    assert [h.item_id for h in three[:3]] == [
+        h.item_id
+        for h in search(store, query, "image", k=3, options=SearchOptions(per_file=FRAMES))
+    ]
+    assert counts(three)[hits[0].asset_id] == 3 and len(three) == 5
+
+
+def test_audio_windows_all_count_unless_capped(store):
+    ids, _ = store.embeddings("audio")
+    one_file = [int(i) for i in ids[:WINDOWS]]
+    query = query_near(store, "audio", one_file)
+    every = search(store, query, "audio", k=6)
+    assert sorted(h.item_id for h in every[:WINDOWS]) == sorted(one_file)
+    capped = search(store, query, "audio", k=6, options=SearchOptions(per_file=2))
+    assert max(counts(capped).values()) == 2 and len(capped) == 6
+    # the cap keeps the order of the uncapped ranking, skipping what exceeds it
+    uncapped = search(store, query, "audio", k=40)
+    seen: dict[int, int] = {}
+    want = []
+    for hit in uncapped:
+        seen[hit.asset_id] = seen.get(hit.asset_id, 0) + 1
+        if seen[hit.asset_id] <= 2:
+            want.append(hit.item_id)
+    assert [h.item_id for h in capped] == want[:6]
+
+
+def test_video_target_ranks_videos_by_their_best_moment(store):
+    ids, _ = store.embeddings("image")
+    frame = int(ids[2 * FRAMES + 3])  # the 4th frame (6-8 s) of the third video
+    query = query_near(store, "image", [frame])
+    hits = search(store, query, "video", k=4)
+    assert len(hits) == 4 and max(counts(hits).values()) == 1
+    assert hits[0].item_id == frame and (hits[0].start, hits[0].end) == (6.0, 8.0)
+    moments = search(store, query, "video", k=4, options=SearchOptions(per_file=3))
+    assert len(moments) == 12 and set(counts(moments).values()) == {3}
+    assert moments[0].item_id == frame
+    first = [h for h in moments if h.asset_id == hits[0].asset_id]
+    assert moments[:3] == first  # a video's moments follow its best one
+    assert [h.score for h in first] == sorted((h.score for h in first), reverse=True)
+    assert [h.asset_id for h in moments[::3]] == [h.asset_id for h in hits]
+
+
+def test_per_file_must_be_positive(store):
+    with pytest.raises(ParameterError, match="per_file"):
+        search(store, np.ones(1024, np.float32) / 32, "image", options=SearchOptions(per_file=0))
