@@ -181,6 +181,29 @@ def test_the_page_searches_plays_and_uploads(server, browser, home):
     play_and_check(page, video, start, None)
     page.evaluate("() => document.querySelectorAll('audio, video').forEach(m => m.pause())")
 
+    # text -> video: one card per video, its best moment first; its other moments on a
+    # timeline that each play from their time
+    search(page, "an orange sunset", "video")
+    sunset = cards(page).filter(has_text="sunset.mp4")
+    assert sunset.count() == 1 and cards(page).count() == len(set(cards(page).all_inner_texts()))
+    assert f"{cards(page).count()} results in videos" in page.inner_text("#summary")
+    toggle = sunset.locator("button.moments")
+    assert toggle.inner_text() == "2 moments"  # its frame and its sound
+    assert sunset.locator(".timeline").is_hidden()
+    toggle.click()
+    assert toggle.get_attribute("aria-expanded") == "true"
+    marks = sunset.locator(".timeline .moment")
+    assert marks.count() == 2 and marks.first.get_attribute("class") == "moment best"
+    times = sorted(float(marks.nth(i).get_attribute("data-start")) for i in range(2))
+    assert times == [0.0, 1.5]
+    later = sunset.locator(".timeline .moment[data-start='1.5']")
+    later.click()
+    handle = sunset.locator("video").element_handle()
+    page.wait_for_function("m => !m.paused && m.currentTime >= 1.5", arg=handle)
+    page.screenshot(path=str(ARTIFACTS / "web-moments.png"), full_page=True)
+    page.evaluate("() => document.querySelectorAll('audio, video').forEach(m => m.pause())")
+    page.select_option("#target", "image")
+
     # a file as the query (the box emptied: text would be fused in): the image itself is first
     page.fill("#q", "")
     page.set_input_files("#file", str(home / "media" / "rain" / "sky.png"))

@@ -115,6 +115,7 @@ def test_video_target_ranks_videos_by_their_best_moment(store):
     assert moments[:3] == first  # a video's moments follow its best one
     assert [h.score for h in first] == sorted((h.score for h in first), reverse=True)
     assert [h.asset_id for h in moments[::3]] == [h.asset_id for h in hits]
+    assert [h.rank for h in moments] == [r for r in (1, 2, 3, 4) for _ in range(3)]
 
 
 def test_per_file_must_be_positive(store):

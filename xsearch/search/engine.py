@@ -72,7 +72,13 @@ def search(
         hits = _search_assets(store, query, target, k, options, per_file or 1)
     if options.min_score is not None:
         hits = [h for h in hits if h.score >= options.min_score]
-    return [replace(h, rank=rank) for rank, h in enumerate(hits, 1)]
+    if target in MODALITIES:
+        return [replace(h, rank=rank) for rank, h in enumerate(hits, 1)]
+    # a file's moments share its rank: the rank is the file's place
+    places = {
+        asset: place for place, asset in enumerate(dict.fromkeys(h.asset_id for h in hits), 1)
+    }
+    return [replace(h, rank=places[h.asset_id]) for h in hits]
 
 
 def _count(store: Store, modality: str) -> int:

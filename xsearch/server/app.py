@@ -276,6 +276,7 @@ class _Api:
         asset = self.catalog.asset(hit.asset_id)
         kind = out.get("kind") or (asset.kind if asset else None)
         out["kind"] = kind
+        out["duration"] = asset.duration if asset else None  # for a timeline of its moments
         out["name"] = os.path.basename(hit.path)
         out["media_url"] = f"/media/{hit.asset_id}"
         out["thumb_url"] = f"/thumb/{hit.item_id}" if kind not in (None, "text") else None

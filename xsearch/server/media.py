@@ -107,13 +107,14 @@ class ThumbnailCache:
         return waveform(asset.path, start, min(end, start + WAVE_MAX_SECONDS))
 
     def _frame_time(self, item: Item, asset: Asset) -> float | None:
-        """An image item's own time; for a sound or text of a video, the indexed frame nearest
-        to it (else the start of the window)."""
+        """The time of the moment the item is: a frame's own time; the middle of a sound
+        window (the picture that played while it sounded); for an item without a time (a
+        text), the asset's indexed frame (None: the central frame)."""
         if item.modality == "image":
             return item.start
-        middle = (item.start + item.end) / 2 if item.start is not None and item.end else 0.0
-        near = self.catalog.frame_near(asset.asset_id, middle)
-        return near if near is not None else item.start
+        if item.start is not None and item.end is not None:
+            return (item.start + item.end) / 2
+        return self.catalog.frame_near(asset.asset_id, (asset.duration or 0.0) / 2)
 
 
 def _jpeg(picture: Image.Image) -> bytes:

@@ -17,6 +17,7 @@
   const summary = $("summary");
 
   const KINDS = ["audio", "image", "video"];
+  const MOMENTS = 6; // a file's matching moments asked for, when results are files
   const EXTENSION_KIND = {};
   for (const e of "wav flac mp3 ogg oga opus m4a aac wma aiff aif".split(" ")) EXTENSION_KIND[e] = "audio";
   for (const e of "jpg jpeg png webp bmp gif tif tiff".split(" ")) EXTENSION_KIND[e] = "image";
@@ -80,6 +81,8 @@
     p.set("k", k.value || "12");
     if (where.value.trim()) p.set("where", where.value.trim());
     if (minScore.value.trim()) p.set("min_score", minScore.value.trim());
+    // results that are files (videos, everything) come with their other matching moments
+    if (target.value === "video" || target.value === "all") p.set("per_file", String(MOMENTS));
     for (const [key, value] of Object.entries(extra || {})) p.set(key, value);
     return p;
   }
@@ -115,7 +118,7 @@
       const data = await fetchJSON(url, options);
       if (mine !== latest) return;
       render(data.hits);
-      const n = data.hits.length;
+      const n = results.children.length; // files with their moments count once
       summary.textContent =
         `${n} result${n === 1 ? "" : "s"} in ${target.selectedOptions[0].textContent}` +
         (what ? ` ${what}` : "") + ` (${data.took_ms} ms)`;
@@ -199,7 +202,36 @@
     return el("div", { class: "thumb" }, img);
   }
 
-  function card(hit) {
+  // The file's matching moments on a bar as long as the file: each plays from its time.
+  function timeline(hit, moments, media) {
+    const length = hit.duration || Math.max(...moments.map((m) => m.end || m.start || 0)) || 1;
+    const bar = el("div", { class: "timeline", role: "group", "aria-label": `Moments of ${hit.name}`, hidden: true });
+    moments.forEach((moment, i) => {
+      const at = moment.start || 0;
+      const mark = el("button", {
+        type: "button",
+        class: i === 0 ? "moment best" : "moment",
+        "data-start": at,
+        title: `${moment.modality} · ${span(moment)} · score ${Number(moment.score).toFixed(3)}`,
+        "aria-label": `Play ${moment.modality} ${span(moment)}, score ${Number(moment.score).toFixed(2)}`,
+      });
+      mark.style.left = `${Math.min(100, (100 * at) / length)}%`; // CSSOM: allowed by the page's CSP
+      mark.addEventListener("click", () => {
+        for (const other of results.querySelectorAll("audio, video")) if (other !== media) other.pause();
+        media.currentTime = at;
+        media.play().catch((e) => showError(`cannot play ${hit.name}: ${e.message}`));
+      });
+      bar.append(mark);
+    });
+    const toggle = el("button", { type: "button", class: "moments", "aria-expanded": "false" }, `${moments.length} moments`);
+    toggle.addEventListener("click", () => {
+      bar.hidden = !bar.hidden;
+      toggle.setAttribute("aria-expanded", String(!bar.hidden));
+    });
+    return [bar, toggle];
+  }
+
+  function card(hit, moments = [hit]) {
     const li = el("li", {
       class: "card",
       "data-item-id": hit.item_id,
@@ -214,6 +246,10 @@
     let play = null;
     if (hit.kind === "audio" || hit.kind === "video") [media, play] = player(hit);
     if (media) li.append(media);
+    let bar = null;
+    let toggle = null;
+    if (media && moments.length > 1) [bar, toggle] = timeline(hit, moments, media);
+    if (bar) li.append(bar);
     if (hit.modality === "text" && hit.text) li.append(el("blockquote", { class: "text" }, hit.text));
     if (!thumb && !media && !(hit.modality === "text" && hit.text)) li.append(el("div", { class: "no-preview" }, "no preview"));
 
@@ -236,12 +272,19 @@
     );
     const more = el("button", { type: "button", class: "like" }, "More like this");
     more.addEventListener("click", () => search(hit));
-    li.append(el("div", { class: "actions" }, play, more));
+    li.append(el("div", { class: "actions" }, play, toggle, more));
     return li;
   }
 
+  // A file's moments share its rank (targets video and all): one card each, with a timeline.
   function render(hits) {
-    results.replaceChildren(...hits.map(card));
+    const files = [];
+    for (const hit of hits) {
+      const last = files[files.length - 1];
+      if (last && last[0].asset_id === hit.asset_id && last[0].rank === hit.rank) last.push(hit);
+      else files.push([hit]);
+    }
+    results.replaceChildren(...files.map((moments) => card(moments[0], moments)));
   }
 
   // --- errors and the query file -------------------------------------------------------------
