@@ -93,14 +93,47 @@ def offset_store(tmp_path_factory) -> Store:
 
 
 def test_relevance_is_distance_from_the_query_background():
-    ref = around(QUERY, 0.2, 500, seed=5, spread=0.05)
-    mean, spread = calibrate.background(ref, QUERY)
-    assert mean == pytest.approx(float((ref @ QUERY).mean()))
-    assert spread == pytest.approx(float((ref @ QUERY).std()))
-    z = calibrate.relevance(np.array([mean, mean + 2 * spread]), ref, QUERY)
+    """Background spreads above the typical unrelated item, on Fisher's scale (atanh)."""
+    ref = around(QUERY, 0.2, 2000, seed=5, spread=0.05)
+    location, spread = calibrate.background(ref, QUERY)
+    assert location == pytest.approx(np.arctanh(0.2), abs=0.005)
+    assert spread == pytest.approx(0.05 / (1 - 0.2**2), rel=0.05)  # d atanh = dc / (1 - c^2)
+    z = calibrate.relevance(np.tanh([location, location + 2 * spread]), ref, QUERY)
     assert z == pytest.approx([0.0, 2.0])
-    tiny = around(QUERY, 0.2, 1, seed=6)  # one item: no spread, floored
-    assert calibrate.background(tiny, QUERY)[1] == calibrate.MIN_SPREAD
+
+
+def test_small_samples_lean_on_the_prior():
+    prior = calibrate.prior_spread(DIM)
+    assert prior == pytest.approx(1 / 32)
+    assert calibrate.background(np.empty((0, DIM), np.float32), QUERY) == (0.0, prior)
+    one = around(QUERY, 0.2, 1, seed=6)
+    assert calibrate.background(one, QUERY) == pytest.approx((np.arctanh(0.2), prior))
+    agreeing = around(QUERY, 0.2, 10, seed=6, spread=0.0005)  # ten items that happen to agree
+    assert 0.7 * prior < calibrate.background(agreeing, QUERY)[1] < prior
+    tight = around(QUERY, 0.2, 2000, seed=6, spread=0.0005)  # many: the floor, not the prior
+    assert calibrate.background(tight, QUERY)[1] == calibrate.FLOOR * prior
+
+
+def test_copies_and_related_items_do_not_move_the_background():
+    unrelated = around(QUERY, 0.1, 400, seed=17, spread=0.05)  # not 7: QUERY's seed
+    related = around(QUERY, 0.9, 40, seed=8, spread=0.05)
+    copies = np.repeat(QUERY[None], 20, axis=0)
+    location, spread = calibrate.background(unrelated, QUERY)
+    mixed = calibrate.background(np.vstack([unrelated, related, copies]), QUERY)
+    assert mixed[0] == pytest.approx(location, abs=0.2 * spread)
+    assert mixed[1] == pytest.approx(spread, rel=0.1)  # a plain std grows sixfold here
+    only_copies = np.repeat(QUERY[None], 3, axis=0)  # nothing is left to be background
+    assert calibrate.background(only_copies, QUERY) == (0.0, calibrate.prior_spread(DIM))
+
+
+def test_scores_rise_with_the_cosine_and_a_copy_stands_out_of_a_wide_background():
+    """Sounds against a sound: high and wide, where a Gaussian z put a copy 2.5 spreads out."""
+    ref = around(QUERY, 0.5, 300, seed=9, spread=0.2)
+    cosines = np.sort(np.r_[np.random.default_rng(1).uniform(-1, 1, 200), 0.98, 1 - 1e-7, 1.0])
+    z = calibrate.relevance(cosines, ref, QUERY)
+    assert np.all(np.diff(z) >= 0)
+    assert z[-1] == z[-2] > 20  # float32 copies of the query all score the same
+    assert calibrate.relevance(np.array([0.98]), ref, QUERY)[0] > 5
 
 
 def test_all_ranks_by_calibrated_score_not_raw_cosine(offset_store):
