@@ -44,6 +44,15 @@ def ingest(
             show_default=False,
         ),
     ] = None,
+    frames: Annotated[
+        str | None,
+        typer.Option(
+            help="Frames of a video to embed: central, every:SECONDS (e.g. every:2) or "
+            "scenes[:MAX] (the first frame of each shot, at most MAX per video, default 32). "
+            "Default: the index's, else central.",
+            show_default=False,
+        ),
+    ] = None,
     labels: Annotated[
         LabelsFrom | None, typer.Option(help="Also label each file with its folder's name.")
     ] = None,
@@ -87,6 +96,15 @@ def ingest(
 
     if "-" in paths:  # listed files pass the same checks as found ones (no FIFO is read)
         paths = [p for p in paths if p != "-"] + [line for line in _stdin_paths()]
+    options = IngestOptions(
+        window_seconds=window,
+        frames=frames,
+        workers=workers,
+        timeout=timeout,
+        memory_mb=memory_mb,
+        labels_from_folder=labels is LabelsFrom.folder,
+        prune=prune,
+    )
     idx = open_index(
         index,
         create=True,
@@ -95,14 +113,6 @@ def ingest(
         device=device,
         batch_size=batch_size,
         precision=precision,
-    )
-    options = IngestOptions(
-        window_seconds=window,
-        workers=workers,
-        timeout=timeout,
-        memory_mb=memory_mb,
-        labels_from_folder=labels is LabelsFrom.folder,
-        prune=prune,
     )
     progress = _progress() if err.is_terminal and not as_json else None
     ray_on = ray or ray_address is not None

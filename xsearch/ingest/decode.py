@@ -2,7 +2,8 @@
 
 Only PyAV, NumPy and Pillow are used (never torch), so workers start fast and stay small. The
 result is a plain picklable `Decoded` that crosses the process boundary cheaply: images are
-already resized and centre-cropped to the model's input size as uint8, and audio is cut into
+already resized and centre-cropped to the model's input size as uint8 (a video's frames too,
+as the frame policy picks them, one at a time out of the decoder), and audio is cut into
 fixed windows of the int16-scale waveform at the model's sample rate. A modality the model does
 not embed is not decoded at all.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -21,8 +22,10 @@ import numpy as np
 from xsearch.errors import MediaError
 from xsearch.media import kind_of, load_audio, load_image, probe_kind, video_central_frame
 from xsearch.media.audio import media_error
+from xsearch.media.frames import FramePolicy, spans
 from xsearch.media.image import crop_square, model_input
 from xsearch.media.kinds import UNSUPPORTED_HINTS, MediaKind, extension
+from xsearch.media.video import frame_picture, grey_thumbnails, video_frames
 
 # A tail shorter than this is merged into the window before it rather than embedded on its own.
 MIN_TAIL_SECONDS = 1.0
@@ -40,14 +43,25 @@ class AudioWindow(NamedTuple):
     wave: np.ndarray
 
 
+class Frame(NamedTuple):
+    """One image item: the picture and, for a video's frame, the seconds it stands for (from
+    its time until the next frame picked; the central frame: its time alone); None for an
+    image file."""
+
+    start: float | None
+    end: float | None
+    pixels: np.ndarray
+
+
 @dataclass
 class Decoded:
     """What one file decodes to.
 
-    `image` is the uint8 [size, size, 3] RGB input of the image tower (for a video, its central
-    frame, shown at `frame_time`), or when normalisation was asked for, the float32
-    [3, size, size] tensor the tower takes (see `model_input`); `audio` the windows of its
-    audio track, in order.
+    `frames` are the image items: one for an image, those of the frame policy for a video, in
+    time order. Their pixels are the uint8 [size, size, 3] RGB input of the image tower, or
+    when normalisation was asked for, the float32 [3, size, size] tensor the tower takes (see
+    `model_input`); frames over time stay uint8 (a quarter of the memory), which the model
+    normalises to the same values. `audio` are the windows of its audio track, in order.
     `duration` is the length in seconds of the audio (for a video without audio, or whose
     audio was not decoded, of the video); None for an image. A modality that was not asked for
     is left empty.
@@ -56,9 +70,18 @@ class Decoded:
     path: str
     kind: str
     duration: float | None = None
-    image: np.ndarray | None = None
-    frame_time: float | None = None
+    frames: list[Frame] = field(default_factory=list)
     audio: list[AudioWindow] = field(default_factory=list)
+
+    @property
+    def image(self) -> np.ndarray | None:
+        """The first frame's pixels (an image's own; a video's central frame by default)."""
+        return self.frames[0].pixels if self.frames else None
+
+    @property
+    def frame_time(self) -> float | None:
+        """The first frame's time in the video (None for an image, or no frame)."""
+        return self.frames[0].start if self.frames else None
 
 
 def decode_file(
@@ -69,9 +92,12 @@ def decode_file(
     image_norm: tuple[Sequence[float], Sequence[float]] | None = None,
     resampler: str = "swr",
     merge_tail: bool = True,
+    frames: str = "central",
+    on_duration: Callable[[float], None] | None = None,
 ) -> Decoded:
-    """Decode `path` by its kind: image -> one image; audio -> windows; video -> the central
-    frame plus the windows of its audio track (none when it has no audio).
+    """Decode `path` by its kind: image -> one image; audio -> windows; video -> the frames of
+    the `frames` policy (see `FramePolicy`; by default the central frame) plus the windows of
+    its audio track (none when it has no audio).
 
     The kind comes from the extension (`kind_of`), else from the content (`probe_kind`), so a
     file of an unlisted extension is still decoded when it holds media. `image_size` and
@@ -79,8 +105,10 @@ def decode_file(
     which is then not decoded (an image gives a `Decoded` without pixels, a video only its
     sound). `image_norm` (mean, std): the image is also normalised as the model wants it, so
     that the process running the model only runs the model. `resampler`: how audio reaches
-    `sample_rate` (see `load_audio`); `merge_tail`: see `cut_windows`. Raises MediaError (one line,
-    naming the file) when the file cannot be used.
+    `sample_rate` (see `load_audio`); `merge_tail`: see `cut_windows`. `on_duration(seconds)`
+    hears a video's length before its frames over time are decoded, so that a caller can allow
+    the time that takes. Raises MediaError (one line, naming the file) when the file cannot be
+    used.
     """
     name = os.fspath(path)
     kind = kind_of(name)
@@ -90,7 +118,7 @@ def decode_file(
         if image_size is None:
             return Decoded(name, kind)
         pixels = crop_square(load_image(name), image_size)
-        return Decoded(name, kind, image=_prepared(pixels, image_norm))
+        return Decoded(name, kind, frames=[Frame(None, None, _prepared(pixels, image_norm))])
     if kind == "audio":
         if sample_rate is None:
             return Decoded(name, kind)
@@ -102,11 +130,12 @@ def decode_file(
             audio=cut_windows(wave, sample_rate, window_seconds, merge_tail),
         )
     decoded = Decoded(name, "video")
-    if image_size is not None:
-        frame, seconds = video_central_frame(name)
-        decoded.image = _prepared(crop_square(frame, image_size), image_norm)
-        decoded.frame_time = seconds
     has_audio, video_seconds = _probe_video(name)
+    if image_size is not None:
+        policy = FramePolicy.parse(frames)
+        if on_duration is not None and policy.kind != "central" and video_seconds is not None:
+            on_duration(video_seconds)
+        decoded.frames = _video_frames(name, policy, image_size, image_norm, video_seconds)
     track = (
         _video_audio(name, sample_rate, resampler)
         if has_audio and sample_rate is not None
@@ -118,6 +147,29 @@ def decode_file(
     else:
         decoded.duration = video_seconds
     return decoded
+
+
+def _video_frames(
+    name: str,
+    policy: FramePolicy,
+    size: int,
+    norm: tuple[Sequence[float], Sequence[float]] | None,
+    video_seconds: float | None,
+) -> list[Frame]:
+    """The video's frames as `policy` picks them, each turned into the model's input as it
+    comes out of the decoder."""
+    if policy.kind == "central":
+        picture, seconds = video_central_frame(name)
+        return [Frame(seconds, seconds, _prepared(crop_square(picture, size), norm))]
+
+    def prepare(frame) -> np.ndarray:
+        return crop_square(frame_picture(frame), size)  # uint8: see Decoded
+
+    picked = policy.pick(video_frames(name), prepare, grey_thumbnails())
+    return [
+        Frame(start, end, chosen.pixels)
+        for chosen, (start, end) in zip(picked, spans(picked, video_seconds))
+    ]
 
 
 def _kind_by_content(name: str) -> MediaKind:

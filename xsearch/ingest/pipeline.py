@@ -30,6 +30,7 @@ from xsearch.errors import UsageError
 from xsearch.ingest.identity import content_hash, model_identity
 from xsearch.ingest.scan import folder_label, sidecar_texts
 from xsearch.ingest.workers import DecodePool
+from xsearch.media.frames import FramePolicy
 from xsearch.media.kinds import kind_of
 from xsearch.store.store import Changes, Store, Writer
 
@@ -64,6 +65,18 @@ class IngestOptions:
     # Only files that are (re)embedded read it: a new annotation on an unchanged file is not
     # applied (xsearch.eval builds a fresh index instead).
     annotations: Mapping[str, Annotation] | None = None
+    # which frames of a video are embedded: central, every:SECONDS or scenes[:MAX] (see
+    # FramePolicy); None: the index's, else central. Kept as the policy's canonical text.
+    frames: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.frames is not None:
+            self.frames = str(FramePolicy.parse(self.frames))
+
+    def frames_for(self, recorded: dict | None = None) -> str:
+        """The frame policy this ingest uses: the one asked for, else the index's (`recorded`
+        recipe), else central."""
+        return self.frames or (recorded or {}).get("frames") or "central"
 
     def window_for(self, spec: EncoderSpec, recorded: dict | None = None) -> float:
         """The audio window this ingest uses with a model of `spec`: the one asked for, else
@@ -74,7 +87,7 @@ class IngestOptions:
     def recipe(self, spec: EncoderSpec) -> dict:
         """How this ingest cuts files into items, as the index records it: an index holds
         items of one recipe only, so an ingest with another one is refused, never mixed in."""
-        return {"window_seconds": self.window_for(spec), "frames": "central"}
+        return {"window_seconds": self.window_for(spec), "frames": self.frames_for()}
 
 
 @dataclass
@@ -265,6 +278,7 @@ def decode_settings(options: IngestOptions, encoder: Encoder) -> dict:
         "resampler": spec.audio.resampler if spec.audio else "swr",
         # a model of fixed clips gets no window longer than its clip
         "merge_tail": not (spec.audio and spec.audio.clip_seconds),
+        "frames": options.frames_for(),
     }
 
 
@@ -342,7 +356,12 @@ def ingest(
         raise UsageError(f"no media files found; index {index_dir.name} not created")
     report.files = len(files)
     spec = encoder.spec
-    options = replace(options, window_seconds=options.window_for(spec, _recorded_recipe(index_dir)))
+    recorded = _recorded_recipe(index_dir)
+    options = replace(
+        options,
+        window_seconds=options.window_for(spec, recorded),
+        frames=options.frames_for(recorded),
+    )
     files, refused = _split_unstorable_names(files)
     files, unembeddable = _split_unembeddable(files, spec)
     refused += unembeddable
@@ -455,7 +474,7 @@ def _count_new(path: Path, plan: _Plan, changes: Changes, report: IngestReport) 
 def _nothing_to_embed(decoded: Decoded, spec: EncoderSpec) -> str | None:
     """Why a decoded file gives the model nothing to embed (its modalities were not decoded,
     see `decode_settings`), or None when it gives something."""
-    if decoded.image is not None or decoded.audio:
+    if decoded.frames or decoded.audio:
         return None
     if decoded.kind == "video" and spec.audio is not None:
         return f"no sound to embed, and model {spec.config} does not embed image"
@@ -526,12 +545,10 @@ def _add_asset(path, decoded, plan, writer, changes, batcher, options, st) -> No
             "labels": labels,
         }
     )
-    if decoded.image is not None:
-        item = _item(asset_id, "image", decoded.frame_time, decoded.frame_time)
-        pixels = decoded.image  # normalised by the worker, or uint8 pixels (see decode_file)
-        batcher.add(
-            "image", item, pixels if pixels.dtype == np.float32 else Image.fromarray(pixels)
-        )
+    for start, end, pixels in decoded.frames:
+        # normalised by the worker, or uint8 pixels (see Decoded)
+        payload = pixels if pixels.dtype == np.float32 else Image.fromarray(pixels)
+        batcher.add("image", _item(asset_id, "image", start, end), payload)
     for start, end, wave in decoded.audio:
         batcher.add("audio", _item(asset_id, "audio", start, end), np.asarray(wave))
     if "text" in batcher.pending:

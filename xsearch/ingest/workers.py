@@ -39,6 +39,10 @@ STARTUP_TIMEOUT = 60.0
 STOP_GRACE = 2.0
 # How often the dispatcher wakes up with nothing to do, to notice a stop request.
 POLL = 0.25
+# A frame policy other than `central` decodes every frame of a video: a video of D seconds may
+# take `timeout` + D * this, so that a long video is decoded at real-time speed or better
+# rather than killed (the worker says the length before it decodes the frames).
+SECONDS_PER_VIDEO_SECOND = 1.0
 
 # Each worker is single-threaded in NumPy and keeps few malloc arenas: every arena and BLAS
 # thread buffer reserves address space, which RLIMIT_AS counts.
@@ -66,7 +70,9 @@ class DecodePool:
     process, with no timeout or memory limit (for debugging and tests). `image_size` and
     `sample_rate` are the model's inputs (`pipeline.decode_settings`); None: the model does not
     embed that modality, which is then not decoded. `image_norm` (mean, std): images are
-    also normalised here, as the model takes them.
+    also normalised here, as the model takes them. `frames`: the frame policy of videos (see
+    `FramePolicy`); with one other than `central`, a video's time limit grows with its length
+    (SECONDS_PER_VIDEO_SECOND).
     """
 
     def __init__(
@@ -80,6 +86,7 @@ class DecodePool:
         image_norm: tuple | None = None,
         resampler: str = "swr",
         merge_tail: bool = True,
+        frames: str = "central",
         *,
         max_pending: int | None = None,
     ) -> None:
@@ -98,6 +105,7 @@ class DecodePool:
             "image_norm": image_norm,
             "resampler": resampler,
             "merge_tail": merge_tail,
+            "frames": frames,
         }
         self._pool: list[_Worker] = []
         self._running: tuple[threading.Event, threading.Thread] | None = None
@@ -255,7 +263,7 @@ class DecodePool:
                     raise XSearchError(f"decode worker did not start within {STARTUP_TIMEOUT:g} s")
                 if worker.state == "busy" and now >= worker.deadline:
                     worker.kill()
-                    results.put((worker.path, None, f"timed out after {self.timeout:g} s"))
+                    results.put((worker.path, None, f"timed out after {worker.allowed:g} s"))
                     self._replace(index)
 
     def _collect(self, index: int, results: queue.SimpleQueue) -> None:
@@ -277,6 +285,9 @@ class DecodePool:
             worker.mark_ready(message)
             return
         status, payload = message
+        if status == "duration":  # a long video's frames: more time (the file is not done)
+            worker.allow(self.timeout + payload * SECONDS_PER_VIDEO_SECOND)
+            return
         path = worker.path
         worker.finish()
         if status == "ok":
@@ -348,6 +359,7 @@ class _Worker:
         self.deadline = self.spawned + STARTUP_TIMEOUT
         self.startup_seconds: float | None = None
         self.path: Any = None
+        self.sent = self.allowed = 0.0
         self.tasks.send(config)
 
     def receive_ready(self) -> None:
@@ -363,7 +375,13 @@ class _Worker:
         self.tasks.send(os.fspath(path))
         self.path = path
         self.state = "busy"
-        self.deadline = time.monotonic() + timeout
+        self.sent = time.monotonic()
+        self.allow(timeout)
+
+    def allow(self, seconds: float) -> None:
+        """Let the current file take `seconds` from when it was sent."""
+        self.allowed = seconds
+        self.deadline = self.sent + seconds
 
     def finish(self) -> None:
         self.path = None
@@ -440,7 +458,7 @@ def _worker_main(argv: list[str]) -> None:
             return
         if path is None:
             return
-        status, payload = _decode(decode_file, path, options)
+        status, payload = _decode(decode_file, path, options, results)
         try:
             results.send((status, payload))
         except MemoryError:  # pickling the result did not fit
@@ -451,9 +469,14 @@ def _worker_main(argv: list[str]) -> None:
             return
 
 
-def _decode(decode_file, path: str, options: dict[str, Any]) -> tuple[str, Any]:
+def _decode(
+    decode_file, path: str, options: dict[str, Any], results: Connection
+) -> tuple[str, Any]:
+    def tell_duration(seconds: float) -> None:
+        results.send(("duration", seconds))
+
     try:
-        return "ok", decode_file(path, **options)
+        return "ok", decode_file(path, **options, on_duration=tell_duration)
     except MemoryError:
         return "memory", None
     except MediaError as exc:

@@ -1,16 +1,21 @@
-"""Frames of videos as RGB PIL images: the central frame (what ingest embeds) and the frame on
-screen at a given time (what a result's thumbnail shows). One seeking routine serves both, so a
-thumbnail shows the very frame that was embedded."""
+"""Frames of videos as RGB PIL images: the central frame (what ingest embeds by default) and the
+frame on screen at a given time (what a result's thumbnail shows). One seeking routine serves
+both, so a thumbnail shows the very frame that was embedded. `video_frames` streams every frame
+instead, for the frame policies that embed frames over time (`xsearch.media.frames`)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 
 import av
+import numpy as np
+from av.video.reformatter import VideoReformatter
 from PIL import Image
 
 from xsearch.media.audio import media_error
+from xsearch.media.frames import SCENE_THUMB
 
 # Seconds to back off when a seek lands after the target: MPEG-TS seeks, for one, land on the
 # first keyframe *after* the requested time even when asked to go backward.
@@ -35,6 +40,59 @@ def video_frame(path: str | os.PathLike[str], seconds: float | None) -> Image.Im
     `video_central_frame` counts them, so its time gives back its frame. Raises MediaError
     (one line, naming the file) on failure."""
     return _grab(os.fspath(path), seconds)[0]
+
+
+def video_frames(path: str | os.PathLike[str]) -> Iterator[tuple[float, av.VideoFrame]]:
+    """Every frame of the video stream in order, decoded one at a time, with its time in
+    seconds counted as `video_central_frame` counts it. Keep what `frame_picture` or
+    `grey_thumbnails` make of a frame, not the frame: it holds a full-size picture. Raises
+    MediaError (one line, naming the file) on failure."""
+    name = os.fspath(path)
+    try:
+        container = av.open(name)
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise media_error(name, "cannot open", exc) from exc
+    with container:
+        if not container.streams.video:
+            raise media_error(name, "no video track")
+        stream = container.streams.video[0]
+        span = _span(container, stream)
+        origin = span[0] if span is not None else _stream_start(stream)
+        rate = stream.guessed_rate or stream.average_rate
+        index = -1
+        try:
+            for index, frame in enumerate(container.decode(stream)):
+                time = _frame_time(frame, stream)
+                if time is None:  # a raw elementary stream: go by the frame rate
+                    time = origin + (Fraction(index) / rate if rate else Fraction(0))
+                yield float(time - origin), frame
+        except (av.FFmpegError, ValueError) as exc:
+            raise media_error(name, "cannot decode video", exc) from exc
+        if index < 0:
+            raise media_error(name, "video track is empty")
+
+
+def frame_picture(frame: av.VideoFrame) -> Image.Image:
+    """A decoded frame as an RGB image, turned by the display rotation phones store."""
+    image = frame.to_image()
+    # `rotation` is counterclockwise degrees, as PIL's rotate() takes them.
+    return image.rotate(frame.rotation, expand=True) if frame.rotation else image
+
+
+def grey_thumbnails(
+    size: tuple[int, int] = SCENE_THUMB,
+) -> Callable[[av.VideoFrame], np.ndarray]:
+    """A function that shrinks a decoded frame to `size` (width, height) greyscale uint8
+    pixels, straight from the decoder's planes (no full-size RGB copy): what shot-change
+    detection compares. It reuses one scaler for every frame; a new one per frame costs
+    several times the decoding itself."""
+    width, height = size
+    scaler = VideoReformatter()
+
+    def grey(frame: av.VideoFrame) -> np.ndarray:
+        return scaler.reformat(frame, width=width, height=height, format="gray").to_ndarray()
+
+    return grey
 
 
 def _grab(name: str, seconds: float | None) -> tuple[Image.Image, float]:

@@ -1,0 +1,156 @@
+"""Which frames of a video become image items: the frame policy (`--frames`) and the choice of
+frames as they stream out of the decoder.
+
+- `central`: the frame at half the duration, alone (the default; the paper's protocol).
+- `every:SECONDS`: the first frame at or after 0, S, 2S, ... seconds.
+- `scenes[:MAX]`: the first frame, and the first frame of each shot, found where consecutive
+  frames differ a lot (see SCENE_THRESHOLD); at most MAX frames per video, the strongest cuts.
+
+The choosers take frames one at a time and turn a chosen frame into the model's input at once
+(`prepare`), so they never hold a decoded full-size frame, and `scenes` never holds more than
+MAX chosen ones. Nothing here imports PyAV: the policy is parsed by the CLI as well.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from xsearch.errors import ParameterError
+
+# A cut is where the mean absolute difference of consecutive frames, shrunk to SCENE_THUMB
+# greyscale pixels, exceeds this (on the 0-255 scale). Encoding noise and camera motion stay
+# well below it (about 1-15); a hard cut between two shots is typically 30-100.
+SCENE_THRESHOLD = 30.0
+SCENE_THUMB = (64, 36)  # width, height: enough to see a shot change, cheap to compare
+DEFAULT_SCENES_MAX = 32  # frames per video when `scenes` names no cap
+POLICY_FORMS = "central, every:SECONDS or scenes[:MAX]"
+
+
+class Picked(NamedTuple):
+    """A chosen frame: its time in seconds and what `prepare` made of it."""
+
+    seconds: float
+    pixels: Any
+
+
+@dataclass(frozen=True)
+class FramePolicy:
+    """Which frames of a video are embedded; `str()` gives the text an index records."""
+
+    kind: str  # "central", "every" or "scenes"
+    seconds: float | None = None  # every: the step between frames
+    max_frames: int | None = None  # scenes: the cap on frames per video
+
+    @classmethod
+    def parse(cls, text: str) -> FramePolicy:
+        """`central`, `every:SECONDS` (> 0) or `scenes[:MAX]` (MAX >= 1, default
+        DEFAULT_SCENES_MAX). Raises ParameterError('frames', ...) for anything else."""
+        kind, _, value = text.strip().partition(":")
+        if kind == "central" and not value:
+            return cls("central")
+        if kind == "every":
+            return cls("every", seconds=_positive_seconds(text, value))
+        if kind == "scenes":
+            cap = _positive_count(text, value) if value else DEFAULT_SCENES_MAX
+            return cls("scenes", max_frames=cap)
+        raise ParameterError("frames", f"{text!r} is not one of {POLICY_FORMS}")
+
+    def __str__(self) -> str:
+        if self.kind == "every":
+            assert self.seconds is not None
+            return f"every:{_number(self.seconds)}"
+        if self.kind == "scenes":
+            return f"scenes:{self.max_frames}"
+        return self.kind
+
+    def pick(
+        self,
+        frames: Iterable[tuple[float, Any]],
+        prepare: Callable[[Any], Any],
+        grey: Callable[[Any], np.ndarray],
+    ) -> list[Picked]:
+        """The frames this policy keeps of (seconds, frame) pairs in time order, in time
+        order. `grey(frame)` gives the small greyscale picture `scenes` compares. Not for
+        `central`, which seeks its one frame instead of decoding them all."""
+        if self.kind == "every":
+            assert self.seconds is not None
+            return pick_every(frames, self.seconds, prepare)
+        if self.kind == "scenes":
+            assert self.max_frames is not None
+            return pick_scenes(frames, self.max_frames, prepare, grey)
+        raise ValueError(f"policy {self} does not pick frames from a stream")
+
+
+def pick_every(
+    frames: Iterable[tuple[float, Any]], step: float, prepare: Callable[[Any], Any]
+) -> list[Picked]:
+    """The first frame at or after each of 0, step, 2 step, ... seconds. A gap longer than
+    `step` gives one frame, not the same frame twice."""
+    picked: list[Picked] = []
+    due = 0.0
+    for seconds, frame in frames:
+        if seconds < due - 1e-9:  # times are exact fractions turned to floats
+            continue
+        picked.append(Picked(seconds, prepare(frame)))
+        due = (math.floor(seconds / step + 1e-9) + 1) * step
+    return picked
+
+
+def pick_scenes(
+    frames: Iterable[tuple[float, Any]],
+    max_frames: int,
+    prepare: Callable[[Any], Any],
+    grey: Callable[[Any], np.ndarray],
+    threshold: float = SCENE_THRESHOLD,
+) -> list[Picked]:
+    """The first frame, and each frame whose difference from the one before exceeds
+    `threshold`; when there are more than `max_frames`, the strongest cuts (the first frame
+    always stays). Holds at most `max_frames` prepared frames at any time."""
+    kept: list[tuple[float, int, Picked]] = []  # a min-heap: the weakest cut comes first
+    previous: np.ndarray | None = None
+    for order, (seconds, frame) in enumerate(frames):
+        thumb = grey(frame).astype(np.int16)
+        cut = math.inf if previous is None else float(np.abs(thumb - previous).mean())
+        previous = thumb
+        if cut <= threshold or (len(kept) == max_frames and cut <= kept[0][0]):
+            continue
+        entry = (cut, order, Picked(seconds, prepare(frame)))
+        if len(kept) == max_frames:
+            heapq.heapreplace(kept, entry)
+        else:
+            heapq.heappush(kept, entry)
+    return sorted((entry[2] for entry in kept), key=lambda p: p.seconds)
+
+
+def spans(picked: list[Picked], end: float | None) -> list[tuple[float, float]]:
+    """(start, end) of each picked frame (there is one at least): until the next one, the
+    last until `end` (the video's length; when unknown or shorter, the last frame's time)."""
+    starts = [p.seconds for p in picked]
+    last = starts[-1] if end is None else max(end, starts[-1])
+    return list(zip(starts, [*starts[1:], last]))
+
+
+def _positive_seconds(text: str, value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ParameterError("frames", f"{text!r}: every:SECONDS needs a number of seconds > 0")
+    return seconds
+
+
+def _positive_count(text: str, value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise ParameterError("frames", f"{text!r}: scenes:MAX needs a whole number >= 1")
+    return int(value)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value.is_integer() else repr(value)
