@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from xsearch.api import EvaluationResult
+    from xsearch.eval.retrieval import PairResult
 
 
 class Relevance(str, Enum):
@@ -81,6 +82,16 @@ def evaluate(
     relevance: Annotated[
         Relevance, typer.Option(help="same: equal label sets (the paper); any: a shared label.")
     ] = Relevance.same,
+    aggregate: Annotated[
+        str | None,
+        typer.Option(
+            metavar="central|mean|max",
+            help="Score files, not items: a video's frames and a recording's windows together "
+            "(central: the middle one, the paper's protocol; mean: their mean vector; max: the "
+            "best pair), shown beside central.",
+            show_default=False,
+        ),
+    ] = None,
     out_file: Annotated[
         Path | None, typer.Option("--out", help="Write the results as JSON here.")
     ] = None,
@@ -126,6 +137,7 @@ def evaluate(
         "k_factor": k_factor,
         "curves": plot is not None,
         "prompt": prompt,
+        "aggregate": aggregate,
     }
     warned = False
     if dataset is not None:
@@ -176,26 +188,39 @@ def evaluate(
 
 def _table(result: EvaluationResult) -> Table:
     """Name, query, result, the headline metrics in %, queries; with the exact ranking's mAP
-    and the difference when the result has it."""
+    and the difference when the result has it. With an aggregate, each pairing's central row
+    comes first, then the aggregate's, named in an `aggregate` column."""
     from rich.table import Table
 
     title = "caption retrieval (%)" if result.protocol == "captions" else "retrieval (%)"
     table = Table(title=title)
-    for col in ("dataset", "query", "result", *result.columns, "queries"):
-        table.add_column(col, justify="left" if col in ("dataset", "query", "result") else "right")
+    names = ("dataset", "query", "result", *(("aggregate",) if result.aggregate else ()))
+    for col in (*names, *result.columns, "queries"):
+        table.add_column(col, justify="left" if col in names else "right")
     ap = result.map_metric
     if result.exact is not None:
         table.add_column(f"{ap} exact", justify="right")
         table.add_column(f"Δ {ap}", justify="right")
     for n, row in enumerate(result.rows):
-        cells = [result.name, row.query, row.result]
-        cells += [_percent(row.metrics[c]) for c in result.columns]
-        cells.append(f"{row.metrics['queries']:,}")
-        if result.exact is not None:
-            full = result.exact[n].metrics[ap]
-            cells += [_percent(full), _percent(row.metrics[ap] - full, sign=True)]
-        table.add_row(*cells)
+        if result.central is not None:
+            exact = result.central_exact[n] if result.central_exact is not None else None
+            table.add_row(*_cells(result, result.central[n], exact))
+        table.add_row(*_cells(result, row, result.exact[n] if result.exact is not None else None))
     return table
+
+
+def _cells(result: EvaluationResult, row: PairResult, exact: PairResult | None) -> list[str]:
+    """One row of the table: a pairing's metrics, scored one way."""
+    cells = [result.name, row.query, row.result]
+    if result.aggregate:
+        cells.append(row.aggregate or "")
+    cells += [_percent(row.metrics[c]) for c in result.columns]
+    cells.append(f"{row.metrics['queries']:,}")
+    if result.exact is not None:
+        ap = result.map_metric
+        full = exact.metrics[ap] if exact is not None else float("nan")
+        cells += [_percent(full), _percent(row.metrics[ap] - full, sign=True)]
+    return cells
 
 
 def _print_whole(table: Table) -> None:

@@ -64,6 +64,7 @@ def test_eval_errors(home):
         (["--index", "planted", "--pairs", "text:video"], "--pairs: bad pairing"),
         (["--index", "nothing"], "no index"),
         (["--index", "planted", "--relevance", "some"], "some"),
+        (["--index", "planted", "--aggregate", "median"], "--aggregate: unknown aggregate"),
         (["--dataset", "esc51", str(home)], "--dataset: unknown dataset kind 'esc51'"),
     ):
         done = run_cli("eval", *args, env=env)

@@ -23,7 +23,7 @@ from xsearch.errors import ParameterError, UsageError
 from xsearch.eval.caption_datasets import CAPTION_ADAPTERS
 from xsearch.eval.datasets import ADAPTERS
 from xsearch.eval.report import CAPTION_COLUMNS, COLUMNS
-from xsearch.eval.retrieval import RELEVANCE, PairResult
+from xsearch.eval.retrieval import RELEVANCE, PairResult, check_aggregate
 
 if TYPE_CHECKING:
     from xsearch.api.index import Index
@@ -57,6 +57,11 @@ class EvaluationResult:
     build: BuildReport | None = field(default=None, repr=False)  # what building it did
     left_out: list[tuple[str, str]] = field(default_factory=list)  # (record, why) not indexed
     protocol: str = "labels"  # or "captions" (text <-> audio between captions and their clips)
+    # files scored by their items together (central, mean or max; None: every item alone);
+    # then `rows` are scored so, and `central` holds the same pairings by the central item
+    aggregate: str | None = None
+    central: list[PairResult] | None = None  # with aggregate mean or max
+    central_exact: list[PairResult] | None = None  # central ranked exactly (compare_exact)
 
     COLUMNS: ClassVar[tuple[str, ...]] = COLUMNS  # the labels protocol's headline metrics
 
@@ -100,6 +105,12 @@ class EvaluationResult:
         }
         if self.exact is not None:
             out["exact"] = [r.as_dict() for r in self.exact]
+        if self.aggregate is not None:
+            out["aggregate"] = self.aggregate
+        if self.central is not None:
+            out["central"] = [r.as_dict() for r in self.central]
+        if self.central_exact is not None:
+            out["central_exact"] = [r.as_dict() for r in self.central_exact]
         if self.dataset is not None:
             out["dataset"] = {
                 "kind": self.dataset,
@@ -126,7 +137,7 @@ def write_plot(result: EvaluationResult, path: str | Path) -> Path:
             "none of whose queries has a relevant result has none)"
         )
     target = Path(path)
-    plot_curves(result.rows, target, result.plot_title)
+    plot_curves([*result.rows, *(result.central or ())], target, result.plot_title)
     return target
 
 
@@ -142,6 +153,7 @@ def evaluate(
     curves: bool = False,
     protocol: str = "labels",
     prompt: str | None = None,
+    aggregate: str | None = None,
 ) -> EvaluationResult:
     """P@1, R@1, mAP (and HR@k, R@k, MRR) of `index` for each pairing (query, result) of its
     modalities over its labelled items, and zero-shot accuracy of its audio and image items
@@ -157,14 +169,20 @@ def evaluate(
     "same" counts a result relevant when its label set equals the query's (the paper's
     protocol), "any" when they share a label. `compare_exact` also ranks exactly, to show
     what an approximate index costs. `nprobe`, `ef`, `k_factor` tune approximate indexes as
-    in search. `curves` keeps precision-recall curves for `write_plot`."""
+    in search. `curves` keeps precision-recall curves for `write_plot`.
+
+    `aggregate` ("central", "mean" or "max") scores files rather than items: a video's frames
+    or a recording's audio windows together, as query and as candidate (see
+    `xsearch.eval.retrieval`); `rows` are then scored that way and, for "mean" and "max",
+    `central` holds the same pairings by each file's central item, the paper's protocol."""
     from xsearch.eval.caption_retrieval import CaptionEvaluation
     from xsearch.eval.retrieval import Evaluation
 
-    _check_options(pairs, relevance, nprobe, ef, k_factor, protocol, prompt)
+    _check_options(pairs, relevance, nprobe, ef, k_factor, protocol, prompt, aggregate)
     modalities = _modalities(index)
     run: Any
     exact_run: Any = None
+    central_run: Any = None
     knobs: dict[str, Any] = {"nprobe": nprobe, "ef": ef, "k_factor": k_factor}
     if protocol == "captions":
         chosen = _caption_pairs_for(pairs, modalities)
@@ -174,11 +192,20 @@ def evaluate(
         relevance = "own"
     else:
         chosen = _pairs_for(pairs, modalities)
-        run = Evaluation(index, relevance, **knobs)
+        run = Evaluation(index, relevance, aggregate=aggregate, **knobs)
         if compare_exact:
-            exact_run = Evaluation(index, relevance, exact=True)
+            exact_run = Evaluation(index, relevance, exact=True, aggregate=aggregate)
+        if aggregate not in (None, "central"):
+            central_run = Evaluation(index, relevance, aggregate="central", **knobs)
     rows = run.pairs(chosen, curves=curves)
     exact = [exact_run.pair(r.query, r.result) for r in rows] if exact_run else None
+    central: list[PairResult] | None = None
+    central_exact: list[PairResult] | None = None
+    if central_run is not None:
+        central = [central_run.pair(r.query, r.result, curves) for r in rows]
+        if compare_exact:
+            central_exact_run = Evaluation(index, relevance, exact=True, aggregate="central")
+            central_exact = [central_exact_run.pair(r.query, r.result) for r in rows]
     store = index.store
     model = dict(store.manifest.model or {}) if store.manifest else {}
     return EvaluationResult(
@@ -191,6 +218,9 @@ def evaluate(
         exact=exact,
         zero_shot={} if protocol == "captions" else _zero_shot(run, modalities, prompt),
         protocol=protocol,
+        aggregate=aggregate,
+        central=central,
+        central_exact=central_exact,
     )
 
 
@@ -218,6 +248,7 @@ def evaluate_dataset(
     workers: int | None = None,
     model: str | None = None,
     prompt: str | None = None,
+    aggregate: str | None = None,
 ) -> EvaluationResult:
     """Ingest the labelled dataset of `kind` (one of DATASET_KINDS) at `root` into the index
     `index_name` (default `eval-KIND`, under `home`), each file with exactly its labels (a
@@ -241,7 +272,7 @@ def evaluate_dataset(
 
     # every option is checked before the slow work (the model, the ingest)
     protocol = "captions" if kind in CAPTION_ADAPTERS else "labels"
-    _check_options(pairs, relevance, nprobe, ef, k_factor, protocol, prompt)
+    _check_options(pairs, relevance, nprobe, ef, k_factor, protocol, prompt, aggregate)
     check_placement(gpu, fp16_index)
     config = _model_config(model, config)
     if kind not in DATASET_KINDS:
@@ -269,7 +300,7 @@ def evaluate_dataset(
     index.use_encoder(encoder)  # the one that built it, already loaded
     result = evaluate(
         index, pairs, relevance, compare_exact, nprobe, ef, k_factor,
-        curves=curves, protocol=protocol, prompt=prompt,
+        curves=curves, protocol=protocol, prompt=prompt, aggregate=aggregate,
     )  # fmt: skip
     result.dataset = kind
     result.build = built
@@ -285,11 +316,18 @@ def _check_options(
     k_factor: float | None,
     protocol: str = "labels",
     prompt: str | None = None,
+    aggregate: str | None = None,
 ) -> None:
     """ParameterError, in one line, for an option that cannot apply to any index."""
+
     if protocol not in PROTOCOLS:
         raise ParameterError(
             "protocol", f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}"
+        )
+    check_aggregate(aggregate)
+    if aggregate is not None and protocol == "captions":
+        raise ParameterError(
+            "aggregate", "caption retrieval already scores a clip by its best window"
         )
     if prompt is not None and (not isinstance(prompt, str) or prompt.count("{}") != 1):
         raise ParameterError("prompt", f"{prompt!r} must hold {{}} once, where the class name goes")

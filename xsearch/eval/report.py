@@ -25,9 +25,9 @@ def plot_curves(results: Sequence[PairResult], path: str | Path, title: str) -> 
             continue  # no query of this pairing had a relevant result
         recall, precision = r.curve
         name = "mAP" if "mAP" in r.metrics else "mAP@10"
-        ax.plot(
-            recall, precision, label=f"{r.query} → {r.result} ({name} {100 * r.metrics[name]:.1f})"
-        )
+        scored = f" {r.aggregate}" if r.aggregate else ""  # files scored by their items
+        label = f"{r.query} → {r.result}{scored} ({name} {100 * r.metrics[name]:.1f})"
+        ax.plot(recall, precision, label=label)
     ax.set(xlabel="recall", ylabel="interpolated precision", xlim=(0, 1), ylim=(0, 1.02))
     ax.set_title(title)
     ax.grid(alpha=0.3)
