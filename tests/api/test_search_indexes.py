@@ -11,6 +11,7 @@ import pytest
 import xsearch.media.audio
 import xsearch.media.image
 import xsearch.media.probe
+import xsearch.media.video
 from tests.helpers.fakes import media_of
 from tests.helpers.several import fake_models, make_home, xsearch_open
 from xsearch.api import Hit, search_indexes
@@ -131,6 +132,7 @@ def test_each_query_file_is_decoded_once_per_model_input(home, media, monkeypatc
 
     spy(xsearch.media.audio, "load_audio", lambda args, kwargs: args[:1])  # the sample rate
     spy(xsearch.media.image, "load_image", lambda args, kwargs: ())
+    spy(xsearch.media.video, "query_frames", lambda args, kwargs: (str(args[0]),))  # policy
     spy(xsearch.media.probe, "has_audio", lambda args, kwargs: ())
     indexes = opened(home, "pictures", "twin", "sounds")  # 44.1 kHz twice, 48 kHz once
     bark, walk = media / "dogs" / "bark.wav", media / "dogs" / "walk.mp4"
@@ -141,7 +143,7 @@ def test_each_query_file_is_decoded_once_per_model_input(home, media, monkeypatc
         ("load_audio", "bark.wav", 48_000): 1,
         ("load_audio", "walk.mp4", 44_100): 1,
         ("load_audio", "walk.mp4", 48_000): 1,
-        ("load_image", "walk.mp4"): 1,  # the frame: only the 44.1 kHz model embeds pictures
+        ("query_frames", "walk.mp4", "central"): 1,  # only the 44.1 kHz model embeds pictures
         ("has_audio", "walk.mp4"): 1,
     }
 

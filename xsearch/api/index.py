@@ -223,6 +223,17 @@ class Index:
         self._check_model(encoder, self._recorded_model())
         self._encoder = encoder
 
+    def _frame_policy(self) -> str:
+        """The frames a video stands for in this index (its recipe's; central before any)."""
+        from xsearch.store.manifest import read_manifest
+
+        if self._store is not None:
+            manifest = self._store.manifest
+        else:
+            manifest = read_manifest(self.dir) if self.dir.is_dir() else None
+        recipe = manifest.recipe if manifest is not None else None
+        return (recipe or {}).get("frames") or "central"
+
     def _recorded_model(self) -> dict[str, str] | None:
         from xsearch.store.manifest import read_manifest
 
@@ -350,9 +361,10 @@ class Index:
         decoded: QueryFiles | None = None,
     ) -> np.ndarray:
         """One unit vector per query, in the order text, image, audio, video (a video's vector
-        fuses its central frame and, if it has one, its sound). Files are decoded before the
-        model is loaded, as the model takes them; `decoded` keeps them for other calls (the
-        searches of several indexes decode each file once per model input)."""
+        fuses its frames, as the index's frame policy picks them, and its sound, if it has
+        one: the frames' mean direction and the sound weigh alike). Files are decoded before
+        the model is loaded, as the model takes them; `decoded` keeps them for other calls
+        (the searches of several indexes decode each file once per model input)."""
         import numpy as np
 
         from xsearch.media.query_files import QueryFiles
@@ -367,7 +379,9 @@ class Index:
         if video and not (spec.image or spec.audio):
             spec.require("image")
         images = [files.image(p) for p in image] if spec.image else []
-        frames = [files.image(v) for v in video] if spec.image else []
+        policy = self._frame_policy()
+        per_video = [files.frames(v, policy) for v in video] if spec.image else []
+        frames = [picture for pictures in per_video for picture in pictures]
         sounded = [bool(spec.audio) and files.has_audio(v) for v in video]
         sounds, tracks_in = [], []
         if spec.audio:  # (else no audio query came this far, and no video has sound)
@@ -382,10 +396,14 @@ class Index:
             pictures = enc.embed("image", images + frames) if images or frames else none
             tracks = enc.embed("audio", sounds + tracks_in) if sounds or tracks_in else none
         parts = [texts, pictures[: len(images)], tracks[: len(sounds)]]
-        video_frames = iter(pictures[len(images) :])
         video_tracks = iter(tracks[len(sounds) :])
-        for has_sound in sounded:
-            both = [next(video_frames)] if frames else []
+        start = len(images)
+        for number, has_sound in enumerate(sounded):
+            both = []
+            if per_video:
+                count = len(per_video[number])
+                both.append(fuse(pictures[start : start + count]))
+                start += count
             both += [next(video_tracks)] if has_sound else []
             if not both:
                 raise UsageError(f"{', '.join(map(str, video))}: nothing this model can embed")

@@ -1,9 +1,9 @@
 """Query files decoded once, for every model that embeds them.
 
 A search of several indexes embeds the same query files with each index's model. A picture
-(or a video's central frame) decodes the same for all of them, since each model resizes it its
-own way; a waveform depends on the model's audio input (sample rate, resampler). So each file
-is decoded once per distinct input, however many indexes share it.
+(or a video's frames, under one frame policy) decodes the same for all of them, since each
+model resizes it its own way; a waveform depends on the model's audio input (sample rate,
+resampler). So each file is decoded once per distinct input, however many indexes share it.
 """
 
 from __future__ import annotations
@@ -32,6 +32,16 @@ class QueryFiles:
         from xsearch.media import load_image
 
         return self._once(("image", os.fspath(path)), lambda: load_image(path))
+
+    def frames(self, path: str | os.PathLike[str], policy: str) -> list[Image.Image]:
+        """The pictures a query video stands for under a frame `policy` (see `query_frames`)."""
+        from xsearch.media.frames import FramePolicy
+        from xsearch.media.video import query_frames
+
+        chosen = FramePolicy.parse(policy)
+        return self._once(
+            ("frames", os.fspath(path), str(chosen)), lambda: query_frames(path, chosen)
+        )
 
     def audio(self, path: str | os.PathLike[str], spec: AudioInput) -> np.ndarray:
         """The waveform (of a video: its sound track) as a model with input `spec` takes it."""

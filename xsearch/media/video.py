@@ -15,7 +15,12 @@ from av.video.reformatter import VideoReformatter
 from PIL import Image
 
 from xsearch.media.audio import media_error
-from xsearch.media.frames import SCENE_THUMB
+from xsearch.media.frames import SCENE_THUMB, FramePolicy
+
+# A video given as a query stands for at most this many frames, shrunk to this many pixels on
+# their shorter side (every model here takes 224 or less).
+QUERY_FRAMES = 32
+QUERY_SIDE = 448
 
 # Seconds to back off when a seek lands after the target: MPEG-TS seeks, for one, land on the
 # first keyframe *after* the requested time even when asked to go backward.
@@ -70,6 +75,49 @@ def video_frames(path: str | os.PathLike[str]) -> Iterator[tuple[float, av.Video
             raise media_error(name, "cannot decode video", exc) from exc
         if index < 0:
             raise media_error(name, "video track is empty")
+
+
+def query_frames(
+    path: str | os.PathLike[str], policy: FramePolicy, most: int = QUERY_FRAMES
+) -> list[Image.Image]:
+    """The pictures a video given as a query stands for, under an index's frame `policy`, at
+    most `most`: the central frame; the frames of `every:S`, the step widened so that a long
+    clip gives `most` frames spread over all of it; the first frames of its shots (`scenes`,
+    the strongest `most` cuts). Pictures are shrunk to QUERY_SIDE pixels on their shorter
+    side, so that a 4K clip holds little; a model's own resize takes them from there."""
+    if policy.kind == "central":
+        return [video_central_frame(path)[0]]
+    if policy.kind == "every":
+        assert policy.seconds is not None
+        length = video_seconds(path) or 0.0
+        policy = FramePolicy("every", seconds=max(policy.seconds, length / most))
+    else:
+        assert policy.max_frames is not None
+        policy = FramePolicy("scenes", max_frames=min(policy.max_frames, most))
+    picked = policy.pick(video_frames(path), _query_picture, grey_thumbnails())
+    return [p.pixels for p in picked[:most]]
+
+
+def _query_picture(frame: av.VideoFrame) -> Image.Image:
+    picture = frame_picture(frame)
+    scale = QUERY_SIDE / min(picture.size)
+    if scale < 1:
+        size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
+        picture = picture.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
+    return picture
+
+
+def video_seconds(path: str | os.PathLike[str]) -> float | None:
+    """The video stream's length in seconds, when the file says it."""
+    name = os.fspath(path)
+    try:
+        with av.open(name) as container:
+            if not container.streams.video:
+                raise media_error(name, "no video track")
+            span = _span(container, container.streams.video[0])
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise media_error(name, "cannot open", exc) from exc
+    return float(span[1]) if span is not None else None
 
 
 def frame_picture(frame: av.VideoFrame) -> Image.Image:
