@@ -53,13 +53,7 @@ def video_frames(path: str | os.PathLike[str]) -> Iterator[tuple[float, av.Video
     `grey_thumbnails` make of a frame, not the frame: it holds a full-size picture. Raises
     MediaError (one line, naming the file) on failure."""
     name = os.fspath(path)
-    try:
-        container = av.open(name)
-    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise media_error(name, "cannot open", exc) from exc
-    with container:
-        if not container.streams.video:
-            raise media_error(name, "no video track")
+    with _open_video(name) as container:
         stream = container.streams.video[0]
         span = _span(container, stream)
         origin = span[0] if span is not None else _stream_start(stream)
@@ -109,14 +103,8 @@ def _query_picture(frame: av.VideoFrame) -> Image.Image:
 
 def video_seconds(path: str | os.PathLike[str]) -> float | None:
     """The video stream's length in seconds, when the file says it."""
-    name = os.fspath(path)
-    try:
-        with av.open(name) as container:
-            if not container.streams.video:
-                raise media_error(name, "no video track")
-            span = _span(container, container.streams.video[0])
-    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise media_error(name, "cannot open", exc) from exc
+    with _open_video(os.fspath(path)) as container:
+        span = _span(container, container.streams.video[0])
     return float(span[1]) if span is not None else None
 
 
@@ -143,14 +131,20 @@ def grey_thumbnails(
     return grey
 
 
-def _grab(name: str, seconds: float | None) -> tuple[Image.Image, float]:
+def _open_video(name: str):
+    """The opened container of a file with a video track; MediaError (one line) otherwise."""
     try:
         container = av.open(name)
     except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise media_error(name, "cannot open", exc) from exc
-    with container:
-        if not container.streams.video:
-            raise media_error(name, "no video track")
+    if not container.streams.video:
+        container.close()
+        raise media_error(name, "no video track")
+    return container
+
+
+def _grab(name: str, seconds: float | None) -> tuple[Image.Image, float]:
+    with _open_video(name) as container:
         stream = container.streams.video[0]
         try:
             span = _span(container, stream)
