@@ -67,8 +67,8 @@ def query(
     min_score: Annotated[
         float | None,
         typer.Option(
-            help="Relevance cutoff, the same for every pairing (standard deviations above "
-            "the query's mean similarity to that modality; 3 is a good start)."
+            help="Relevance cutoff, the same for every pairing (background spreads above the "
+            "query's typical unrelated item of that modality; 3 is a good start)."
         ),
     ] = None,
     exclude_self: Annotated[
@@ -234,14 +234,17 @@ def _table(hits, with_index: bool = False) -> None:
         )
     out.print(table)
     out.print(
-        "[dim]score: standard deviations above the query's mean similarity to that modality "
-        "(comparable across modalities); cos: raw cosine[/dim]"
+        "[dim]score: background spreads above the query's typical unrelated item of that "
+        "modality (comparable across modalities); cos: raw cosine[/dim]"
     )
 
 
 def describe_match(hit) -> str:
-    """Which item of the asset matched, and when: 'audio 10.0-20.0 s', 'frame at 2.5 s'."""
+    """Which item of the asset matched, and when: 'audio 10.0-20.0 s', 'frame at 2.5 s' (a
+    central frame), 'frame 4.0-6.0 s' (a frame over time, until the next one)."""
     if hit.modality == "image" and hit.start is not None:
+        if hit.end is not None and hit.end > hit.start:
+            return f"frame {hit.start:.1f}-{hit.end:.1f} s"
         return f"frame at {hit.start:.1f} s"
     if hit.start is not None:
         return f"{hit.modality} {hit.start:.1f}-{hit.end:.1f} s"

@@ -149,7 +149,11 @@
 
   function span(hit) {
     if (hit.start === null || hit.start === undefined) return "";
-    if (hit.modality === "image") return `frame at ${seconds(hit.start)}`;
+    if (hit.modality === "image") {
+      // a frame over time stands for the seconds until the next frame; a central frame, its own
+      if (hit.end > hit.start) return `frame ${Number(hit.start).toFixed(1)}–${seconds(hit.end)}`;
+      return `frame at ${seconds(hit.start)}`;
+    }
     if (hit.end !== null && hit.end !== undefined && hit.end > hit.start) {
       return `${Number(hit.start).toFixed(1)}–${seconds(hit.end)}`;
     }
