@@ -192,3 +192,16 @@ def test_a_hit_names_its_index_in_json_only_when_merged(home):
     assert Hit.from_dict(alone.as_dict()) == alone
     with pytest.raises(TypeError):
         Hit.from_dict({**alone.as_dict(), "index": 3})
+
+
+def test_a_files_moments_stay_together_across_indexes(home):
+    pictures, sounds = opened(home, "pictures", "sounds")
+    hits = search_indexes([pictures, sounds], text="rain", target="all", k=6, per_file=2)
+    files = list(dict.fromkeys((h.index, h.asset_id) for h in hits))
+    assert len(files) == 6 and len(hits) > 6  # some files bring a second moment
+    for rank, (index, asset) in enumerate(files, 1):
+        moments = [i for i, h in enumerate(hits) if (h.index, h.asset_id) == (index, asset)]
+        assert moments == list(range(moments[0], moments[0] + len(moments)))  # together
+        assert {hits[i].rank for i in moments} == {rank} and len(moments) <= 2
+    best = [max(h.score for h in hits if (h.index, h.asset_id) == f) for f in files]
+    assert best == sorted(best, reverse=True)

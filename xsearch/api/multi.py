@@ -46,6 +46,9 @@ class MergedHits(list):
         self.random_weights = random_weights
 
 
+FILE_TARGETS = ("video", "all")  # targets whose results are files, with their moments
+
+
 def search_indexes(
     indexes: Sequence[str | Index],
     *,
@@ -127,10 +130,27 @@ def search_indexes(
         )
         generations[name] = hits.generation
         found += [(-hit.score, position, hit.rank, replace(hit, index=name)) for hit in hits]
-    found.sort(key=lambda entry: entry[:3])
-    merged = [replace(hit, rank=rank) for rank, (*_, hit) in enumerate(found[:k], 1)]
+    merged = _files_merged(found, k) if target in FILE_TARGETS else _items_merged(found, k)
     random = any(index.random_weights for index in usable.values())
     return MergedHits(merged, generations, skipped, random)
+
+
+def _items_merged(found: list[tuple[float, int, int, Hit]], k: int) -> list[Hit]:
+    """The `k` best hits by score; equal scores in index order, then each index's ranks."""
+    found.sort(key=lambda entry: entry[:3])
+    return [replace(hit, rank=rank) for rank, (*_, hit) in enumerate(found[:k], 1)]
+
+
+def _files_merged(found: list[tuple[float, int, int, Hit]], k: int) -> list[Hit]:
+    """The `k` best files by their best moment, each file's moments kept together in their
+    order and sharing the file's rank (targets whose results are files)."""
+    files: dict[tuple[int, int], list[tuple[float, int, int, Hit]]] = {}
+    for entry in found:  # each index gives a file's moments together, best first
+        files.setdefault((entry[1], entry[2]), []).append(entry)
+    ranked = sorted(files.values(), key=lambda moments: moments[0][:3])[:k]
+    return [
+        replace(hit, rank=rank) for rank, moments in enumerate(ranked, 1) for *_, hit in moments
+    ]
 
 
 def _open_all(
