@@ -3,7 +3,8 @@
 Only PyAV, NumPy and Pillow are used (never torch), so workers start fast and stay small. The
 result is a plain picklable `Decoded` that crosses the process boundary cheaply: images are
 already resized and centre-cropped to the model's input size as uint8 (a video's frames too,
-as the frame policy picks them, one at a time out of the decoder), and audio is cut into
+as the frame policy picks them, one at a time out of the decoder, and written to a file as
+they are picked when the caller gives one: see `xsearch.ingest.spill`), and audio is cut into
 fixed windows of the int16-scale waveform at the model's sample rate. A modality the model does
 not embed is not decoded at all.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -20,9 +21,10 @@ import av
 import numpy as np
 
 from xsearch.errors import MediaError
+from xsearch.ingest.spill import FrameWriter
 from xsearch.media import kind_of, load_audio, load_image, probe_kind, video_central_frame
 from xsearch.media.audio import media_error
-from xsearch.media.frames import FramePolicy, spans
+from xsearch.media.frames import FramePolicy, Picked, time_spans
 from xsearch.media.image import crop_square, model_input
 from xsearch.media.kinds import UNSUPPORTED_HINTS, MediaKind, extension
 from xsearch.media.video import frame_picture, grey_thumbnails, video_frames
@@ -58,19 +60,20 @@ class Decoded:
     """What one file decodes to.
 
     `frames` are the image items: one for an image, those of the frame policy for a video, in
-    time order. Their pixels are the uint8 [size, size, 3] RGB input of the image tower, or
-    when normalisation was asked for, the float32 [3, size, size] tensor the tower takes (see
-    `model_input`); frames over time stay uint8 (a quarter of the memory), which the model
-    normalises to the same values. `audio` are the windows of its audio track, in order.
-    `duration` is the length in seconds of the audio (for a video without audio, or whose
-    audio was not decoded, of the video); None for an image. A modality that was not asked for
-    is left empty.
+    time order: a list, or for frames over time written to a file as they were picked, a
+    `SpilledFrames` sequence that reads them from it. Their pixels are the uint8
+    [size, size, 3] RGB input of the image tower, or when normalisation was asked for, the
+    float32 [3, size, size] tensor the tower takes (see `model_input`); frames over time
+    stay uint8 (a quarter of the memory), which the model normalises to the same values.
+    `audio` are the windows of its audio track, in order. `duration` is the length in seconds
+    of the audio (for a video without audio, or whose audio was not decoded, of the video);
+    None for an image. A modality that was not asked for is left empty.
     """
 
     path: str
     kind: str
     duration: float | None = None
-    frames: list[Frame] = field(default_factory=list)
+    frames: Sequence[Frame] = field(default_factory=list)
     audio: list[AudioWindow] = field(default_factory=list)
 
     @property
@@ -94,6 +97,7 @@ def decode_file(
     merge_tail: bool = True,
     frames: str = "central",
     on_duration: Callable[[float], None] | None = None,
+    spill_to: str | None = None,
 ) -> Decoded:
     """Decode `path` by its kind: image -> one image; audio -> windows; video -> the frames of
     the `frames` policy (see `FramePolicy`; by default the central frame) plus the windows of
@@ -107,8 +111,10 @@ def decode_file(
     that the process running the model only runs the model. `resampler`: how audio reaches
     `sample_rate` (see `load_audio`); `merge_tail`: see `cut_windows`. `on_duration(seconds)`
     hears a video's length before its frames over time are decoded, so that a caller can allow
-    the time that takes. Raises MediaError (one line, naming the file) when the file cannot be
-    used.
+    the time that takes. `spill_to`: a new file to write a video's frames over time to as they
+    are picked, so that a long video never holds its frames in memory (`frames` is then a
+    `SpilledFrames`; the file is the caller's to remove, unless decoding fails). Raises
+    MediaError (one line, naming the file) when the file cannot be used.
     """
     name = os.fspath(path)
     kind = kind_of(name)
@@ -135,7 +141,9 @@ def decode_file(
         policy = FramePolicy.parse(frames)
         if on_duration is not None and policy.kind != "central" and video_seconds is not None:
             on_duration(video_seconds)
-        decoded.frames = _video_frames(name, policy, image_size, image_norm, video_seconds)
+        decoded.frames = _video_frames(
+            name, policy, image_size, image_norm, video_seconds, spill_to
+        )
     track = (
         _video_audio(name, sample_rate, resampler)
         if has_audio and sample_rate is not None
@@ -155,9 +163,10 @@ def _video_frames(
     size: int,
     norm: tuple[Sequence[float], Sequence[float]] | None,
     video_seconds: float | None,
-) -> list[Frame]:
+    spill_to: str | None = None,
+) -> Sequence[Frame]:
     """The video's frames as `policy` picks them, each turned into the model's input as it
-    comes out of the decoder."""
+    comes out of the decoder; frames over time go to the file `spill_to` when given."""
     if policy.kind == "central":
         picture, seconds = video_central_frame(name)
         return [Frame(seconds, seconds, _prepared(crop_square(picture, size), norm))]
@@ -165,11 +174,23 @@ def _video_frames(
     def prepare(frame) -> np.ndarray:
         return crop_square(frame_picture(frame), size)  # uint8: see Decoded
 
-    picked = policy.pick(video_frames(name), prepare, grey_thumbnails())
+    picked = policy.stream(video_frames(name), prepare, grey_thumbnails())
+    if spill_to is not None:
+        return _spilled(picked, spill_to, video_seconds)
+    held = list(picked)
+    starts = [chosen.seconds for chosen in held]
     return [
         Frame(start, end, chosen.pixels)
-        for chosen, (start, end) in zip(picked, spans(picked, video_seconds))
+        for chosen, (start, end) in zip(held, time_spans(starts, video_seconds))
     ]
+
+
+def _spilled(picked: Iterator[Picked], path: str, video_seconds: float | None) -> Sequence[Frame]:
+    """Write each picked frame to the file at `path` as it comes: the frames in it."""
+    with FrameWriter(path) as writer:  # a decode that fails leaves no file behind
+        for chosen in picked:
+            writer.append(chosen.seconds, chosen.pixels)
+        return writer.close(time_spans(writer.starts, video_seconds))
 
 
 def _kind_by_content(name: str) -> MediaKind:

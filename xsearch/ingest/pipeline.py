@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -29,6 +29,7 @@ from PIL import Image
 from xsearch.errors import UsageError
 from xsearch.ingest.identity import content_hash, model_identity
 from xsearch.ingest.scan import folder_label, sidecar_texts
+from xsearch.ingest.spill import discard, spill_folder
 from xsearch.ingest.workers import DecodePool
 from xsearch.media.frames import FramePolicy
 from xsearch.media.kinds import kind_of
@@ -233,7 +234,15 @@ class Backend(Protocol):
 
 
 class LocalBackend:
-    """Decode in this machine's worker processes (DecodePool), embed in this process."""
+    """Decode in this machine's worker processes (DecodePool), embed in this process.
+
+    A video's frames over time are written by the worker to a file in a temporary folder of
+    this run as they are picked, and read back as they are embedded (`xsearch.ingest.spill`),
+    so that memory does not grow with a video's length; `spill_frames=False` passes them
+    through the worker's pipe in memory instead."""
+
+    def __init__(self, spill_frames: bool = True) -> None:
+        self.spill_frames = spill_frames
 
     @contextmanager
     def decoding(
@@ -242,8 +251,16 @@ class LocalBackend:
         if not paths:  # nothing to decode: no worker processes to start
             yield iter(())
             return
-        with DecodePool(options.workers, **decode_settings(options, encoder)) as pool:
+        settings = decode_settings(options, encoder)
+        # The folder is removed last, with whatever a failure or an interrupt left in it.
+        with (
+            self._spill_folder() as folder,
+            DecodePool(options.workers, **settings, spill_dir=folder) as pool,
+        ):
             yield pool.imap(paths)
+
+    def _spill_folder(self) -> AbstractContextManager[str | None]:
+        return spill_folder() if self.spill_frames else nullcontext()
 
     @contextmanager
     def embedding(self, encoder) -> Iterator[Embedder]:
@@ -386,6 +403,7 @@ def ingest(
             waited = time.perf_counter()
             for name, decoded, reason in decoded_files:
                 report.decode_seconds += time.perf_counter() - waited
+                received = decoded
                 path = Path(name)
                 st = path.stat() if path.exists() else None
                 if decoded is not None:
@@ -405,6 +423,8 @@ def ingest(
                 else:
                     _add_asset(path, decoded, plan, writer, changes, batcher, options, st)
                     _count_new(path, plan, changes, report)
+                if received is not None:  # its frames are read (or of no use): their file goes
+                    discard(received.frames)
                 if on_file:
                     on_file(path, reason or "ok", sum(report.items.values()))
                 done_since_commit += 1
@@ -545,7 +565,7 @@ def _add_asset(path, decoded, plan, writer, changes, batcher, options, st) -> No
             "labels": labels,
         }
     )
-    for start, end, pixels in decoded.frames:
+    for start, end, pixels in decoded.frames:  # spilled frames: read one at a time
         # normalised by the worker, or uint8 pixels (see Decoded)
         payload = pixels if pixels.dtype == np.float32 else Image.fromarray(pixels)
         batcher.add("image", _item(asset_id, "image", start, end), payload)

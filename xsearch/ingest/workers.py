@@ -13,6 +13,7 @@ kill one stuck task and breaks entirely when a worker dies.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import queue
@@ -26,6 +27,7 @@ from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from xsearch.errors import MediaError, XSearchError
+from xsearch.ingest.spill import SUFFIX, remove_quietly
 
 if TYPE_CHECKING:
     from xsearch.ingest.decode import Decoded
@@ -72,7 +74,11 @@ class DecodePool:
     embed that modality, which is then not decoded. `image_norm` (mean, std): images are
     also normalised here, as the model takes them. `frames`: the frame policy of videos (see
     `FramePolicy`); with one other than `central`, a video's time limit grows with its length
-    (SECONDS_PER_VIDEO_SECOND).
+    (SECONDS_PER_VIDEO_SECOND). `spill_dir`: a folder of the caller's where a video's frames
+    over time are written as they are picked, one new file per video (see
+    `xsearch.ingest.spill`), so that neither a worker nor the caller holds them all; a
+    result's spilled frames are the caller's to discard, and the file of a video that fails
+    is removed here. None: frames come back in memory.
     """
 
     def __init__(
@@ -89,6 +95,7 @@ class DecodePool:
         frames: str = "central",
         *,
         max_pending: int | None = None,
+        spill_dir: str | None = None,
     ) -> None:
         if workers < 0:
             raise ValueError(f"workers must be >= 0, got {workers}")
@@ -107,6 +114,8 @@ class DecodePool:
             "merge_tail": merge_tail,
             "frames": frames,
         }
+        self.spill_dir = spill_dir
+        self._spill_numbers = itertools.count()
         self._pool: list[_Worker] = []
         self._running: tuple[threading.Event, threading.Thread] | None = None
 
@@ -168,9 +177,16 @@ class DecodePool:
 
         for path in paths:
             try:
-                yield path, decode_file(path, **self.decode_options), None
+                decoded = decode_file(path, **self.decode_options, spill_to=self._spill_path())
+                yield path, decoded, None
             except MediaError as exc:
                 yield path, None, str(exc)
+
+    def _spill_path(self) -> str | None:
+        """A new file in `spill_dir` for one video's frames (None: they stay in memory)."""
+        if self.spill_dir is None:
+            return None
+        return os.path.join(self.spill_dir, f"{next(self._spill_numbers)}{SUFFIX}")
 
     def _imap_pool(self, paths: Iterable[P]) -> Iterator[Result]:
         if self._running is not None:
@@ -240,7 +256,7 @@ class DecodePool:
                     slots.release()
                     break
                 try:
-                    worker.send(path, self.timeout)
+                    worker.send(path, self.timeout, self._spill_path())
                 except OSError:  # it died while idle (the OOM killer, say)
                     results.put((path, None, _crash_reason(worker.process.wait())))
                     self._replace(index)
@@ -289,7 +305,7 @@ class DecodePool:
             worker.allow(self.timeout + payload * SECONDS_PER_VIDEO_SECOND)
             return
         path = worker.path
-        worker.finish()
+        worker.finish(keep_spill=status == "ok")
         if status == "ok":
             results.put((path, payload, None))
         elif status == "error":
@@ -359,6 +375,7 @@ class _Worker:
         self.deadline = self.spawned + STARTUP_TIMEOUT
         self.startup_seconds: float | None = None
         self.path: Any = None
+        self.spill: str | None = None  # the file the current video's frames go to
         self.sent = self.allowed = 0.0
         self.tasks.send(config)
 
@@ -371,9 +388,9 @@ class _Worker:
         self.state = "idle"
         self.startup_seconds = time.monotonic() - self.spawned
 
-    def send(self, path: Any, timeout: float) -> None:
-        self.tasks.send(os.fspath(path))
-        self.path = path
+    def send(self, path: Any, timeout: float, spill: str | None = None) -> None:
+        self.tasks.send((os.fspath(path), spill))
+        self.path, self.spill = path, spill
         self.state = "busy"
         self.sent = time.monotonic()
         self.allow(timeout)
@@ -383,8 +400,11 @@ class _Worker:
         self.allowed = seconds
         self.deadline = self.sent + seconds
 
-    def finish(self) -> None:
-        self.path = None
+    def finish(self, keep_spill: bool) -> None:
+        """The current file is done; its spill file stays only for a result that uses it."""
+        if not keep_spill:
+            remove_quietly(self.spill)
+        self.path = self.spill = None
         self.state = "idle"
 
     def ask_to_stop(self) -> None:
@@ -407,6 +427,9 @@ class _Worker:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        if self.state == "busy":  # killed half-way through a video: its frames are no use
+            remove_quietly(self.spill)
+            self.spill = None
         self.tasks.close()
         self.results.close()
         self.state = "dead"
@@ -453,12 +476,13 @@ def _worker_main(argv: list[str]) -> None:
     options = config["decode"]
     while True:
         try:
-            path = tasks.recv()
+            task = tasks.recv()
         except EOFError:
             return
-        if path is None:
+        if task is None:
             return
-        status, payload = _decode(decode_file, path, options, results)
+        path, spill_to = task
+        status, payload = _decode(decode_file, path, options, results, spill_to)
         try:
             results.send((status, payload))
         except MemoryError:  # pickling the result did not fit
@@ -470,13 +494,17 @@ def _worker_main(argv: list[str]) -> None:
 
 
 def _decode(
-    decode_file, path: str, options: dict[str, Any], results: Connection
+    decode_file,
+    path: str,
+    options: dict[str, Any],
+    results: Connection,
+    spill_to: str | None = None,
 ) -> tuple[str, Any]:
     def tell_duration(seconds: float) -> None:
         results.send(("duration", seconds))
 
     try:
-        return "ok", decode_file(path, **options, on_duration=tell_duration)
+        return "ok", decode_file(path, **options, on_duration=tell_duration, spill_to=spill_to)
     except MemoryError:
         return "memory", None
     except MediaError as exc:

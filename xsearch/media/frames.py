@@ -7,15 +7,17 @@ frames as they stream out of the decoder.
   frames differ a lot (see SCENE_THRESHOLD); at most MAX frames per video, the strongest cuts.
 
 The choosers take frames one at a time and turn a chosen frame into the model's input at once
-(`prepare`), so they never hold a decoded full-size frame, and `scenes` never holds more than
-MAX chosen ones. Nothing here imports PyAV: the policy is parsed by the CLI as well.
+(`prepare`), so they never hold a decoded full-size frame; `stream` hands each chosen frame on
+as soon as it is known (`every` at once, `scenes`, which never holds more than MAX chosen ones,
+at the end), so that a caller can write it away rather than keep a video's worth of frames.
+Nothing here imports PyAV: the policy is parsed by the CLI as well.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -76,30 +78,46 @@ class FramePolicy:
         grey: Callable[[Any], np.ndarray],
     ) -> list[Picked]:
         """The frames this policy keeps of (seconds, frame) pairs in time order, in time
-        order. `grey(frame)` gives the small greyscale picture `scenes` compares. Not for
-        `central`, which seeks its one frame instead of decoding them all."""
+        order (`stream`, held in a list)."""
+        return list(self.stream(frames, prepare, grey))
+
+    def stream(
+        self,
+        frames: Iterable[tuple[float, Any]],
+        prepare: Callable[[Any], Any],
+        grey: Callable[[Any], np.ndarray],
+    ) -> Iterator[Picked]:
+        """The frames this policy keeps of (seconds, frame) pairs in time order, in time
+        order, each given as soon as it is chosen for good. `grey(frame)` gives the small
+        greyscale picture `scenes` compares. Not for `central`, which seeks its one frame
+        instead of decoding them all."""
         if self.kind == "every":
             assert self.seconds is not None
-            return pick_every(frames, self.seconds, prepare)
+            return stream_every(frames, self.seconds, prepare)
         if self.kind == "scenes":
             assert self.max_frames is not None
-            return pick_scenes(frames, self.max_frames, prepare, grey)
+            return iter(pick_scenes(frames, self.max_frames, prepare, grey))
         raise ValueError(f"policy {self} does not pick frames from a stream")
 
 
 def pick_every(
     frames: Iterable[tuple[float, Any]], step: float, prepare: Callable[[Any], Any]
 ) -> list[Picked]:
-    """The first frame at or after each of 0, step, 2 step, ... seconds. A gap longer than
-    `step` gives one frame, not the same frame twice."""
-    picked: list[Picked] = []
+    """`stream_every` held in a list."""
+    return list(stream_every(frames, step, prepare))
+
+
+def stream_every(
+    frames: Iterable[tuple[float, Any]], step: float, prepare: Callable[[Any], Any]
+) -> Iterator[Picked]:
+    """The first frame at or after each of 0, step, 2 step, ... seconds, each as it comes. A
+    gap longer than `step` gives one frame, not the same frame twice."""
     due = 0.0
     for seconds, frame in frames:
         if seconds < due - 1e-9:  # times are exact fractions turned to floats
             continue
-        picked.append(Picked(seconds, prepare(frame)))
+        yield Picked(seconds, prepare(frame))
         due = (math.floor(seconds / step + 1e-9) + 1) * step
-    return picked
 
 
 def pick_scenes(
@@ -129,9 +147,13 @@ def pick_scenes(
 
 
 def spans(picked: list[Picked], end: float | None) -> list[tuple[float, float]]:
-    """(start, end) of each picked frame (there is one at least): until the next one, the
+    """(start, end) of each picked frame (there is one at least): see `time_spans`."""
+    return time_spans([p.seconds for p in picked], end)
+
+
+def time_spans(starts: Sequence[float], end: float | None) -> list[tuple[float, float]]:
+    """(start, end) of frames at `starts` seconds (one at least): until the next one, the
     last until `end` (the video's length; when unknown or shorter, the last frame's time)."""
-    starts = [p.seconds for p in picked]
     last = starts[-1] if end is None else max(end, starts[-1])
     return list(zip(starts, [*starts[1:], last]))
 
