@@ -40,7 +40,6 @@ import argparse
 import colorsys
 import json
 import os
-import pickle
 import platform
 import resource
 import sys
@@ -374,11 +373,30 @@ def model_only_rates(inputs: dict[str, list], passes: list[dict[str, float]]) ->
 
 
 def parked(inputs: dict[str, list], folder: Path) -> Path:
-    """Write the inputs to a file, so that the ingest's peak memory does not count them."""
-    path = folder / "model-inputs.pickle"
-    with path.open("wb") as f:
-        pickle.dump(inputs, f, protocol=pickle.HIGHEST_PROTOCOL)
+    """Write the inputs to a NumPy file (no pickle), so that the ingest's peak memory does
+    not count them; `unparked` reads them back."""
+    path = folder / "model-inputs.npz"
+    arrays = {
+        f"{modality}:{i}": np.asarray(x)
+        for modality, xs in inputs.items()
+        for i, x in enumerate(xs)
+    }
+    pictures = [isinstance(x, Image.Image) for x in inputs.get("image", [])]
+    np.savez(path, pictures=np.array(pictures, dtype=bool), **arrays)
     return path
+
+
+def unparked(path: Path) -> dict[str, list]:
+    """The inputs `parked` wrote, pictures as PIL images again."""
+    with np.load(path, allow_pickle=False) as saved:
+        names = [n for n in saved.files if n != "pictures"]
+        out: dict[str, list] = {}
+        for name in sorted(names, key=lambda n: (n.split(":")[0], int(n.split(":")[1]))):
+            out.setdefault(name.split(":")[0], []).append(saved[name])
+        pictures = saved["pictures"]
+    if "image" in out:
+        out["image"] = [Image.fromarray(x) if p else x for x, p in zip(out["image"], pictures)]
+    return out
 
 
 def count_frames(video: Path, policies: list[str]) -> list[dict]:
@@ -416,8 +434,7 @@ def run(args) -> dict:
         park = parked(inputs, Path(tmp))
         del inputs
         ingested = measure_ingest(video, args, encoder, Path(tmp))
-        with park.open("rb") as f:
-            inputs = pickle.load(f)
+        inputs = unparked(park)
     passes.append(embed_all(encoder, inputs))
     model_only = model_only_rates(inputs, passes) | {
         "prefix_s": min(args.model_only_minutes, spec.minutes) * 60,

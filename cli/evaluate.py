@@ -25,8 +25,7 @@ from xsearch.cli.options import (
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from xsearch.api import EvaluationResult
-    from xsearch.eval.retrieval import PairResult
+    from xsearch.api import EvaluationResult, PairResult
 
 
 class Relevance(str, Enum):

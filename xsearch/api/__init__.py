@@ -38,6 +38,7 @@ _EXPORTS = {
     "evaluate": "evaluation",
     "evaluate_dataset": "evaluation",
     "EvaluationResult": "evaluation",
+    "PairResult": "evaluation",
     "DATASET_KINDS": "evaluation",
     "write_plot": "evaluation",
     "check_placement": "index",
