@@ -267,6 +267,8 @@ class SwinBlock(nn.Module):
             attended[clips, part] = self.attn(windows[clips, part], part_bias)
         # x + the attention, each window token added back at its place in one pass
         h = x.index_add(1, order, attended.view(b, length, c)).view(-1, c)
+        if torch.is_grad_enabled():  # out= takes no part in autograd: one piece, no in-place
+            return (h + self.mlp(self.norm2(h))).view(b, length, c)
         out = torch.empty_like(h)
         step = piece or len(h)
         for start in range(0, len(h), step):
