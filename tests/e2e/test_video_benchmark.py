@@ -27,7 +27,7 @@ def test_video_ingest_benchmark_quick(tmp_path):
     assert model_only["items"] == ingested["items"]  # the first minute is the whole video
     for rate in (*ingested["items_per_s_embedding"].values(), *model_only["items_per_s"].values()):
         assert rate > 0
-    assert ingested["end_to_end_items_per_s"] > 0 and ingested["video_frames_per_s_decoded"] > 0
+    assert ingested["end_to_end_items_per_s"] > 0 and ingested["waiting_for_decode_s"] >= 0
     assert 0 < data["pipeline_efficiency"] < 1.5
     assert ingested["parent_peak_mb"] > 0 and ingested["workers_peak_mb"] > 0
     counts = {row["frames_policy"]: row["frames"] for row in data["frame_counts"]}

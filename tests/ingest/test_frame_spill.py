@@ -49,7 +49,7 @@ def write_long_video(path: Path, seconds: float, fps: int = 10, size=(320, 240))
 
 
 def spill_files(folder: Path) -> list[Path]:
-    return sorted(folder.rglob("*.frames"))
+    return sorted(p for p in folder.rglob("*") if p.suffix in (".frames", ".sound"))
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +67,11 @@ def test_spilled_frames_are_the_frames_held_in_memory(tmp_path):
     path = tmp_path / "clip.mp4"
     write_video(path, 35, fps=10)
     held = decode_file(path, frames="every:0.5", image_norm=None)
-    spill = tmp_path / "clip.frames"
+    spill = tmp_path / "clip"
     spilled = decode_file(path, frames="every:0.5", image_norm=None, spill_to=str(spill))
-    assert isinstance(spilled.frames, SpilledFrames) and spill.stat().st_size == 7 * 224 * 224 * 3
+    frames_file = tmp_path / "clip.frames"
+    assert isinstance(spilled.frames, SpilledFrames)
+    assert frames_file.stat().st_size == 7 * 224 * 224 * 3
     assert [frame_index(f.pixels) for f in spilled.frames] == [0, 5, 10, 15, 20, 25, 30]
     assert [(f.start, f.end) for f in spilled.frames] == [(f.start, f.end) for f in held.frames]
     for ours, theirs in zip(spilled.frames, held.frames, strict=True):
@@ -82,10 +84,10 @@ def test_spilled_frames_are_the_frames_held_in_memory(tmp_path):
 def test_the_central_frame_and_images_stay_in_memory(tmp_path):
     path = tmp_path / "clip.mp4"
     write_video(path, 20, fps=10)
-    spill = tmp_path / "clip.frames"
+    spill = tmp_path / "clip"
     central = decode_file(path, spill_to=str(spill))
     assert isinstance(central.frames, list) and len(central.frames) == 1
-    assert not spill.exists()
+    assert not (tmp_path / "clip.frames").exists()
 
 
 def test_a_decode_that_fails_half_way_leaves_no_file(tmp_path, monkeypatch):
@@ -100,12 +102,12 @@ def test_a_decode_that_fails_half_way_leaves_no_file(tmp_path, monkeypatch):
             yield frame
 
     monkeypatch.setattr(decode, "video_frames", three_then_broken)
-    spill = tmp_path / "clip.frames"
+    spill = tmp_path / "clip"
     written: list[int] = []
     monkeypatch.setattr(decode.FrameWriter, "append", counting(decode.FrameWriter.append, written))
     with pytest.raises(MediaError):
         decode_file(path, frames="every:0.1", spill_to=str(spill))
-    assert len(written) == 3 and not spill.exists()
+    assert len(written) == 3 and spill_files(tmp_path) == []  # nor its sound, spilled first
 
 
 def counting(method, calls: list):
@@ -147,9 +149,9 @@ def test_peak_memory_of_decoding_does_not_grow_with_the_video(tmp_path):
     short, long = tmp_path / "short.mp4", tmp_path / "long.mp4"
     write_long_video(short, 30)
     write_long_video(long, 120)
-    frames, spilled_short = decode_peak_mb(short, tmp_path / "short.frames")
+    frames, spilled_short = decode_peak_mb(short, tmp_path / "short")
     assert frames == 300
-    frames, spilled_long = decode_peak_mb(long, tmp_path / "long.frames")
+    frames, spilled_long = decode_peak_mb(long, tmp_path / "long")
     assert frames == 1200
     _, held_short = decode_peak_mb(short, None)
     _, held_long = decode_peak_mb(long, None)

@@ -525,10 +525,11 @@ def test_media_fuzz_corpus_ingests_without_hang_crash_or_runaway_memory(tmp_path
     assert "too large" in failed[str(corpus / "huge-dimensions.png")]
     for reason in failed.values():
         assert "timed out" not in reason or reason == f"timed out after {TIMEOUT} s"
-    # No hang: the endless file is cut off by the time or memory limit, and the whole run
-    # stays far below one timeout per file.
-    endless = failed[str(corpus / "endless.wav")]
-    assert endless in (f"timed out after {TIMEOUT} s", "exceeded the memory limit (512 MB)")
+    # No hang: the "endless" file (its sizes say "to the end" of 256 MB) streams to a spill
+    # file as it decodes, so memory never stops it: it is indexed, or cut off by the time
+    # limit on a slow machine; and the whole run stays far below one timeout per file.
+    endless = str(corpus / "endless.wav")
+    assert endless in indexed or failed[endless] == f"timed out after {TIMEOUT} s"
     assert run["seconds"] < 120 + TIMEOUT * 2, run["seconds"]
     # Workers are capped at their libraries (~0.3 GB) plus 512 MB; the ingest process holds the
     # tiny model; neither grows with the 256 MB endless file or the giant declared sizes.

@@ -3,10 +3,11 @@
 Only PyAV, NumPy and Pillow are used (never torch), so workers start fast and stay small. The
 result is a plain picklable `Decoded` that crosses the process boundary cheaply: images are
 already resized and centre-cropped to the model's input size as uint8 (a video's frames too,
-as the frame policy picks them, one at a time out of the decoder, and written to a file as
-they are picked when the caller gives one: see `xsearch.ingest.spill`), and audio is cut into
-fixed windows of the int16-scale waveform at the model's sample rate. A modality the model does
-not embed is not decoded at all.
+as the frame policy picks them, one at a time out of the decoder), and audio is cut into
+fixed windows of the int16-scale waveform at the model's sample rate. When the caller gives a
+place to spill to, frames over time and sound are written to files as they are decoded and
+the `Decoded` only points at them (see `xsearch.ingest.spill`). A modality the model does not
+embed is not decoded at all.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ import av
 import numpy as np
 
 from xsearch.errors import MediaError
-from xsearch.ingest.spill import FrameWriter
+from xsearch.ingest.spill import FrameWriter, SoundWriter, remove_quietly, spill_paths
 from xsearch.media import kind_of, load_audio, load_image, probe_kind, video_central_frame
-from xsearch.media.audio import media_error
+from xsearch.media.audio import INT16_SCALE, audio_chunks, decoding_rate, media_error
 from xsearch.media.frames import FramePolicy, Picked, time_spans
 from xsearch.media.image import crop_square, model_input
 from xsearch.media.kinds import UNSUPPORTED_HINTS, MediaKind, extension
@@ -61,20 +62,24 @@ class Decoded:
 
     `frames` are the image items: one for an image, those of the frame policy for a video, in
     time order: a list, or for frames over time written to a file as they were picked, a
-    `SpilledFrames` sequence that reads them from it. Their pixels are the uint8
+    `SpilledFrames` sequence that reads them from it (`audio` likewise: a list, or a
+    `SpilledSound`). Their pixels are the uint8
     [size, size, 3] RGB input of the image tower, or when normalisation was asked for, the
     float32 [3, size, size] tensor the tower takes (see `model_input`); frames over time
     stay uint8 (a quarter of the memory), which the model normalises to the same values.
     `audio` are the windows of its audio track, in order. `duration` is the length in seconds
     of the audio (for a video without audio, or whose audio was not decoded, of the video);
-    None for an image. A modality that was not asked for is left empty.
+    None for an image. A modality that was not asked for is left empty. `partial`: this is
+    a video's sound alone, sent ahead of its frames over time (see `decode_file`'s
+    `on_sound`); the whole `Decoded` follows.
     """
 
     path: str
     kind: str
     duration: float | None = None
     frames: Sequence[Frame] = field(default_factory=list)
-    audio: list[AudioWindow] = field(default_factory=list)
+    audio: Sequence[AudioWindow] = field(default_factory=list)
+    partial: bool = False
 
     @property
     def image(self) -> np.ndarray | None:
@@ -98,6 +103,7 @@ def decode_file(
     frames: str = "central",
     on_duration: Callable[[float], None] | None = None,
     spill_to: str | None = None,
+    on_sound: Callable[[Decoded], None] | None = None,
 ) -> Decoded:
     """Decode `path` by its kind: image -> one image; audio -> windows; video -> the frames of
     the `frames` policy (see `FramePolicy`; by default the central frame) plus the windows of
@@ -111,11 +117,15 @@ def decode_file(
     that the process running the model only runs the model. `resampler`: how audio reaches
     `sample_rate` (see `load_audio`); `merge_tail`: see `cut_windows`. `on_duration(seconds)`
     hears a video's length before its frames over time are decoded, so that a caller can allow
-    the time that takes. `spill_to`: a new file to write a video's frames over time to as they
-    are picked, so that a long video never holds its frames in memory (`frames` is then a
-    `SpilledFrames`; the file is the caller's to remove, unless decoding fails). Raises
+    the time that takes. `spill_to`: a stem for new files (see `spill_paths`) that a video's
+    frames over time and any file's sound are written to as they are decoded, so that a long
+    file is never held in memory (`frames` and `audio` are then `SpilledFrames` and
+    `SpilledSound`; the files are the caller's to remove, unless decoding fails). A video's
+    sound is decoded before its frames: `on_sound(partial)` hears it then, when frames over
+    time are still to come, so that a caller can embed the sound while they decode. Raises
     MediaError (one line, naming the file) when the file cannot be used.
     """
+    frames_to, sound_to = spill_paths(spill_to) if spill_to is not None else (None, None)
     name = os.fspath(path)
     kind = kind_of(name)
     if kind not in MEDIA_KINDS:
@@ -128,33 +138,54 @@ def decode_file(
     if kind == "audio":
         if sample_rate is None:
             return Decoded(name, kind)
-        wave = load_audio(name, sample_rate, resampler=resampler)
-        return Decoded(
-            name,
-            kind,
-            duration=len(wave) / sample_rate,
-            audio=cut_windows(wave, sample_rate, window_seconds, merge_tail),
-        )
+        cut = (sample_rate, window_seconds, merge_tail)
+        audio, duration = _sound(name, resampler, cut, sound_to)
+        return Decoded(name, kind, duration=duration, audio=audio)
     decoded = Decoded(name, "video")
     has_audio, video_seconds = _probe_video(name)
-    if image_size is not None:
-        policy = FramePolicy.parse(frames)
-        if on_duration is not None and policy.kind != "central" and video_seconds is not None:
-            on_duration(video_seconds)
-        decoded.frames = _video_frames(
-            name, policy, image_size, image_norm, video_seconds, spill_to
-        )
-    track = (
-        _video_audio(name, sample_rate, resampler)
-        if has_audio and sample_rate is not None
-        else None
-    )
-    if track is not None and sample_rate is not None:
-        decoded.audio = cut_windows(track, sample_rate, window_seconds, merge_tail)
-        decoded.duration = len(track) / sample_rate
-    else:
-        decoded.duration = video_seconds
+    policy = FramePolicy.parse(frames) if image_size is not None else None
+    over_time = policy is not None and policy.kind != "central"
+    if on_duration is not None and over_time and video_seconds is not None:
+        on_duration(video_seconds)
+    decoded.duration = video_seconds
+    if has_audio and sample_rate is not None:
+        cut = (sample_rate, window_seconds, merge_tail)
+        sound = _video_sound(name, resampler, cut, sound_to)
+        if sound is not None:
+            decoded.audio, decoded.duration = sound
+            if on_sound is not None and over_time:
+                on_sound(Decoded(name, "video", decoded.duration, audio=sound[0], partial=True))
+    if policy is not None:
+        try:
+            decoded.frames = _video_frames(
+                name, policy, image_size or 0, image_norm, video_seconds, frames_to
+            )
+        except BaseException:  # the sound spilled already is of no use
+            remove_quietly(sound_to)
+            raise
     return decoded
+
+
+Cut = tuple[int, float, bool]  # (sample rate, window seconds, merge_tail): see cut_windows
+
+
+def _sound(
+    name: str, resampler: str, cut: Cut, spill_to: str | None
+) -> tuple[Sequence[AudioWindow], float]:
+    """(the windows of `name`'s audio, its seconds): in memory, or written to the file
+    `spill_to` as it is decoded and resampled."""
+    sample_rate, window_seconds, merge_tail = cut
+    if spill_to is None:
+        wave = load_audio(name, sample_rate, resampler=resampler)
+        return cut_windows(wave, sample_rate, window_seconds, merge_tail), len(wave) / sample_rate
+    with SoundWriter(spill_to) as writer:  # a decode that fails leaves no file behind
+        if decoding_rate(name, sample_rate, resampler) == sample_rate:  # streamed through
+            for chunk in audio_chunks(name, sample_rate):
+                writer.append(chunk * np.float32(INT16_SCALE))
+        else:  # a resampler that takes the whole wave
+            writer.append(load_audio(name, sample_rate, resampler=resampler))
+        bounds = window_bounds(writer.samples, sample_rate, window_seconds, merge_tail)
+        return writer.close(sample_rate, bounds), writer.samples / sample_rate
 
 
 def _video_frames(
@@ -216,19 +247,25 @@ def cut_windows(
     (a model of fixed clips: no window may exceed its clip); a wave no longer than one window
     is one item. The windows are views of `wave`.
     """
+    return [
+        AudioWindow(start / sample_rate, end / sample_rate, wave[start:end])
+        for start, end in window_bounds(len(wave), sample_rate, window_seconds, merge_tail)
+    ]
+
+
+def window_bounds(
+    total: int, sample_rate: int, window_seconds: float, merge_tail: bool = True
+) -> list[tuple[int, int]]:
+    """The [start, end) sample ranges `cut_windows` cuts `total` samples into."""
     if window_seconds <= 0:
         raise ValueError(f"window_seconds must be positive, got {window_seconds}")
-    total = len(wave)
     step = max(1, round(window_seconds * sample_rate))
     bounds = [[start, min(start + step, total)] for start in range(0, total, step)]
     short = bounds[-1][1] - bounds[-1][0] < MIN_TAIL_SECONDS * sample_rate
     if merge_tail and len(bounds) > 1 and short:
         tail = bounds.pop()
         bounds[-1][1] = tail[1]
-    return [
-        AudioWindow(start / sample_rate, end / sample_rate, wave[start:end])
-        for start, end in bounds
-    ]
+    return [(start, end) for start, end in bounds]
 
 
 def _prepared(pixels: np.ndarray, norm: tuple[Sequence[float], Sequence[float]] | None):
@@ -253,10 +290,13 @@ def _probe_video(name: str) -> tuple[bool, float | None]:
     return has_audio, seconds
 
 
-def _video_audio(name: str, sample_rate: int, resampler: str) -> np.ndarray | None:
-    """The audio track of a video; None when the track holds no samples (a silent video)."""
+def _video_sound(
+    name: str, resampler: str, cut: Cut, spill_to: str | None
+) -> tuple[Sequence[AudioWindow], float] | None:
+    """The sound of a video, as `_sound`; None when its track holds no samples (a silent
+    video)."""
     try:
-        return load_audio(name, sample_rate, resampler=resampler)
+        return _sound(name, resampler, cut, spill_to)
     except MediaError as exc:
         if str(exc).endswith(": audio track is empty"):
             return None

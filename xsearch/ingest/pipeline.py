@@ -236,10 +236,11 @@ class Backend(Protocol):
 class LocalBackend:
     """Decode in this machine's worker processes (DecodePool), embed in this process.
 
-    A video's frames over time are written by the worker to a file in a temporary folder of
-    this run as they are picked, and read back as they are embedded (`xsearch.ingest.spill`),
-    so that memory does not grow with a video's length; `spill_frames=False` passes them
-    through the worker's pipe in memory instead."""
+    A video's frames over time and a file's sound are written by the worker to files in a
+    temporary folder of this run as they are decoded, and read back as they are embedded
+    (`xsearch.ingest.spill`), so that memory does not grow with a file's length; a video's
+    sound comes ahead of its frames over time, so that the model embeds it while they decode.
+    `spill_frames=False` passes all through the worker's pipe in memory instead."""
 
     def __init__(self, spill_frames: bool = True) -> None:
         self.spill_frames = spill_frames
@@ -255,7 +256,9 @@ class LocalBackend:
         # The folder is removed last, with whatever a failure or an interrupt left in it.
         with (
             self._spill_folder() as folder,
-            DecodePool(options.workers, **settings, spill_dir=folder) as pool,
+            DecodePool(
+                options.workers, **settings, spill_dir=folder, early_sound=folder is not None
+            ) as pool,
         ):
             yield pool.imap(paths)
 
@@ -323,6 +326,16 @@ class _Batcher:
         self.pending[modality].append((item, payload))
         if len(self.pending[modality]) >= self.embedder.batch_size:
             self.flush(modality)
+
+    def drop(self, asset_id: int) -> None:
+        """Forget the items of `asset_id` added so far (its file failed half-way): those still
+        pending and those embedded (or being embedded) for the next commit."""
+        for m, batch in self.pending.items():
+            self.pending[m] = [entry for entry in batch if entry[0]["asset_id"] != asset_id]
+        gone = [item for item in self.changes.new_items if item["asset_id"] == asset_id]
+        for item in gone:
+            self.report.items[item["modality"]] -= 1
+        self.changes.discard_items(item["item_id"] for item in gone)
 
     def flush(self, modality: str | None = None) -> None:
         for m in [modality] if modality else list(self.pending):
@@ -400,9 +413,19 @@ def ingest(
         ):
             batcher = _Batcher(embedder, writer, changes, report, spec.modalities)
             _add_copies(plan, writer, changes, batcher, options, report)
+            # path -> asset id of a video whose sound came ahead of its frames (and is being
+            # embedded); no commit is made while one is there, as its asset is not yet added
+            started: dict[str, int] = {}
             waited = time.perf_counter()
             for name, decoded, reason in decoded_files:
                 report.decode_seconds += time.perf_counter() - waited
+                if decoded is not None and decoded.partial:
+                    started[name] = writer.allocate_asset()
+                    _add_items(started[name], decoded, batcher)
+                    discard(decoded.audio)
+                    waited = time.perf_counter()
+                    continue
+                early = started.pop(name, None)
                 received = decoded
                 path = Path(name)
                 st = path.stat() if path.exists() else None
@@ -410,6 +433,8 @@ def ingest(
                     reason = _nothing_to_embed(decoded, spec)
                     decoded = None if reason else decoded
                 if decoded is None:
+                    if early is not None:  # its sound was embedded: none of it is kept
+                        batcher.drop(early)
                     reason = (reason or "").removeprefix(f"{path}: ")
                     report.failed.append((str(path), reason))
                     new_failures.append(
@@ -421,19 +446,22 @@ def ingest(
                         }
                     )
                 else:
-                    _add_asset(path, decoded, plan, writer, changes, batcher, options, st)
+                    _add_asset(path, decoded, plan, writer, changes, batcher, options, st, early)
                     _count_new(path, plan, changes, report)
-                if received is not None:  # its frames are read (or of no use): their file goes
+                if received is not None:  # read (or of no use): the spill files go
                     discard(received.frames)
+                    discard(received.audio)
                 if on_file:
                     on_file(path, reason or "ok", sum(report.items.values()))
                 done_since_commit += 1
-                if done_since_commit >= options.commit_every:
+                if done_since_commit >= options.commit_every and not started:
                     batcher.finish()
                     writer.commit(changes)
                     changes = batcher.changes = Changes()
                     done_since_commit = 0
                 waited = time.perf_counter()
+            for asset_id in started.values():  # a backend that never ended a file: keep none of it
+                batcher.drop(asset_id)
             batcher.finish()
         present = {str(p) for p in files}
         gone = [
@@ -550,8 +578,10 @@ def _texts_and_labels(path: Path, options: IngestOptions) -> tuple[list[str], li
     return texts, labels
 
 
-def _add_asset(path, decoded, plan, writer, changes, batcher, options, st) -> None:
-    asset_id = writer.allocate_asset()
+def _add_asset(path, decoded, plan, writer, changes, batcher, options, st, early=None) -> None:
+    """The asset of a decoded file and its items; `early`: the asset id its sound was
+    embedded under already (see `Decoded.partial`)."""
+    asset_id = writer.allocate_asset() if early is None else early
     texts, labels = _texts_and_labels(path, options)
     changes.new_assets.append(
         {
@@ -565,15 +595,21 @@ def _add_asset(path, decoded, plan, writer, changes, batcher, options, st) -> No
             "labels": labels,
         }
     )
+    _add_items(asset_id, decoded, batcher, sound=early is None)
+    if "text" in batcher.pending:
+        for text in texts:
+            batcher.add("text", _item(asset_id, "text", None, None, text), text)
+
+
+def _add_items(asset_id: int, decoded: Decoded, batcher: _Batcher, sound: bool = True) -> None:
+    """The frames of a decoded file, and its sound unless `sound` is False, to embed."""
     for start, end, pixels in decoded.frames:  # spilled frames: read one at a time
         # normalised by the worker, or uint8 pixels (see Decoded)
         payload = pixels if pixels.dtype == np.float32 else Image.fromarray(pixels)
         batcher.add("image", _item(asset_id, "image", start, end), payload)
-    for start, end, wave in decoded.audio:
-        batcher.add("audio", _item(asset_id, "audio", start, end), np.asarray(wave))
-    if "text" in batcher.pending:
-        for text in texts:
-            batcher.add("text", _item(asset_id, "text", None, None, text), text)
+    if sound:
+        for start, end, wave in decoded.audio:  # spilled sound: one window at a time
+            batcher.add("audio", _item(asset_id, "audio", start, end), np.asarray(wave))
 
 
 def _add_copies(

@@ -1,5 +1,5 @@
-"""A video's frames over time kept in a file rather than in memory, between the decode worker
-that picks them and the ingest that embeds them.
+"""A video's frames over time and a file's sound kept in files rather than in memory, between
+the decode worker that makes them and the ingest that embeds them.
 
 An hour of video at `every:1` is 3,600 frames of 150 KB: held in a list, pickled through the
 worker's pipe and held again by the ingest, it would take gigabytes. Instead the worker writes
@@ -9,7 +9,13 @@ The ingest reads the frames back one at a time as its batcher takes them, and re
 once they are read (`discard`). The ingest's folder for these files (`spill_folder`) is removed
 at the end of its run, whatever happened, with whatever a killed worker left in it.
 
-Reading uses plain reads of one frame, not a memory map: the pages of a map that have been
+A file's sound goes the same way (`SoundWriter`, `SpilledSound`): the worker writes the
+waveform as it is decoded, and the ingest reads one window at a time, so that an hour of
+sound (635 MB of float32 at 44.1 kHz) is held by neither process, nor pickled through the pipe.
+The worker is given one stem per file; its frames go to STEM.frames and its sound to
+STEM.sound (`spill_paths`).
+
+Reading uses plain reads of one frame or window, not a memory map: the pages of a map that have been
 read stay in the process's resident memory until the map is closed, so reading a long video
 through one would grow it by the whole file.
 """
@@ -27,9 +33,22 @@ from typing import TYPE_CHECKING, overload
 import numpy as np
 
 if TYPE_CHECKING:
-    from xsearch.ingest.decode import Frame
+    from xsearch.ingest.decode import AudioWindow, Frame
 
-SUFFIX = ".frames"
+FRAMES_SUFFIX = ".frames"
+SOUND_SUFFIX = ".sound"
+
+
+def spill_paths(stem: str) -> tuple[str, str]:
+    """The files a file's frames and its sound are spilled to, for the stem it was given."""
+    return stem + FRAMES_SUFFIX, stem + SOUND_SUFFIX
+
+
+def remove_spilled(stem: str | None) -> None:
+    """Remove whatever was spilled for the stem `stem` (nothing there is fine)."""
+    if stem is not None:
+        for path in spill_paths(stem):
+            remove_quietly(path)
 
 
 @dataclass(frozen=True)
@@ -120,10 +139,86 @@ class FrameWriter:
         return SpilledFrames(self.path, tuple(self.shape), tuple(spans))
 
 
-def discard(frames: object) -> None:
-    """Remove the file of spilled frames once they are read; frames in memory: nothing."""
-    if isinstance(frames, SpilledFrames):
-        frames.discard()
+@dataclass(frozen=True)
+class SpilledSound(Sequence["AudioWindow"]):
+    """A file's audio windows, in order, over the raw float32 waveform at `path`: a sequence
+    of `AudioWindow`s read from the file when asked for. `bounds` are each window's
+    [start, end) in samples at `sample_rate`. Small and picklable, as `SpilledFrames`."""
+
+    path: str
+    sample_rate: int
+    bounds: tuple[tuple[int, int], ...]
+
+    def __len__(self) -> int:
+        return len(self.bounds)
+
+    @overload
+    def __getitem__(self, index: int) -> AudioWindow: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[AudioWindow]: ...
+    def __getitem__(self, index: int | slice) -> AudioWindow | list[AudioWindow]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"window {index} of {len(self)}")
+        with open(self.path, "rb") as file:
+            return self._window(index, file)
+
+    def __iter__(self) -> Iterator[AudioWindow]:
+        with open(self.path, "rb") as file:
+            for index in range(len(self)):
+                yield self._window(index, file)
+
+    def discard(self) -> None:
+        """Remove the file (the windows cannot be read after this); gone already is fine."""
+        remove_quietly(self.path)
+
+    def _window(self, index: int, file) -> AudioWindow:
+        from xsearch.ingest.decode import AudioWindow
+
+        start, end = self.bounds[index]
+        file.seek(start * 4)
+        wave = np.fromfile(file, dtype=np.float32, count=end - start)
+        if wave.size != end - start:  # truncated under us: a bug, not bad media
+            raise OSError(f"{self.path}: window {index} of {len(self)} is missing")
+        return AudioWindow(start / self.sample_rate, end / self.sample_rate, wave)
+
+
+class SoundWriter:
+    """Appends float32 samples to the raw file at `path` (created new); `close` gives back
+    its windows. A context manager, as `FrameWriter`: a failed decode leaves no file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.samples = 0
+        self._file = open(path, "xb")  # noqa: SIM115 - closed by close() or __exit__
+
+    def __enter__(self) -> SoundWriter:
+        return self
+
+    def __exit__(self, exc_type, *rest: object) -> None:
+        self._file.close()
+        if exc_type is not None:
+            remove_quietly(self.path)
+
+    def append(self, samples: np.ndarray) -> None:
+        self._file.write(np.ascontiguousarray(samples, dtype=np.float32).data)
+        self.samples += len(samples)
+
+    def close(self, sample_rate: int, bounds: Sequence[tuple[int, int]]) -> SpilledSound:
+        """Finish the file: its windows of `bounds` (sample ranges within what it holds)."""
+        self._file.close()
+        if any(end > self.samples for _, end in bounds):
+            raise ValueError(f"windows past the {self.samples} samples written")
+        return SpilledSound(self.path, sample_rate, tuple((int(a), int(b)) for a, b in bounds))
+
+
+def discard(items: object) -> None:
+    """Remove the file of spilled frames or sound once they are read; in memory: nothing."""
+    if isinstance(items, SpilledFrames | SpilledSound):
+        items.discard()
 
 
 def remove_quietly(path: str | None) -> None:
@@ -139,7 +234,7 @@ def remove_quietly(path: str | None) -> None:
 def spill_folder() -> Iterator[str]:
     """A new temporary folder for one run's spill files, removed with its content on leaving,
     also on an error or an interrupt."""
-    folder = tempfile.mkdtemp(prefix="xsearch-frames-")
+    folder = tempfile.mkdtemp(prefix="xsearch-spill-")
     try:
         yield folder
     finally:

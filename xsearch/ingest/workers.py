@@ -27,7 +27,7 @@ from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from xsearch.errors import MediaError, XSearchError
-from xsearch.ingest.spill import SUFFIX, remove_quietly
+from xsearch.ingest.spill import remove_spilled
 
 if TYPE_CHECKING:
     from xsearch.ingest.decode import Decoded
@@ -75,10 +75,13 @@ class DecodePool:
     also normalised here, as the model takes them. `frames`: the frame policy of videos (see
     `FramePolicy`); with one other than `central`, a video's time limit grows with its length
     (SECONDS_PER_VIDEO_SECOND). `spill_dir`: a folder of the caller's where a video's frames
-    over time are written as they are picked, one new file per video (see
+    over time and a file's sound are written as they are decoded, new files per file (see
     `xsearch.ingest.spill`), so that neither a worker nor the caller holds them all; a
-    result's spilled frames are the caller's to discard, and the file of a video that fails
-    is removed here. None: frames come back in memory.
+    result's spilled frames and sound are the caller's to discard, and the files of one that
+    fails are removed here. None: they come back in memory. `early_sound` (with `spill_dir`):
+    a video with frames over time gives its sound first, as a result of its own marked
+    `partial`, so that the caller can embed it while the frames decode; its whole result (or
+    its failure) follows.
     """
 
     def __init__(
@@ -96,7 +99,10 @@ class DecodePool:
         *,
         max_pending: int | None = None,
         spill_dir: str | None = None,
+        early_sound: bool = False,
     ) -> None:
+        if early_sound and spill_dir is None:
+            raise ValueError("early_sound needs a spill_dir")
         if workers < 0:
             raise ValueError(f"workers must be >= 0, got {workers}")
         if timeout <= 0 or memory_mb <= 0:
@@ -115,6 +121,7 @@ class DecodePool:
             "frames": frames,
         }
         self.spill_dir = spill_dir
+        self.early_sound = early_sound
         self._spill_numbers = itertools.count()
         self._pool: list[_Worker] = []
         self._running: tuple[threading.Event, threading.Thread] | None = None
@@ -161,7 +168,8 @@ class DecodePool:
     # --- decoding ----------------------------------------------------------------------------
 
     def imap(self, paths: Iterable[P]) -> Iterator[Result]:
-        """Yield (path, Decoded, None) or (path, None, reason) for each path, as each finishes.
+        """Yield (path, Decoded, None) or (path, None, reason) for each path, as each finishes
+        (with `early_sound`, a video's partial Decoded may come before).
 
         `paths` may be a lazy iterable (`find_files`): it is read only as workers free up. The
         reason is the MediaError's message, "timed out after N s", "exceeded the memory limit
@@ -183,10 +191,10 @@ class DecodePool:
                 yield path, None, str(exc)
 
     def _spill_path(self) -> str | None:
-        """A new file in `spill_dir` for one video's frames (None: they stay in memory)."""
+        """A new stem in `spill_dir` for one file's spill files (None: all stays in memory)."""
         if self.spill_dir is None:
             return None
-        return os.path.join(self.spill_dir, f"{next(self._spill_numbers)}{SUFFIX}")
+        return os.path.join(self.spill_dir, str(next(self._spill_numbers)))
 
     def _imap_pool(self, paths: Iterable[P]) -> Iterator[Result]:
         if self._running is not None:
@@ -209,7 +217,8 @@ class DecodePool:
                     return
                 if isinstance(item, _Raise):
                     raise item.error
-                slots.release()
+                if not (item[1] is not None and item[1].partial):  # the file is done
+                    slots.release()
                 yield item
         finally:
             stop.set()
@@ -256,7 +265,7 @@ class DecodePool:
                     slots.release()
                     break
                 try:
-                    worker.send(path, self.timeout, self._spill_path())
+                    worker.send(path, self.timeout, self._spill_path(), self.early_sound)
                 except OSError:  # it died while idle (the OOM killer, say)
                     results.put((path, None, _crash_reason(worker.process.wait())))
                     self._replace(index)
@@ -303,6 +312,9 @@ class DecodePool:
         status, payload = message
         if status == "duration":  # a long video's frames: more time (the file is not done)
             worker.allow(self.timeout + payload * SECONDS_PER_VIDEO_SECOND)
+            return
+        if status == "sound":  # a video's sound, ahead of its frames (the file is not done)
+            results.put((worker.path, payload, None))
             return
         path = worker.path
         worker.finish(keep_spill=status == "ok")
@@ -375,7 +387,7 @@ class _Worker:
         self.deadline = self.spawned + STARTUP_TIMEOUT
         self.startup_seconds: float | None = None
         self.path: Any = None
-        self.spill: str | None = None  # the file the current video's frames go to
+        self.spill: str | None = None  # the stem of the current file's spill files
         self.sent = self.allowed = 0.0
         self.tasks.send(config)
 
@@ -388,8 +400,10 @@ class _Worker:
         self.state = "idle"
         self.startup_seconds = time.monotonic() - self.spawned
 
-    def send(self, path: Any, timeout: float, spill: str | None = None) -> None:
-        self.tasks.send((os.fspath(path), spill))
+    def send(
+        self, path: Any, timeout: float, spill: str | None = None, early_sound: bool = False
+    ) -> None:
+        self.tasks.send((os.fspath(path), spill, early_sound))
         self.path, self.spill = path, spill
         self.state = "busy"
         self.sent = time.monotonic()
@@ -401,9 +415,9 @@ class _Worker:
         self.deadline = self.sent + seconds
 
     def finish(self, keep_spill: bool) -> None:
-        """The current file is done; its spill file stays only for a result that uses it."""
+        """The current file is done; its spill files stay only for a result that uses them."""
         if not keep_spill:
-            remove_quietly(self.spill)
+            remove_spilled(self.spill)
         self.path = self.spill = None
         self.state = "idle"
 
@@ -427,8 +441,8 @@ class _Worker:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-        if self.state == "busy":  # killed half-way through a video: its frames are no use
-            remove_quietly(self.spill)
+        if self.state == "busy":  # killed half-way through a file: what it spilled is no use
+            remove_spilled(self.spill)
             self.spill = None
         self.tasks.close()
         self.results.close()
@@ -481,8 +495,8 @@ def _worker_main(argv: list[str]) -> None:
             return
         if task is None:
             return
-        path, spill_to = task
-        status, payload = _decode(decode_file, path, options, results, spill_to)
+        path, spill_to, early_sound = task
+        status, payload = _decode(decode_file, path, options, results, spill_to, early_sound)
         try:
             results.send((status, payload))
         except MemoryError:  # pickling the result did not fit
@@ -499,12 +513,22 @@ def _decode(
     options: dict[str, Any],
     results: Connection,
     spill_to: str | None = None,
+    early_sound: bool = False,
 ) -> tuple[str, Any]:
     def tell_duration(seconds: float) -> None:
         results.send(("duration", seconds))
 
+    def send_sound(partial: Decoded) -> None:
+        results.send(("sound", partial))
+
     try:
-        return "ok", decode_file(path, **options, on_duration=tell_duration, spill_to=spill_to)
+        return "ok", decode_file(
+            path,
+            **options,
+            on_duration=tell_duration,
+            spill_to=spill_to,
+            on_sound=send_sound if early_sound else None,
+        )
     except MemoryError:
         return "memory", None
     except MediaError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 
 import av
 import numpy as np
@@ -57,24 +58,43 @@ def load_audio(
     if resampler not in RESAMPLERS:
         raise ValueError(f"resampler must be one of {', '.join(RESAMPLERS)}, got {resampler!r}")
     name = os.fspath(path)
+    rate = decoding_rate(name, sample_rate, resampler)
+    chunks = list(audio_chunks(name, rate, max_seconds=max_seconds))
+    wave = np.concatenate(chunks) if len(chunks) > 1 else chunks[0].copy()
+    if rate != sample_rate and resampler == "soxr_hq":
+        wave = _soxr_like_librosa(wave, rate, sample_rate)
+    elif rate != sample_rate:
+        wave = _sinc_like_torchaudio(wave, rate, sample_rate)
+    wave *= INT16_SCALE
+    return wave
 
-    try:
-        container = av.open(name)
-    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise media_error(name, "cannot open", exc) from exc
 
-    chunks: list[np.ndarray] = []
+def decoding_rate(name: str, sample_rate: int, resampler: str) -> int:
+    """The rate `load_audio` decodes `name` at: `sample_rate` when libswresample takes the
+    audio there, else the track's own rate (resampled after decoding)."""
+    if resampler == "swr":
+        return sample_rate
+    with _open_audio(name) as container:
+        native = container.streams.audio[0].codec_context.sample_rate
+    if native and _resampled_later(resampler, native, sample_rate):
+        return native
+    return sample_rate
+
+
+def audio_chunks(
+    path: str | os.PathLike[str], rate: int, *, max_seconds: float | None = DEFAULT_MAX_SECONDS
+) -> Iterator[np.ndarray]:
+    """The first audio track of `path` as float32 mono chunks in [-1, 1) at `rate` (by
+    libswresample), one at a time as they are decoded, so that a long track can be written
+    away without being held (`load_audio` describes the downmix and the errors, raised as
+    the decoding reaches them)."""
+    name = os.fspath(path)
+    limit = None if max_seconds is None else int(max_seconds * rate)
+    too_long = f"audio is longer than the {max_seconds or 0:g} s limit"
     total = 0
     first_error: Exception | None = None
-    with container:
-        if not container.streams.audio:
-            raise media_error(name, "no audio track")
+    with _open_audio(name) as container:
         stream = container.streams.audio[0]
-        rate = sample_rate
-        native = stream.codec_context.sample_rate
-        if resampler != "swr" and native and _resampled_later(resampler, native, sample_rate):
-            rate = native  # decoded as it is, resampled below
-        limit = None if max_seconds is None else int(max_seconds * rate)
         mono = _MonoResampler(rate)
         try:
             for packet in container.demux(stream):
@@ -86,29 +106,33 @@ def load_audio(
                     continue
                 for frame in frames:
                     for chunk in mono.resample(frame):
-                        chunks.append(chunk)
                         total += chunk.shape[0]
-                    if limit is not None and total > limit:
-                        raise media_error(name, f"audio is longer than the {max_seconds:g} s limit")
+                        if limit is not None and total > limit:
+                            raise media_error(name, too_long)
+                        yield chunk
             for chunk in mono.flush():
-                chunks.append(chunk)
                 total += chunk.shape[0]
+                if limit is not None and total > limit:
+                    raise media_error(name, too_long)
+                yield chunk
         except (av.FFmpegError, ValueError) as exc:
             raise media_error(name, "cannot decode audio", exc) from exc
-
-    if limit is not None and total > limit:
-        raise media_error(name, f"audio is longer than the {max_seconds:g} s limit")
     if total == 0:
         if first_error is not None:
             raise media_error(name, "cannot decode audio", first_error)
         raise media_error(name, "audio track is empty")
-    wave = np.concatenate(chunks) if len(chunks) > 1 else chunks[0].copy()
-    if rate != sample_rate and resampler == "soxr_hq":
-        wave = _soxr_like_librosa(wave, rate, sample_rate)
-    elif rate != sample_rate:
-        wave = _sinc_like_torchaudio(wave, rate, sample_rate)
-    wave *= INT16_SCALE
-    return wave
+
+
+def _open_audio(name: str):
+    """The opened container of a file with an audio track; MediaError (one line) otherwise."""
+    try:
+        container = av.open(name)
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise media_error(name, "cannot open", exc) from exc
+    if not container.streams.audio:
+        container.close()
+        raise media_error(name, "no audio track")
+    return container
 
 
 def _soxr_like_librosa(wave: np.ndarray, rate: int, target: int) -> np.ndarray:

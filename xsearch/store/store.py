@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -242,9 +243,28 @@ class Changes:
     renamed: dict[int, str] = field(default_factory=dict)  # asset id -> new path
     removed_assets: set[int] = field(default_factory=set)
     failures: list[dict] | None = None  # None keeps the previous list
+    # ids of new items taken back before the commit (their file failed half-way); vectors
+    # of theirs that an embedder hands in later are dropped too
+    discarded: set[int] = field(default_factory=set)
 
     def add_vectors(self, modality: str, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if self.discarded:
+            ids, vectors = self._kept(ids, vectors)
+            if not len(ids):
+                return
         self.new_vectors.setdefault(modality, []).append((ids, vectors))
+
+    def discard_items(self, ids: Iterable[int]) -> None:
+        """Take back new items (and their vectors, now or when they come)."""
+        self.discarded.update(int(i) for i in ids)
+        self.new_items = [item for item in self.new_items if item["item_id"] not in self.discarded]
+        for modality, parts in self.new_vectors.items():
+            kept = [self._kept(ids, vectors) for ids, vectors in parts]
+            self.new_vectors[modality] = [(ids, vectors) for ids, vectors in kept if len(ids)]
+
+    def _kept(self, ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        keep = ~np.isin(ids, np.fromiter(self.discarded, np.int64, len(self.discarded)))
+        return ids[keep], vectors[keep]
 
     def empty(self) -> bool:
         return (
