@@ -134,8 +134,10 @@ def ingest(
         )
     if as_json:
         print(json.dumps(report.as_dict() | {"index": index}))
-        return
-    _summary(index, report)
+    else:
+        _summary(index, report)
+    if report.interrupted:  # published, yet not all done: the shell's code for Ctrl-C
+        raise typer.Exit(130)
 
 
 def _stdin_paths() -> list[str]:

@@ -21,6 +21,11 @@ def ingest_notes(report: IngestReport, prune_option: str = "prune=True") -> list
     from xsearch.ingest.scan import summarize_unsupported
 
     notes = []
+    if report.interrupted:
+        notes.append(
+            f"interrupted: what was embedded is published (generation {report.generation}); "
+            "the same ingest again goes on from there"
+        )
     unsupported = summarize_unsupported(report.unsupported)
     if unsupported:
         notes.append(f"{unsupported} left out")

@@ -28,6 +28,7 @@ from PIL import Image
 
 from xsearch.errors import UsageError
 from xsearch.ingest.identity import content_hash, model_identity
+from xsearch.ingest.interrupt import GracefulStop, StopRequested
 from xsearch.ingest.scan import folder_label, sidecar_texts
 from xsearch.ingest.spill import discard, spill_folder
 from xsearch.ingest.workers import DecodePool
@@ -60,7 +61,10 @@ class IngestOptions:
     memory_mb: int = 2048  # per decode worker
     labels_from_folder: bool = False
     prune: bool = False  # remove assets whose files are gone
-    commit_every: int = 500  # files; a long run publishes its progress this often
+    # a long run publishes its progress after this many files or seconds, whichever first
+    # (between files); an interrupted one publishes what it embedded (see GracefulStop)
+    commit_every: int = 500
+    commit_seconds: float = 30.0
     # str(path), as given in `files` -> its Annotation. An annotated file takes its labels and
     # texts from here, not from sidecars or its folder, so that a dataset's labels are exact.
     # Only files that are (re)embedded read it: a new annotation on an unchanged file is not
@@ -108,6 +112,8 @@ class IngestReport:
     # Indexed files that are gone and were kept (prune drops them).
     missing: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    # stopped by Ctrl-C or SIGTERM: what was embedded is published, the rest is for next time
+    interrupted: bool = False
     # Files skipped by the folder walk as of no media type (filled by the caller that scans;
     # see scan.find_files's on_unsupported and scan.summarize_unsupported).
     unsupported: list[str] = field(default_factory=list)
@@ -407,7 +413,9 @@ def ingest(
         new_failures: list[dict] = list(refused)
         done_since_commit = 0
         paths = [str(p) for p in plan.to_decode]
+        stop = GracefulStop()  # Ctrl-C: publish what is embedded (the commit below), then exit
         with (
+            stop,
             backend.embedding(encoder) as embedder,
             backend.decoding(paths, options, encoder) as decoded_files,
         ):
@@ -416,8 +424,8 @@ def ingest(
             # path -> asset id of a video whose sound came ahead of its frames (and is being
             # embedded); no commit is made while one is there, as its asset is not yet added
             started: dict[str, int] = {}
-            waited = time.perf_counter()
-            for name, decoded, reason in decoded_files:
+            waited = last_commit = time.perf_counter()
+            for name, decoded, reason in _until_stopped(decoded_files, stop):
                 report.decode_seconds += time.perf_counter() - waited
                 if decoded is not None and decoded.partial:
                     started[name] = writer.allocate_asset()
@@ -454,15 +462,18 @@ def ingest(
                 if on_file:
                     on_file(path, reason or "ok", sum(report.items.values()))
                 done_since_commit += 1
-                if done_since_commit >= options.commit_every and not started:
+                due = time.perf_counter() - last_commit >= options.commit_seconds
+                if (due or done_since_commit >= options.commit_every) and not started:
                     batcher.finish()
                     writer.commit(changes)
                     changes = batcher.changes = Changes()
                     done_since_commit = 0
+                    last_commit = time.perf_counter()
                 waited = time.perf_counter()
-            for asset_id in started.values():  # a backend that never ended a file: keep none of it
+            for asset_id in started.values():  # interrupted, or a backend that never ended it
                 batcher.drop(asset_id)
             batcher.finish()
+        report.interrupted = stop.requested
         present = {str(p) for p in files}
         gone = [
             asset["asset_id"]
@@ -487,6 +498,19 @@ def ingest(
         report.generation = store.generation
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _until_stopped(results: Iterable[DecodeResult], stop: GracefulStop) -> Iterator[DecodeResult]:
+    """The decoded files, until the first interrupt: at once when it comes while waiting for
+    the next file, else after the file being added."""
+    results = iter(results)
+    while not stop.requested:
+        try:
+            with stop.waiting():
+                result = next(results)
+        except (StopIteration, StopRequested):
+            return
+        yield result
 
 
 def _preload(encoder: Encoder, files: list[Path]) -> None:
