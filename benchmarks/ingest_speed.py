@@ -10,7 +10,8 @@ Part 2 writes synthetic stores (vectors written directly) of growing size and ti
 commit, opening a reader (manifest, metadata, FAISS index), and a one-file incremental commit.
 
     .venv/bin/python benchmarks/ingest_speed.py [--videos 8] [--audios 8] [--workers 2]
-        [--model audioclip] [--store-sizes 10000,100000] [--out results.json] [--quick]
+        [--model audioclip] [--store-sizes 10000,100000] [--store-only] [--out results.json]
+        [--quick]
 """
 
 from __future__ import annotations
@@ -175,25 +176,29 @@ def main() -> None:
         "--model", "--config", dest="config", default="audioclip", help="model name"
     )
     parser.add_argument("--store-sizes", default="10000,100000")
+    parser.add_argument(
+        "--store-only", action="store_true", help="skip part 1 (the model): the store alone"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/ingest_speed.json")
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     args = parser.parse_args()
     if args.quick:
         args.videos, args.audios, args.store_sizes = 2, 2, "1000"
     with tempfile.TemporaryDirectory(prefix="xsearch-bench-") as tmp:
-        pipe = pipeline_part(args, Path(tmp))
+        pipe = None if args.store_only else pipeline_part(args, Path(tmp))
         stores = store_part([int(s) for s in args.store_sizes.split(",") if s.strip()], Path(tmp))
 
-    table = Table(title=f"ingest ({args.config}, {args.workers} decode workers, CPU)")
-    for col in ("files", "items", "model-only items/s", "end-to-end items/s", "efficiency",
-                "decode share"):  # fmt: skip
-        table.add_column(col, justify="right")
-    table.add_row(
-        str(pipe["files"]), str(pipe["items"]), f"{pipe['model_only_items_per_s']:.2f}",
-        f"{pipe['end_to_end_items_per_s']:.2f}", f"{pipe['pipeline_efficiency']:.2f}",
-        f"{pipe['decode_share']:.1%}",
-    )  # fmt: skip
-    console.print(table)
+    if pipe is not None:
+        table = Table(title=f"ingest ({args.config}, {args.workers} decode workers, CPU)")
+        for col in ("files", "items", "model-only items/s", "end-to-end items/s", "efficiency",
+                    "decode share"):  # fmt: skip
+            table.add_column(col, justify="right")
+        table.add_row(
+            str(pipe["files"]), str(pipe["items"]), f"{pipe['model_only_items_per_s']:.2f}",
+            f"{pipe['end_to_end_items_per_s']:.2f}", f"{pipe['pipeline_efficiency']:.2f}",
+            f"{pipe['decode_share']:.1%}",
+        )  # fmt: skip
+        console.print(table)
     st = Table(title="store (synthetic audio items, 1024-d, exact FAISS index)")
     for col in ("items", "first commit s", "open s", "+1 file commit s", "MB on disk"):
         st.add_column(col, justify="right")

@@ -254,3 +254,32 @@ def test_vectors_of_items_taken_back_are_dropped_whenever_they_come():
     assert [ids.tolist() for ids, _ in changes.new_vectors["audio"]] == [[0], [3]]
     changes.discard_items([0])
     assert [ids.tolist() for ids, _ in changes.new_vectors["audio"]] == [[3]]
+
+
+# --- sharing the CPUs with the decoders ------------------------------------------------------
+
+
+def test_the_model_leaves_decoding_workers_their_cores(tiny_audioclip, monkeypatch):
+    """While workers decode, the model runs on the cores they leave (at least one); with none
+    decoding, on all of its threads; afterwards, as before."""
+    import torch
+
+    seen: list[int] = []
+    real = pipeline.embed_batch
+
+    def embed(encoder, modality, payloads):
+        seen.append(torch.get_num_threads())
+        return real(encoder, modality, payloads)
+
+    monkeypatch.setattr(pipeline, "embed_batch", embed)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        busy = iter([0, 1, 2, 5])
+        embedder = pipeline._InProcessEmbedder(tiny_audioclip, lambda: next(busy))
+        wave = [np.zeros(16000, np.float32)]
+        for _ in range(4):
+            embedder.submit("audio", wave, lambda vectors: None)
+        assert seen == [3, 2, 1, 1] and torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

@@ -149,6 +149,12 @@ class DecodePool:
         for worker in pool:
             worker.stop(max(0.0, deadline - time.monotonic()))
 
+    def busy(self, for_at_least: float = 0.0) -> int:
+        """How many workers have been decoding their file for at least `for_at_least` seconds
+        (a moment's reading, for sharing CPUs)."""
+        since = time.monotonic() - for_at_least
+        return sum(1 for w in self._pool if w.state == "busy" and w.sent <= since)
+
     def worker_pids(self) -> list[int]:
         """Process ids of the live workers (for diagnostics)."""
         return [worker.process.pid for worker in self._pool if worker.process.poll() is None]
