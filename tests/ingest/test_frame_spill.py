@@ -4,11 +4,7 @@ memory give, and no spill file outlives its video or its ingest, whatever fails.
 
 from __future__ import annotations
 
-import json
-import os
 import pickle
-import subprocess
-import sys
 import tempfile
 import threading
 from fractions import Fraction
@@ -19,6 +15,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.media_factory import frame_index, sine, write_audio, write_video
+from tests.helpers.peak_memory import run_for_peak
 from xsearch.errors import MediaError
 from xsearch.ingest import decode, pipeline, workers
 from xsearch.ingest.decode import decode_file
@@ -118,28 +115,18 @@ def counting(method, calls: list):
     return wrapped
 
 
-# The peak resident memory of the process itself (VmHWM): ru_maxrss would also count the
-# pytest process it was forked from.
 PEAK_SCRIPT = """
 import json, sys
 from xsearch.ingest.decode import decode_file
 path, spill = sys.argv[1], sys.argv[2] or None
-decoded = decode_file(path, frames="every:0.1", sample_rate=None, spill_to=spill)
-with open("/proc/self/status") as status:
-    peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
-print(json.dumps([len(decoded.frames), peak_kb]))
+RESULT = len(decode_file(path, frames="every:0.1", sample_rate=None, spill_to=spill).frames)
 """
 
 
 def decode_peak_mb(video: Path, spill: Path | None) -> tuple[int, float]:
     """(frames, peak resident MB) of a fresh process decoding `video` at every frame."""
-    out = subprocess.run(
-        [sys.executable, "-c", PEAK_SCRIPT, str(video), str(spill or "")],
-        capture_output=True, text=True, check=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    ).stdout  # fmt: skip
-    frames, peak_kb = json.loads(out)
-    return frames, peak_kb / 1024
+    frames, peak = run_for_peak(PEAK_SCRIPT, str(video), str(spill or ""))
+    return int(frames), peak  # type: ignore[call-overload]
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's VmHWM")

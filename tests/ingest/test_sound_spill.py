@@ -4,11 +4,7 @@ decode, and a video that fails after its sound leaves nothing of itself in the i
 
 from __future__ import annotations
 
-import json
-import os
 import pickle
-import subprocess
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,6 +12,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.media_factory import sine, write_audio, write_video, write_wav
+from tests.helpers.peak_memory import run_for_peak
 from xsearch.ingest import pipeline
 from xsearch.ingest.decode import Decoded, decode_file
 from xsearch.ingest.pipeline import IngestOptions, LocalBackend, ingest
@@ -83,22 +80,14 @@ PEAK_SCRIPT = """
 import json, sys
 from xsearch.ingest.decode import decode_file
 path, spill = sys.argv[1], sys.argv[2] or None
-decoded = decode_file(path, spill_to=spill)
-with open("/proc/self/status") as status:
-    peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
-print(json.dumps([len(decoded.audio), peak_kb]))
+RESULT = len(decode_file(path, spill_to=spill).audio)
 """
 
 
 def decode_peak_mb(path: Path, spill: Path | None) -> tuple[int, float]:
     """(windows, peak resident MB) of a fresh process decoding the sound of `path`."""
-    out = subprocess.run(
-        [sys.executable, "-c", PEAK_SCRIPT, str(path), str(spill or "")],
-        capture_output=True, text=True, check=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    ).stdout  # fmt: skip
-    count, peak_kb = json.loads(out)
-    return count, peak_kb / 1024
+    count, peak = run_for_peak(PEAK_SCRIPT, str(path), str(spill or ""))
+    return int(count), peak  # type: ignore[call-overload]
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's VmHWM")

@@ -28,7 +28,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING, TypeVar, overload
 
 import numpy as np
 
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 FRAMES_SUFFIX = ".frames"
 SOUND_SUFFIX = ".sound"
+T = TypeVar("T")
+W = TypeVar("W", bound="_SpillWriter")
 
 
 def spill_paths(stem: str) -> tuple[str, str]:
@@ -51,11 +53,44 @@ def remove_spilled(stem: str | None) -> None:
             remove_quietly(path)
 
 
+class _SpilledItems(Sequence[T]):
+    """A sequence of items read from the raw file at `path` when asked for (iterating reads
+    one at a time): what both spill files share. Small and picklable: what crosses the
+    worker's pipe instead of the pixels or samples."""
+
+    path: str
+
+    def _item(self, index: int, file) -> T:
+        """Item `index` (0 <= index < len), read from `file` (seeking to it)."""
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[T]: ...
+    def __getitem__(self, index: int | slice) -> T | list[T]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"item {index} of {len(self)}")
+        with open(self.path, "rb") as file:
+            return self._item(index, file)
+
+    def __iter__(self) -> Iterator[T]:
+        with open(self.path, "rb") as file:
+            for index in range(len(self)):
+                yield self._item(index, file)
+
+    def discard(self) -> None:
+        """Remove the file (the items cannot be read after this); gone already is fine."""
+        remove_quietly(self.path)
+
+
 @dataclass(frozen=True)
-class SpilledFrames(Sequence["Frame"]):
-    """A video's frames over time, in time order, in the raw uint8 file at `path`: a sequence
-    of `Frame`s read from the file when asked for (iterating reads one frame at a time).
-    Small and picklable: what crosses the worker's pipe instead of the pixels."""
+class SpilledFrames(_SpilledItems["Frame"]):
+    """A video's frames over time, in time order, in the raw uint8 file at `path`."""
 
     path: str
     shape: tuple[int, ...]  # of one frame's pixels: (size, size, 3)
@@ -64,33 +99,13 @@ class SpilledFrames(Sequence["Frame"]):
     def __len__(self) -> int:
         return len(self.spans)
 
-    @overload
-    def __getitem__(self, index: int) -> Frame: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[Frame]: ...
-    def __getitem__(self, index: int | slice) -> Frame | list[Frame]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"frame {index} of {len(self)}")
-        with open(self.path, "rb") as file:
-            file.seek(index * self._frame_bytes)
-            return self._frame(index, file)
-
-    def __iter__(self) -> Iterator[Frame]:
-        with open(self.path, "rb") as file:
-            for index in range(len(self)):
-                yield self._frame(index, file)
-
-    def discard(self) -> None:
-        """Remove the file (the frames cannot be read after this); gone already is fine."""
-        remove_quietly(self.path)
-
     @property
     def _frame_bytes(self) -> int:
         return int(np.prod(self.shape))
+
+    def _item(self, index: int, file) -> Frame:
+        file.seek(index * self._frame_bytes)
+        return self._frame(index, file)
 
     def _frame(self, index: int, file) -> Frame:
         from xsearch.ingest.decode import Frame
@@ -102,24 +117,31 @@ class SpilledFrames(Sequence["Frame"]):
         return Frame(start, end, pixels.reshape(self.shape))
 
 
-class FrameWriter:
-    """Appends frames' uint8 pixels, all of one shape, to the raw file at `path` (created
-    new); `close` gives back what the file holds. Use as a context manager: a decode that
-    fails half-way removes its partial file."""
+class _SpillWriter:
+    """Writes the raw file at `path` (created new). A context manager: a decode that fails
+    half-way removes its partial file."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.shape: tuple[int, ...] | None = None
-        self.starts: list[float] = []
         self._file = open(path, "xb")  # noqa: SIM115 - closed by close() or __exit__
 
-    def __enter__(self) -> FrameWriter:
+    def __enter__(self: W) -> W:
         return self
 
     def __exit__(self, exc_type, *rest: object) -> None:
         self._file.close()
         if exc_type is not None:
             remove_quietly(self.path)
+
+
+class FrameWriter(_SpillWriter):
+    """Appends frames' uint8 pixels, all of one shape; `close` gives back what the file
+    holds."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.shape: tuple[int, ...] | None = None
+        self.starts: list[float] = []
 
     def append(self, seconds: float, pixels: np.ndarray) -> None:
         if pixels.dtype != np.uint8:
@@ -140,10 +162,9 @@ class FrameWriter:
 
 
 @dataclass(frozen=True)
-class SpilledSound(Sequence["AudioWindow"]):
-    """A file's audio windows, in order, over the raw float32 waveform at `path`: a sequence
-    of `AudioWindow`s read from the file when asked for. `bounds` are each window's
-    [start, end) in samples at `sample_rate`. Small and picklable, as `SpilledFrames`."""
+class SpilledSound(_SpilledItems["AudioWindow"]):
+    """A file's audio windows, in order, over the raw float32 waveform at `path`. `bounds`
+    are each window's [start, end) in samples at `sample_rate`."""
 
     path: str
     sample_rate: int
@@ -152,30 +173,7 @@ class SpilledSound(Sequence["AudioWindow"]):
     def __len__(self) -> int:
         return len(self.bounds)
 
-    @overload
-    def __getitem__(self, index: int) -> AudioWindow: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[AudioWindow]: ...
-    def __getitem__(self, index: int | slice) -> AudioWindow | list[AudioWindow]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"window {index} of {len(self)}")
-        with open(self.path, "rb") as file:
-            return self._window(index, file)
-
-    def __iter__(self) -> Iterator[AudioWindow]:
-        with open(self.path, "rb") as file:
-            for index in range(len(self)):
-                yield self._window(index, file)
-
-    def discard(self) -> None:
-        """Remove the file (the windows cannot be read after this); gone already is fine."""
-        remove_quietly(self.path)
-
-    def _window(self, index: int, file) -> AudioWindow:
+    def _item(self, index: int, file) -> AudioWindow:
         from xsearch.ingest.decode import AudioWindow
 
         start, end = self.bounds[index]
@@ -186,22 +184,12 @@ class SpilledSound(Sequence["AudioWindow"]):
         return AudioWindow(start / self.sample_rate, end / self.sample_rate, wave)
 
 
-class SoundWriter:
-    """Appends float32 samples to the raw file at `path` (created new); `close` gives back
-    its windows. A context manager, as `FrameWriter`: a failed decode leaves no file."""
+class SoundWriter(_SpillWriter):
+    """Appends float32 samples; `close` gives back the file's windows."""
 
     def __init__(self, path: str) -> None:
-        self.path = path
+        super().__init__(path)
         self.samples = 0
-        self._file = open(path, "xb")  # noqa: SIM115 - closed by close() or __exit__
-
-    def __enter__(self) -> SoundWriter:
-        return self
-
-    def __exit__(self, exc_type, *rest: object) -> None:
-        self._file.close()
-        if exc_type is not None:
-            remove_quietly(self.path)
 
     def append(self, samples: np.ndarray) -> None:
         self._file.write(np.ascontiguousarray(samples, dtype=np.float32).data)

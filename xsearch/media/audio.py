@@ -74,7 +74,7 @@ def decoding_rate(name: str, sample_rate: int, resampler: str) -> int:
     audio there, else the track's own rate (resampled after decoding)."""
     if resampler == "swr":
         return sample_rate
-    with _open_audio(name) as container:
+    with open_with_track(name, "audio") as container:
         native = container.streams.audio[0].codec_context.sample_rate
     if native and _resampled_later(resampler, native, sample_rate):
         return native
@@ -93,7 +93,7 @@ def audio_chunks(
     too_long = f"audio is longer than the {max_seconds or 0:g} s limit"
     total = 0
     first_error: Exception | None = None
-    with _open_audio(name) as container:
+    with open_with_track(name, "audio") as container:
         stream = container.streams.audio[0]
         mono = _MonoResampler(rate)
         try:
@@ -123,15 +123,16 @@ def audio_chunks(
         raise media_error(name, "audio track is empty")
 
 
-def _open_audio(name: str):
-    """The opened container of a file with an audio track; MediaError (one line) otherwise."""
+def open_with_track(name: str, track: str):
+    """The opened container of a file with a `track` ("audio" or "video") track; MediaError
+    (one line) otherwise."""
     try:
         container = av.open(name)
     except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise media_error(name, "cannot open", exc) from exc
-    if not container.streams.audio:
+    if not getattr(container.streams, track):
         container.close()
-        raise media_error(name, "no audio track")
+        raise media_error(name, f"no {track} track")
     return container
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 from PIL import Image
 
-from xsearch.media.audio import media_error
+from xsearch.media.audio import media_error, open_with_track
 from xsearch.media.frames import SCENE_THUMB, FramePolicy
 
 # A video given as a query stands for at most this many frames, shrunk to this many pixels on
@@ -53,7 +53,7 @@ def video_frames(path: str | os.PathLike[str]) -> Iterator[tuple[float, av.Video
     `grey_thumbnails` make of a frame, not the frame: it holds a full-size picture. Raises
     MediaError (one line, naming the file) on failure."""
     name = os.fspath(path)
-    with _open_video(name) as container:
+    with open_with_track(name, "video") as container:
         stream = container.streams.video[0]
         span = _span(container, stream)
         origin = span[0] if span is not None else _stream_start(stream)
@@ -103,7 +103,7 @@ def _query_picture(frame: av.VideoFrame) -> Image.Image:
 
 def video_seconds(path: str | os.PathLike[str]) -> float | None:
     """The video stream's length in seconds, when the file says it."""
-    with _open_video(os.fspath(path)) as container:
+    with open_with_track(os.fspath(path), "video") as container:
         span = _span(container, container.streams.video[0])
     return float(span[1]) if span is not None else None
 
@@ -131,20 +131,8 @@ def grey_thumbnails(
     return grey
 
 
-def _open_video(name: str):
-    """The opened container of a file with a video track; MediaError (one line) otherwise."""
-    try:
-        container = av.open(name)
-    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise media_error(name, "cannot open", exc) from exc
-    if not container.streams.video:
-        container.close()
-        raise media_error(name, "no video track")
-    return container
-
-
 def _grab(name: str, seconds: float | None) -> tuple[Image.Image, float]:
-    with _open_video(name) as container:
+    with open_with_track(name, "video") as container:
         stream = container.streams.video[0]
         try:
             span = _span(container, stream)
