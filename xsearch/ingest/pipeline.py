@@ -301,29 +301,36 @@ class _InProcessEmbedder:
         self.encoder = encoder
         self.batch_size = encoder.batch_size
         self.decoding_now = decoding_now
-        self.threads = _torch_threads() if str(getattr(encoder, "device", "")) == "cpu" else None
+        self.on_cpu = str(getattr(encoder, "device", "")) == "cpu"
+        self.threads: int | None = None  # torch's own count, read at the first batch
 
     def submit(self, modality: str, payloads: list, done: Callable[[np.ndarray], None]) -> None:
-        if self.threads is not None:
-            _set_torch_threads(max(1, self.threads - self.decoding_now()))
+        torch = _loaded_torch() if self.on_cpu else None
+        if torch is not None:
+            self.threads = self.threads or torch.get_num_threads()
+            _set_threads(torch, max(1, self.threads - self.decoding_now()))
         try:
             done(embed_batch(self.encoder, modality, payloads))
         finally:
-            if self.threads is not None:
-                _set_torch_threads(self.threads)
+            if torch is not None and self.threads is not None:
+                _set_threads(torch, self.threads)
 
     def wait(self) -> None:
         pass
 
 
-def _torch_threads() -> int | None:
-    """torch's thread count, when the model runs on torch (a fake encoder does not)."""
-    torch = sys.modules.get("torch")
-    return torch.get_num_threads() if torch is not None else None
+def _loaded_torch():
+    """torch, when the model runs on it (a fake encoder never imports it). The import
+    statement, not a look into sys.modules: the towers load in a background thread, and
+    this waits for an import of torch that is under way there to finish."""
+    if "torch" not in sys.modules:
+        return None
+    import torch
+
+    return torch
 
 
-def _set_torch_threads(count: int) -> None:
-    torch = sys.modules["torch"]
+def _set_threads(torch, count: int) -> None:
     if torch.get_num_threads() != count:
         torch.set_num_threads(count)
 
