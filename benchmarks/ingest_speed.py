@@ -103,31 +103,60 @@ def pipeline_part(args, workdir: Path) -> dict:
     }
 
 
-def synthetic_store(directory: Path, n: int, dim: int = 1024) -> float:
+MODEL = {"encoder": "audioclip", "config": "audioclip", "weights": "synthetic"}
+
+
+def synthetic_store(directory: Path, n: int) -> float:
     """Commit `n` audio items of `n // 10` assets in one generation; returns seconds."""
-    rng = np.random.default_rng(0)
-    vectors = rng.standard_normal((n, dim), dtype=np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    model = {"encoder": "audioclip", "config": "audioclip", "weights": "synthetic"}
-    t0 = time.perf_counter()
-    with Writer(directory, model) as writer:
-        changes = Changes()
-        per_asset = 10
-        for a in range(n // per_asset):
-            asset = writer.allocate_asset()
-            changes.new_assets.append(
-                {"asset_id": asset, "path": f"/media/{a}.wav", "content_hash": f"{a:032x}",
-                 "kind": "audio", "bytes": 1, "mtime": 0.0, "duration": 100.0, "labels": []}
-            )  # fmt: skip
-            for k in range(per_asset):
-                changes.new_items.append(
-                    {"item_id": a * per_asset + k, "asset_id": asset, "modality": "audio",
-                     "start": 10.0 * k, "end": 10.0 * (k + 1), "text": None}
-                )  # fmt: skip
-        ids = writer.allocate_items(n)
-        changes.add_vectors("audio", ids, vectors)
+    with Writer(directory, MODEL) as writer:
+        changes = synthetic_changes(writer, n, np.random.default_rng(0))
+        t0 = time.perf_counter()
         writer.commit(changes)
     return time.perf_counter() - t0
+
+
+def synthetic_changes(writer: Writer, n: int, rng: np.random.Generator, dim: int = 1024) -> Changes:
+    """`n` new audio items (10 per asset) with random unit vectors, as an ingest would add them."""
+    changes = Changes()
+    per_asset = 10
+    ids = writer.allocate_items(n)
+    for first in range(0, n, per_asset):
+        asset = writer.allocate_asset()
+        changes.new_assets.append(
+            {"asset_id": asset, "path": f"/media/{asset}.wav", "content_hash": f"{asset:032x}",
+             "kind": "audio", "bytes": 1, "mtime": 0.0, "duration": 100.0, "labels": []}
+        )  # fmt: skip
+        for k, item in enumerate(ids[first : first + per_asset]):
+            changes.new_items.append(
+                {"item_id": int(item), "asset_id": asset, "modality": "audio",
+                 "start": 10.0 * k, "end": 10.0 * (k + 1), "text": None}
+            )  # fmt: skip
+    vectors = rng.standard_normal((n, dim), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    changes.add_vectors("audio", ids, vectors)
+    return changes
+
+
+def grow_part(total: int, per_commit: int, workdir: Path) -> dict:
+    """An ingest of `total` synthetic items in commits of `per_commit`, from an empty store:
+    the store's time (commits only) as it grows, and its growth exponent b (time ~ items^b)
+    between a tenth of `total` and all of it."""
+    rng = np.random.default_rng(0)
+    directory = workdir / "grow"
+    elapsed, checkpoints = 0.0, []
+    with Writer(directory, MODEL) as writer:
+        while writer.next_item_id < total:
+            changes = synthetic_changes(writer, min(per_commit, total - writer.next_item_id), rng)
+            t0 = time.perf_counter()
+            writer.commit(changes)
+            elapsed += time.perf_counter() - t0
+            checkpoints.append({"items": writer.next_item_id, "store_s": elapsed})
+    shutil.rmtree(directory)
+    tenth = min(checkpoints, key=lambda c: abs(c["items"] - total / 10))
+    exponent = np.log(elapsed / tenth["store_s"]) / np.log(total / tenth["items"])
+    return {"items": total, "per_commit": per_commit, "commits": len(checkpoints),
+            "store_s": elapsed, "growth_exponent": float(exponent),
+            "checkpoints": checkpoints[:: max(1, len(checkpoints) // 20)]}  # fmt: skip
 
 
 def store_part(sizes: list[int], workdir: Path) -> list[dict]:
@@ -143,18 +172,7 @@ def store_part(sizes: list[int], workdir: Path) -> list[dict]:
         assert index.ntotal == n
         t0 = time.perf_counter()
         with Writer(directory, store.manifest.model) as writer:
-            changes = Changes()
-            asset = writer.allocate_asset()
-            changes.new_assets.append(
-                {"asset_id": asset, "path": "/media/new.wav", "content_hash": "new",
-                 "kind": "audio", "bytes": 1, "mtime": 0.0, "duration": 10.0, "labels": []}
-            )  # fmt: skip
-            [item] = writer.allocate_items(1)
-            changes.new_items.append(
-                {"item_id": int(item), "asset_id": asset, "modality": "audio", "start": 0.0,
-                 "end": 10.0, "text": None}
-            )  # fmt: skip
-            changes.add_vectors("audio", np.array([item]), np.ones((1, 1024), np.float32) / 32)
+            changes = synthetic_changes(writer, 1, np.random.default_rng(1))  # one file
             writer.commit(changes)
         incremental_s = time.perf_counter() - t0
         size = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
@@ -179,6 +197,11 @@ def main() -> None:
     parser.add_argument(
         "--store-only", action="store_true", help="skip part 1 (the model): the store alone"
     )
+    parser.add_argument(
+        "--grow", type=int, default=0, metavar="ITEMS",
+        help="also ingest ITEMS synthetic items from empty, in commits of --commit-items",
+    )  # fmt: skip
+    parser.add_argument("--commit-items", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/ingest_speed.json")
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     args = parser.parse_args()
@@ -187,6 +210,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="xsearch-bench-") as tmp:
         pipe = None if args.store_only else pipeline_part(args, Path(tmp))
         stores = store_part([int(s) for s in args.store_sizes.split(",") if s.strip()], Path(tmp))
+        grow = grow_part(args.grow, args.commit_items, Path(tmp)) if args.grow > 0 else None
 
     if pipe is not None:
         table = Table(title=f"ingest ({args.config}, {args.workers} decode workers, CPU)")
@@ -212,7 +236,14 @@ def main() -> None:
         "machine": {"python": platform.python_version(), "torch": torch.__version__,
                     "threads": torch.get_num_threads(), "cpu": platform.processor()},
         "config": args.config, "workers": args.workers, "pipeline": pipe, "store": stores,
+        "grow": grow,
     }  # fmt: skip
+    if grow is not None:
+        console.print(
+            f"ingest of {grow['items']:,} synthetic items in {grow['commits']} commits of "
+            f"{grow['per_commit']:,}: {grow['store_s']:.1f} s in the store, growth exponent "
+            f"{grow['growth_exponent']:.2f} (1.0: linear)"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     console.print(f"wrote {args.out}")
