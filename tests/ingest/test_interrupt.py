@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.media_factory import sine, write_wav
+from xsearch.ingest import pipeline
 from xsearch.ingest.pipeline import IngestOptions, LocalBackend, ingest
 from xsearch.ingest.scan import find_files
 from xsearch.store.store import Store
@@ -115,7 +116,8 @@ def test_an_interrupt_while_waiting_for_a_file_stops_the_wait(tmp_path, sounds, 
     assert report.interrupted and len(indexed_names(index)) == 2
 
 
-def test_a_long_ingest_publishes_every_few_seconds(tmp_path, sounds, tiny_audioclip):
+def test_a_long_ingest_publishes_every_few_seconds(tmp_path, sounds, tiny_audioclip, monkeypatch):
+    monkeypatch.setattr(pipeline, "MOST_TIME_IN_COMMITS", 1.0)  # however long a commit takes
     generations: list[int] = []
     index = tmp_path / "index"
 
@@ -159,3 +161,24 @@ def test_ctrl_c_on_the_command_line_publishes_and_exits_130(tmp_path):
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert len(indexed_names(index)) == 40
+
+
+def test_commits_that_cost_much_come_less_often(tmp_path, sounds, tiny_audioclip, monkeypatch):
+    """A commit that rewrites a large store takes long: the periodic ones then wait until the
+    work since the last one is nine times the commit's cost (a tenth of the time in commits)."""
+    real_commit = pipeline.Writer.commit
+    clock = [0.0]
+
+    def slow_commit(writer, changes):
+        clock[0] += 10.0  # as if it took 10 s
+        return real_commit(writer, changes)
+
+    def on_file(path, status, items):
+        clock[0] += 30.0  # as if each file took 30 s of work
+
+    monkeypatch.setattr(pipeline.Writer, "commit", slow_commit)
+    monkeypatch.setattr(pipeline.time, "perf_counter", lambda: clock[0])
+    options = IngestOptions(workers=0, commit_seconds=0.0)
+    report = ingest(find_files([sounds]), tmp_path / "i", tiny_audioclip, options, on_file=on_file)
+    # a commit after file 1; then one after 90 s of work (files 4), then the final one
+    assert report.generation == 3

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from xsearch.ingest.decode import Decoded
     from xsearch.models.spec import Encoder, EncoderSpec
 
+# A long ingest spends at most about this share of its time in periodic commits: while a
+# commit rewrites the whole store (a large index), they come less often than commit_seconds.
+MOST_TIME_IN_COMMITS = 0.1
 # A decode running this long is a long file's: the model leaves its core to it (see
 # _InProcessEmbedder).
 LONG_DECODE_SECONDS = 5.0
@@ -66,7 +69,8 @@ class IngestOptions:
     labels_from_folder: bool = False
     prune: bool = False  # remove assets whose files are gone
     # a long run publishes its progress after this many files or seconds, whichever first
-    # (between files); an interrupted one publishes what it embedded (see GracefulStop)
+    # (between files; see MOST_TIME_IN_COMMITS); an interrupted one publishes what it
+    # embedded (see GracefulStop)
     commit_every: int = 500
     commit_seconds: float = 30.0
     # str(path), as given in `files` -> its Annotation. An annotated file takes its labels and
@@ -472,6 +476,7 @@ def ingest(
             # embedded); no commit is made while one is there, as its asset is not yet added
             started: dict[str, int] = {}
             waited = last_commit = time.perf_counter()
+            commit_cost = 0.0  # seconds the last periodic commit took
             for name, decoded, reason in _until_stopped(decoded_files, stop):
                 report.decode_seconds += time.perf_counter() - waited
                 if decoded is not None and decoded.partial:
@@ -509,13 +514,17 @@ def ingest(
                 if on_file:
                     on_file(path, reason or "ok", sum(report.items.values()))
                 done_since_commit += 1
-                due = time.perf_counter() - last_commit >= options.commit_seconds
+                since = time.perf_counter() - last_commit
+                worth = commit_cost <= MOST_TIME_IN_COMMITS * (since + commit_cost)
+                due = since >= options.commit_seconds and worth
                 if (due or done_since_commit >= options.commit_every) and not started:
                     batcher.finish()
+                    began = time.perf_counter()
                     writer.commit(changes)
                     changes = batcher.changes = Changes()
                     done_since_commit = 0
                     last_commit = time.perf_counter()
+                    commit_cost = last_commit - began
                 waited = time.perf_counter()
             for asset_id in started.values():  # interrupted, or a backend that never ended it
                 batcher.drop(asset_id)
