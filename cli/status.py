@@ -101,3 +101,39 @@ def rebuild(
             f"{size:.1f} MB" + (" (lists on disk)" if f"ivfdata/{r.modality}" in r.files else ""),
             highlight=False,
         )
+
+
+@index_app.command("compact")
+@handle_errors
+def compact(
+    index: IndexName = "default",
+    full: Annotated[
+        bool, typer.Option("--full", help="Merge every segment into one, without deleted rows.")
+    ] = False,
+    as_json: Json = False,
+) -> None:
+    """Merge the index's segments as ingest does after its commits (similar sizes, a bounded
+    count), or all into one with --full. Searches go on meanwhile."""
+    import xsearch
+
+    idx = xsearch.open(index)
+    generations = idx.compact(full=full)
+    segments = idx.status().segments
+    if as_json:
+        print(json.dumps({"index": index, "merges": len(generations), "segments": segments}))
+        return
+    merged = f"{len(generations)} merge{'s' if len(generations) != 1 else ''}"
+    out.print(f"{index}: {merged}, {segments} segments", highlight=False)
+
+
+@index_app.command("upgrade")
+@handle_errors
+def upgrade(index: IndexName = "default") -> None:
+    """Record an index written by an older xsearch in the current store format (no data is
+    rewritten; the first ingest into it does the same)."""
+    import xsearch
+
+    idx = xsearch.open(index)
+    done = idx.upgrade()
+    state = "upgraded" if done else "already in the current format"
+    out.print(f"{index}: {state}, generation {idx.status().generation}", highlight=False)

@@ -47,6 +47,28 @@ def new_index(dim: int, factory: str = DEFAULT_FACTORY) -> faiss.Index:
     return faiss.IndexIDMap2(inner)
 
 
+def empty_like(index: faiss.Index) -> faiss.Index:
+    """An empty index of the type, parameters and training of `index` (an exact one is
+    simply made anew), its lists in memory, without copying what `index` holds."""
+    inner = inner_of(index)
+    if isinstance(inner, faiss.IndexFlat):
+        return new_index(index.d)
+    ivf = ivf_of(index)
+    if ivf is None:  # HNSW and refined types: copied, then emptied
+        copy = faiss.clone_index(index)
+        copy.reset()
+        return copy
+    lists = ivf.invlists  # swapped for empty ones while the rest is copied
+    ivf.own_invlists = False
+    _replace_lists(ivf, faiss.ArrayInvertedLists(ivf.nlist, ivf.code_size))
+    try:
+        copy = faiss.clone_index(index)
+    finally:
+        ivf.replace_invlists(lists, True)
+    copy.reset()
+    return copy
+
+
 def _base(index: faiss.Index) -> faiss.Index:
     """The base index under a refinement ("...,RFlat"), else the index itself."""
     index = faiss.downcast_index(index)

@@ -198,5 +198,5 @@ def test_verify_finds_vectors_of_another_width_than_recorded(tmp_path):
     (directory / MANIFEST).write_text(json.dumps(body))
     problems = {c.role: c.problem for c in verify_index(directory).checks if not c.ok}
     assert problems == {
-        "embeddings/audio/g00000001": "vectors of width 512; the index's audio width is 256"
+        "seg/1/embeddings/audio": "vectors of width 512; the index's audio width is 256"
     }

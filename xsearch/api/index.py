@@ -52,6 +52,7 @@ class IndexStatus:
     recipe: dict[str, Any] | None  # how items were cut
     failed: list[dict[str, str]] | None = None  # path and reason, when asked for
     notes: list[str] = field(default_factory=list)  # what the model leaves out, in words
+    segments: int = 0  # immutable parts of the store (merged by ingest and `index compact`)
 
     @property
     def random_weights(self) -> bool:
@@ -163,7 +164,10 @@ class Index:
             return False
         if manifest.generation == current:
             return False
-        self._store = Store(self.dir, manifest, self.placement)  # same CPU / GPU(s)
+        if self._store is not None and self._store.manifest is not None:
+            self._store = self._store.follow(manifest)  # keeps the segments it had read
+        else:
+            self._store = Store(self.dir, manifest, self.placement)  # same CPU / GPU(s)
         return True
 
     def status(self, failures: bool = False) -> IndexStatus:
@@ -174,14 +178,13 @@ class Index:
         # an index with no generation yet (or not even a folder) reports 0 of everything
         store = Store.open(self.dir) if self.dir.is_dir() else Store(self.dir, None)
         modalities = store.modalities if store.manifest else ()
-        counts = store.items.column("modality").to_pylist()
         failed = store.failures.select(["path", "reason"]).to_pylist() if failures else None
         return IndexStatus(
             index=self.name,
             path=str(self.dir),
             generation=store.generation,
-            assets=store.assets.num_rows,
-            items={m: counts.count(m) for m in modalities},
+            assets=store.asset_count(),
+            items={m: store.count(m) for m in modalities},
             failures=store.failures.num_rows,
             bytes=sum(p.stat().st_size for p in self.dir.rglob("*") if p.is_file())
             if self.dir.is_dir()
@@ -191,6 +194,7 @@ class Index:
             recipe=store.recipe if store.manifest else None,
             failed=failed,
             notes=_left_out(store),
+            segments=len(store.manifest.segments) if store.manifest else 0,
         )
 
     # --- the model -------------------------------------------------------------------------
@@ -331,6 +335,37 @@ class Index:
         _, reports = rebuild(self.dir, options)
         self.refresh()
         return reports
+
+    def compact(self, full: bool = False) -> list[int]:
+        """Merge segments as the merge policy says (ingest does this after its commits), or
+        all into one with `full`; each merge is a commit of its own that readers never wait
+        for. Returns the generations published."""
+        from xsearch.store.store import Writer, full_merge
+
+        with Writer(self.dir, self._model_of_index()) as writer:
+            published = writer.compact(full_merge() if full else None)
+        self.refresh()
+        return [store.generation for store in published]
+
+    def upgrade(self) -> bool:
+        """Record an index written in an older store format in the current one (no data is
+        rewritten); False when it already is."""
+        from xsearch.store.manifest import FORMAT
+        from xsearch.store.store import Writer
+
+        with Writer(self.dir, self._model_of_index()) as writer:
+            if writer.store.manifest is None or writer.store.manifest.format == FORMAT:
+                return False
+            writer.upgrade()
+        self.refresh()
+        return True
+
+    def _model_of_index(self) -> dict[str, str]:
+        from xsearch.store.manifest import read_manifest
+
+        if not self.dir.is_dir() or (manifest := read_manifest(self.dir)) is None:
+            raise UsageError(f"no index at {self.dir} (create one with `xsearch ingest`)")
+        return manifest.model
 
     def verify(self) -> Verdict:
         """Check every file of the published generation against the manifest (size, sha256,

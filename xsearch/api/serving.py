@@ -89,7 +89,7 @@ def _load(index: Index) -> None:
     index.encoder  # load (and check) the model now, not on the first request  # noqa: B018
     if index.placement is not None and index.placement.gpu:
         for modality in index.modalities:  # a type the GPU cannot run fails here, in one line
-            index.store.faiss_index(modality)
+            index.store.indexes(modality)
 
 
 def _open_local(stack: ExitStack, index: Index) -> str | None:

@@ -401,25 +401,38 @@ def served_scores(
     knobs = knobs or {}
     if exact:
         return queries @ cand_vectors.T
-    index = store.faiss_index(modality)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     out = np.full((len(queries), len(cand_ids)), -np.inf)
+    for _, index in store.indexes(modality):
+        _served_segment(index, queries, cand_ids, cand_vectors, knobs, out)
+    return out
+
+
+def _served_segment(index, queries, cand_ids, cand_vectors, knobs, out) -> None:
+    """Fill `out` with what one segment's index scores (its deleted items are no candidates)."""
+    n = min(len(cand_ids), index.ntotal)
     if placement.is_gpu(index):
         # GPU FAISS returns at most GPU_MAX_K per query; an exact (flat) index ranks the
         # rest by the inner product it would have given them, other types leave them last
         params = placement.parameters(index, knobs.get("nprobe"))
-        k = min(len(cand_ids), placement.GPU_MAX_K)
+        k = min(n, placement.GPU_MAX_K)
         found_scores, found_ids = index.search(queries, k, params=params)
-        if k < len(cand_ids) and placement.is_gpu_flat(index):
-            out[:] = queries @ cand_vectors.T
+        if k < n and placement.is_gpu_flat(index):
+            held = np.isin(cand_ids, index_ids_of(index))
+            out[:, held] = queries @ cand_vectors[held].T
     else:
         params = search_parameters(index, None, SearchOptions(**knobs))
-        found_scores, found_ids = index.search(queries, len(cand_ids), params=params)
-    column = np.searchsorted(cand_ids, found_ids)  # cand_ids are sorted
+        found_scores, found_ids = index.search(queries, n, params=params)
+    column = np.searchsorted(cand_ids, found_ids).clip(max=max(len(cand_ids) - 1, 0))
     rows = np.repeat(np.arange(len(queries)), found_ids.shape[1])
-    valid = (found_ids >= 0).reshape(-1)
+    valid = ((found_ids >= 0) & (cand_ids[column] == found_ids)).reshape(-1)
     out[rows[valid], column.reshape(-1)[valid]] = found_scores.reshape(-1)[valid]
-    return out
+
+
+def index_ids_of(index) -> np.ndarray:
+    import faiss
+
+    return faiss.vector_to_array(faiss.downcast_index(index).id_map)
 
 
 def combine(parts: list[dict]) -> dict[str, float | int]:

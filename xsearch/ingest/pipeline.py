@@ -127,6 +127,7 @@ class IngestReport:
     unsupported: list[str] = field(default_factory=list)
     items: dict[str, int] = field(default_factory=dict)  # items embedded, per modality
     generation: int = 0
+    merges: int = 0  # segment merges run after the commits (store/draft.py's MergePolicy)
     seconds: float = 0.0
     decode_seconds: float = 0.0  # time this process waited for decoded files
     embed_seconds: float = 0.0
@@ -521,6 +522,7 @@ def ingest(
                     batcher.finish()
                     began = time.perf_counter()
                     writer.commit(changes)
+                    report.merges += len(writer.compact())
                     changes = batcher.changes = Changes()
                     done_since_commit = 0
                     last_commit = time.perf_counter()
@@ -550,8 +552,10 @@ def ingest(
         failures = sorted(elsewhere + plan.still_failing + new_failures, key=_by_path)
         if failures != sorted(writer.store.failures.to_pylist(), key=_by_path):
             changes.failures = failures
-        store = writer.store if changes.empty() else writer.commit(changes)
-        report.generation = store.generation
+        if not changes.empty():
+            writer.commit(changes)
+        report.merges += len(writer.compact())  # merges are commits of their own
+        report.generation = writer.store.generation
     report.seconds = time.perf_counter() - start
     return report
 

@@ -82,29 +82,20 @@ def search(
 
 
 def _count(store: Store, modality: str) -> int:
-    index = store.faiss_index(modality)
-    return 0 if index is None else index.ntotal
+    return store.count(modality)
 
 
 def _search_items(
     store: Store, query: np.ndarray, modality: str, k: int, options: SearchOptions, only=None
 ) -> list[Hit]:
     """The `k` nearest items of `modality` (restricted by `only`, SQL), calibrated."""
-    index = store.faiss_index(modality)
-    if index is None or index.ntotal == 0:
+    if not store.count(modality):
         return []
     allowed = _allowed_items(store, modality, options, only)
-    n = min(k, index.ntotal if allowed is None else len(allowed))
+    n = min(k, store.count(modality) if allowed is None else len(allowed))
     if n == 0:
         return []
-    if placement.is_gpu(index):  # no id filter on the GPU: filtered after, widened
-        found = _gpu_top(store, index, query, n, allowed, options)
-    elif (flat := _flat_view(index)) is not None:
-        found = _exact_top(*flat, query, n, allowed)
-    else:
-        params = search_parameters(index, allowed, options)
-        scores, ids = index.search(query[None, :], n, params=params)
-        found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+    found = nearest(store, query, modality, n, allowed, options)
     _, reference = store.reference(modality)
     scores = relevance(np.array([s for _, s in found]), reference, query)
     rows = _metadata(store, [i for i, _ in found])
@@ -112,6 +103,41 @@ def _search_items(
         Hit(0, float(z), cosine, **rows[item_id], item_id=item_id)
         for (item_id, cosine), z in zip(found, scores)
     ]
+
+
+def nearest(
+    store: Store,
+    query: np.ndarray,
+    modality: str,
+    n: int,
+    allowed: np.ndarray | None = None,
+    options: SearchOptions | None = None,
+) -> list[tuple[int, float]]:
+    """The `n` best (item id, score) of `modality` over every segment, deleted items left
+    out: each segment's best, merged. Equal scores rank in segment order, then in index
+    order, which is the order one index of the same items would give."""
+    options = options or SearchOptions()
+    found: list[tuple[int, float]] = []
+    for reader, index in store.indexes(modality):
+        found += _segment_top(store, reader, index, query, modality, n, allowed, options)
+    return sorted(found, key=lambda hit: -hit[1])[:n]  # stable: ties keep that order
+
+
+def _segment_top(store, reader, index, query, modality, n, allowed, options):
+    """The `n` best (id, score) of one segment's index, ties in index order."""
+    dead = reader.deleted_items
+    if placement.is_gpu(index):  # no id filter on the GPU: filtered after, widened
+        if allowed is not None:  # its exact fallback must stay within the segment
+            allowed = np.intersect1d(allowed, reader.index_ids(modality))
+        if len(dead):
+            pool = reader.index_ids(modality) if allowed is None else allowed
+            allowed = np.setdiff1d(pool, dead)
+        return _gpu_top(store, index, query, min(n, index.ntotal), allowed, options)
+    if (flat := _flat_view(index)) is not None:
+        return _exact_top(*flat, query, n, allowed, reader.dead_positions(modality))
+    params = search_parameters(index, allowed, options, excluded=dead if len(dead) else None)
+    scores, ids = index.search(query[None, :], min(n, index.ntotal), params=params)
+    return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
 
 def _search_items_per_file(
@@ -186,12 +212,20 @@ def _flat_view(index) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _exact_top(
-    ids: np.ndarray, vectors: np.ndarray, query: np.ndarray, n: int, allowed: np.ndarray | None
+    ids: np.ndarray,
+    vectors: np.ndarray,
+    query: np.ndarray,
+    n: int,
+    allowed: np.ndarray | None,
+    dead: np.ndarray | None = None,
 ) -> list[tuple[int, float]]:
-    """The `n` best (id, score) by inner product; equal scores keep index order."""
+    """The `n` best (id, score) by inner product, leaving out positions `dead` (a mask) and
+    ids not `allowed`; equal scores keep index order."""
     scores = vectors @ query
     if allowed is not None:
         scores[~np.isin(ids, allowed)] = -np.inf
+    if dead is not None:
+        scores[dead] = -np.inf
     top = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
     top = top[np.lexsort((top, -scores[top]))]
     return [(int(ids[i]), float(scores[i])) for i in top if np.isfinite(scores[i])]
@@ -274,14 +308,17 @@ def check_where(store: Store, where: str) -> None:
             raise ParameterError("where", f"bad filter {where!r}: {first}") from None
 
 
-def search_parameters(index, allowed: np.ndarray | None, options: SearchOptions):
+def search_parameters(
+    index, allowed: np.ndarray | None, options: SearchOptions, excluded: np.ndarray | None = None
+):
     """FAISS search parameters for an `IndexIDMap2` over a flat, IVF, HNSW or refined
     ("...,RFlat") index: an id filter, and the nprobe / efSearch of approximate types.
 
     `IndexRefine` accepts only `IndexRefineSearchParameters` and hands just their
     `base_index_params` to its base index, so nprobe/efSearch go there. `IndexIDMap2`
     translates only the outer parameters' id filter, so for a refined index the filter is
-    translated to internal positions here and put on the base parameters."""
+    translated to internal positions here and put on the base parameters. `excluded`: ids
+    never returned (a segment's deleted items)."""
     import faiss
 
     outer = faiss.downcast_index(index)
@@ -295,9 +332,17 @@ def search_parameters(index, allowed: np.ndarray | None, options: SearchOptions)
     else:
         params = faiss.SearchParameters()
     keep = []  # SWIG holds no references: the parameters keep their parts alive
+    selector = None
     if allowed is not None:
         selector = faiss.IDSelectorBatch(allowed)
         keep.append(selector)
+    if excluded is not None:
+        keep.append(faiss.IDSelectorBatch(excluded))
+        keep.append(faiss.IDSelectorNot(keep[-1]))
+        if selector is not None:
+            keep.append(faiss.IDSelectorAnd(selector, keep[-1]))
+        selector = keep[-1]
+    if selector is not None:
         if refine is not None:
             selector = faiss.IDSelectorTranslated(outer.id_map, selector)
             keep.append(selector)

@@ -128,8 +128,10 @@ def _stored_width(directory: Path, manifest: Manifest) -> int | None:
     read (a damaged file is caught when its vectors are read, against its checksum)."""
     import pyarrow.parquet as pq
 
+    from xsearch.store.segments import local_role
+
     for role, entry in sorted(manifest.files.items()):
-        if not role.startswith("embeddings/"):
+        if not local_role(role).startswith("embeddings/"):
             continue
         try:
             return pq.read_schema(directory / entry.path).field("embedding").type.list_size

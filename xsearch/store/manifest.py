@@ -20,7 +20,8 @@ from xsearch.store.fsutil import crashpoint, fsync_dir, sha256_file
 from xsearch.store.names import manifest_copy, manifest_copy_generation
 
 MANIFEST = "manifest.json"
-FORMAT = 1
+FORMAT = 2  # 2: the data in segments (below); 1: one set of files rewritten by every commit
+READABLE = (1, 2)
 
 
 class StoreCorrupt(XSearchError):
@@ -40,6 +41,26 @@ class FileEntry:
 
 
 @dataclass(frozen=True)
+class Segment:
+    """One immutable segment: the rows one commit (or one merge) wrote. Its files are the
+    manifest's roles under `seg/<id>/` (store/segments.py); the counts let search and the merge
+    policy size it without reading a file."""
+
+    id: int  # the generation that wrote it: unique, and files name it
+    rows: int = 0  # item rows in its files, deleted ones included
+    live: dict[str, int] = field(default_factory=dict)  # modality -> items not deleted
+    assets: int = 0  # asset rows not deleted
+
+    @property
+    def live_items(self) -> int:
+        return sum(self.live.values())
+
+    @property
+    def deleted(self) -> int:
+        return self.rows - self.live_items
+
+
+@dataclass(frozen=True)
 class Manifest:
     generation: int
     model: dict[str, str]  # encoder name, config, weights digest: queries must use the same
@@ -51,6 +72,7 @@ class Manifest:
     # before widths were recorded (store/binding.py infers them from the stored vectors).
     widths: dict[str, int] = field(default_factory=dict)
     recipe: dict | None = None  # how ingest cut items (window length, frames); None: not told
+    segments: tuple[Segment, ...] = ()  # in order: older rows first (ties rank in this order)
 
     def to_json(self) -> bytes:
         body = asdict(self)
@@ -71,17 +93,42 @@ class Manifest:
                     + repair_hint(index_dir)
                 )
             files = {role: FileEntry(**entry) for role, entry in raw.pop("files").items()}
-            manifest = cls(files=files, **raw)
+            segments = tuple(Segment(**entry) for entry in raw.pop("segments", ()))
+            if raw.get("format") == 1:
+                files, segments = _as_one_segment(files, raw["generation"])
+            manifest = cls(files=files, segments=segments, **raw)
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             raise StoreCorrupt(
                 f"{where}: the manifest is unreadable ({type(e).__name__}); "
                 + repair_hint(index_dir)
             ) from None
-        if manifest.format != FORMAT:
+        if manifest.format not in READABLE:
             raise StoreCorrupt(
-                f"{where}: store format {manifest.format}, this xsearch reads format {FORMAT}"
+                f"{where}: store format {manifest.format}, this xsearch reads formats "
+                f"{READABLE[0]} to {READABLE[-1]}"
             )
         return manifest
+
+    def segment(self, segment_id: int) -> Segment | None:
+        return next((s for s in self.segments if s.id == segment_id), None)
+
+
+# Files of a format-1 generation that belong to its data (the rest are global)
+_SEGMENT_ROLES = ("assets", "items", "embeddings/", "faiss/", "ivfdata/")
+
+
+def _as_one_segment(files: dict[str, FileEntry], generation: int):
+    """A format-1 generation read as one segment of the same files (nothing is rewritten:
+    the first commit publishes format 2 naming them). Its counts are unknown until its
+    tables are read: left 0, which readers take as "count from the files"."""
+    from xsearch.store.segments import segment_role
+
+    moved = {
+        segment_role(generation, role) if role.startswith(_SEGMENT_ROLES) else role: entry
+        for role, entry in files.items()
+    }
+    has_data = any(role.startswith("seg/") for role in moved)
+    return moved, ((Segment(generation, rows=-1),) if has_data else ())
 
 
 def file_problem(path: Path, entry: FileEntry) -> str | None:

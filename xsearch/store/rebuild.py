@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xsearch.store.segments import local_role
 from xsearch.store.store import Store, Writer
 
 
@@ -61,13 +62,17 @@ def rebuild(directory: Path, options: RebuildOptions) -> tuple[Store, list[Modal
         store = writer.store
         _check_factory(store, options)  # a bad factory string fails here, before any work
         reports = {m: ModalityReport(m) for m in store.modalities}
-        builders = {m: _builder(store, m, options, reports[m]) for m in store.modalities}
-        published = writer.rebuild(builders)
+        builds = {m: _build(store, m, options, reports[m]) for m in store.modalities}
+        published = writer.rebuild({m: b for m, b in builds.items() if b is not None})
     for report in reports.values():
-        for role in (f"faiss/{report.modality}", f"ivfdata/{report.modality}"):
-            entry = published.manifest.files.get(role) if report.items else None
-            if entry is not None:
-                report.files[role] = entry.bytes
+        for kind in ("faiss", "ivfdata"):
+            sizes = [
+                entry.bytes
+                for role, entry in published.manifest.files.items()
+                if local_role(role) == f"{kind}/{report.modality}" and role.startswith("seg/")
+            ]
+            if sizes and report.items:
+                report.files[f"{kind}/{report.modality}"] = sum(sizes)
     return published, [r for r in reports.values() if r.items]
 
 
@@ -82,41 +87,43 @@ def _check_factory(store: Store, options: RebuildOptions) -> None:
             check_on_disk(index, options.factory)
 
 
-def _builder(store: Store, modality: str, options: RebuildOptions, report: ModalityReport):
-    """The function `Writer.rebuild` calls to build the index of `modality`: given the file
-    its on-disk lists may take, it returns (index, reference sample), or None (no items)."""
+def _build(store: Store, modality: str, options: RebuildOptions, report: ModalityReport):
+    """How `Writer.rebuild` builds the indexes of `modality` (store/draft.py's IndexBuild):
+    one template trained on a sample of every segment's live vectors, then filled segment
+    by segment; None when the modality has no items."""
+    from xsearch.indexes import faiss_index
+    from xsearch.store.draft import IndexBuild
 
-    def build(lists_file: Path):
-        from xsearch.indexes import faiss_index
+    live = np.unique(store.item_ids(modality))
+    if not len(live) or not store.embedding_roles(modality):
+        return None
+    dim = store.widths[modality]
+    template = faiss_index.new_index(dim, options.factory)
+    report.items = len(live)
+    t0 = time.perf_counter()
+    size = faiss_index.train_size(template, len(live), options.train_sample)
+    if size:
+        roles = store.embedding_roles(modality)
+        sample = _training_sample(store, roles, live, size, options, report)
+        report.sample_s = time.perf_counter() - t0
+        faiss_index.train(template, sample)
+        report.train_sample = len(sample)
+        del sample
+    report.train_s = time.perf_counter() - t0 - report.sample_s
+    reference = [(np.empty(0, np.int64), np.empty((0, dim), np.float32))]
 
-        live = np.unique(store.item_ids(modality))
-        if not len(live) or not store.embedding_roles(modality):
-            return None
-        dim = store.widths[modality]
-        index = faiss_index.new_index(dim, options.factory)
-        report.items = len(live)
-        t0 = time.perf_counter()
-        size = faiss_index.train_size(index, len(live), options.train_sample)
-        if size:
-            sample = _training_sample(store, modality, live, size, options, report)
-            report.sample_s = time.perf_counter() - t0
-            faiss_index.train(index, sample)
-            report.train_sample = len(sample)
-            del sample
+    def vectors(reader):
         t1 = time.perf_counter()
-        if options.on_disk:
-            faiss_index.start_on_disk(index, lists_file)
-        reference = np.empty(0, np.int64), np.empty((0, dim), np.float32)
-        for ids, vectors in _batches(store, modality, live, options, report):
-            faiss_index.add(index, ids, vectors)
-            reference = _sketch(reference, ids, vectors)
-        if options.on_disk:
-            faiss_index.finish_on_disk(index, lists_file)
-        report.train_s = t1 - t0 - report.sample_s
-        report.add_s = time.perf_counter() - t1
-        return index, reference
+        seg_live = np.unique(reader.item_ids(modality))
+        for ids, batch in _batches(
+            store, reader.embedding_roles(modality), seg_live, options, report
+        ):
+            reference[0] = _sketch(reference[0], ids, batch)
+            report.add_s += time.perf_counter() - t1
+            yield ids, batch
+            t1 = time.perf_counter()
 
-    return build
+    return IndexBuild(template, vectors, lambda: reference[0], on_disk=options.on_disk)
 
 
 def _sketch(sample, ids: np.ndarray, vectors: np.ndarray):
@@ -133,7 +140,7 @@ def _sketch(sample, ids: np.ndarray, vectors: np.ndarray):
 
 def _training_sample(
     store: Store,
-    modality: str,
+    roles: list[str],
     live: np.ndarray,
     size: int,
     options: RebuildOptions,
@@ -144,7 +151,7 @@ def _training_sample(
     rng = np.random.default_rng(options.seed)
     wanted = np.sort(rng.choice(len(live), size=size, replace=False))
     sample, taken, seen = None, 0, 0
-    for _, vectors in _batches(store, modality, live, options, report):
+    for _, vectors in _batches(store, roles, live, options, report):
         lo, hi = np.searchsorted(wanted, [seen, seen + len(vectors)])
         if sample is None:
             sample = np.empty((size, vectors.shape[1]), np.float32)
@@ -156,16 +163,21 @@ def _training_sample(
 
 
 def _batches(
-    store: Store, modality: str, live: np.ndarray, options: RebuildOptions, report: ModalityReport
+    store: Store,
+    roles: list[str],
+    live: np.ndarray,
+    options: RebuildOptions,
+    report: ModalityReport,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(ids, vectors) of the live items of `modality`, at most `batch_size` rows at a time,
-    in storage order. Pages are read as needed (a part's row group is never read whole)."""
+    """(ids, vectors) of the embeddings files `roles` for the items `live` (sorted), at most
+    `batch_size` rows at a time, in storage order. Pages are read as needed (a part's row
+    group is never read whole)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from xsearch.store.tables import embeddings_arrays
 
-    for role in store.embedding_roles(modality):
+    for role in roles:
         with pq.ParquetFile(store.path(role), buffer_size=8 << 20, pre_buffer=False) as part:
             for batch in part.iter_batches(
                 options.batch_size, columns=["item_id", "embedding"], use_threads=False

@@ -33,6 +33,7 @@ from xsearch.store.manifest import (
     publish,
 )
 from xsearch.store.names import generation_file, generation_of, manifest_copy
+from xsearch.store.segments import local_role, segment_role
 from xsearch.store.store import DATA, LOCK
 from xsearch.store.verify import (
     SOURCE,
@@ -108,7 +109,7 @@ def repair_index(directory: Path) -> Repair:
             )
     if plan.rebuild:
         factory, note = _factory(plan.base)
-        on_disk = factory != "Flat" and any(r.startswith("ivfdata/") for r in plan.files)
+        on_disk = factory != "Flat" and any("ivfdata/" in r for r in plan.files)
         store = rebuild_indexes(directory, factory, on_disk=on_disk)
         report.actions.append(
             f"rebuilt the FAISS indexes ({factory}{', on disk' if on_disk else ''}{note}) and "
@@ -147,12 +148,16 @@ def _plan(verdict: Verdict, gen: int) -> _Plan | None:
     bad = verdict.bad()
     bad.pop("manifest", None)
     bad.pop("lock", None)
-    if any(role in SOURCE for role in bad):
+    if any(local_role(role) in (*SOURCE, "deleted") for role in bad):
         return None
     for modality in verdict.widths:
-        parts = [r for r in bad if r.startswith(f"embeddings/{modality}/")]
-        if parts and not _recover_embeddings(verdict, files, modality, parts, gen, actions):
-            return None
+        for segment in verdict.manifest.segments:
+            prefix = segment_role(segment.id, f"embeddings/{modality}")
+            parts = [r for r in bad if r == prefix or r.startswith(prefix + "/")]
+            if parts and not _recover_embeddings(
+                verdict, files, segment.id, modality, parts, gen, actions
+            ):
+                return None
     if "failures" in bad:
         path = verdict.directory / DATA / generation_file("failures", gen, "parquet")
         tables.write_parquet(tables.FAILURES.empty_table(), path)
@@ -164,7 +169,7 @@ def _plan(verdict: Verdict, gen: int) -> _Plan | None:
     derived = [r for r in bad if kind_of_role(r) == "derived"]
     rebuild = False
     for role in derived:
-        modality = role.split("/", 1)[1]
+        modality = local_role(role).split("/", 1)[1]
         if len(verdict.live.get(modality, ())) == 0 and role in files:
             files.pop(role)  # a modality without items needs no index (rebuild skips it)
             actions.append(f"dropped {role}: damaged, and its modality has no items")
@@ -173,15 +178,19 @@ def _plan(verdict: Verdict, gen: int) -> _Plan | None:
     return _Plan(verdict, files, actions, rebuild)
 
 
-def _recover_embeddings(verdict, files, modality, parts, gen, actions) -> bool:
-    """Re-create what the damaged embeddings files of `modality` held for live items, from
-    its FAISS index when that stores the vectors exactly and holds every live item."""
+def _recover_embeddings(verdict, files, segment_id, modality, parts, gen, actions) -> bool:
+    """Re-create what the damaged embeddings files of a segment's `modality` held for live
+    items, from its FAISS index when that stores the vectors exactly and holds them all."""
     import faiss
 
-    live = verdict.live.get(modality)
-    if live is None:  # the items are unreadable: nothing tells which vectors are needed
-        return False
-    intact = [r for r in files if r.startswith(f"embeddings/{modality}/") and r not in parts]
+    rows = verdict.segment_items.get(segment_id)
+    if modality not in verdict.live or rows is None:
+        return False  # the items are unreadable: nothing tells which vectors are needed
+    items = rows[1]
+    of_modality = np.asarray(items.column("modality").to_pylist(), dtype=object) == modality
+    live = items.column("item_id").to_numpy()[of_modality]
+    prefix = segment_role(segment_id, f"embeddings/{modality}")
+    intact = [r for r in files if r.startswith(prefix) and r not in parts]
     need = np.setdiff1d(live, concat_embeddings(verdict.loaded, intact)[0])
     damaged = ", ".join(verdict.manifest.files[r].path for r in parts)
     for role in parts:
@@ -189,8 +198,9 @@ def _recover_embeddings(verdict, files, modality, parts, gen, actions) -> bool:
     if not len(need):
         actions.append(f"{damaged}: held no vector of a live item, dropped")
         return True
-    index = verdict.loaded.get(f"faiss/{modality}")
-    if index is None or f"faiss/{modality}" in verdict.bad() or not stores_vectors_exactly(index):
+    index_role = segment_role(segment_id, f"faiss/{modality}")
+    index = verdict.loaded.get(index_role)
+    if index is None or index_role in verdict.bad() or not stores_vectors_exactly(index):
         return False
     held = faiss.vector_to_array(faiss.downcast_index(index).id_map)
     if not np.isin(need, held).all():
@@ -289,7 +299,7 @@ def _factory(verdict: Verdict) -> tuple[str, str]:
     bad = verdict.bad()
     flags = faiss.IO_FLAG_SKIP_IVF_DATA | faiss.IO_FLAG_READ_ONLY
     for check in verdict.checks:
-        if not check.role.startswith("faiss/") or check.role in bad:
+        if not local_role(check.role).startswith(("faiss/", "trained/")) or check.role in bad:
             continue
         index = verdict.loaded.get(check.role)
         try:

@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from xsearch.errors import UsageError
 from xsearch.store import binding, tables
+from xsearch.store.draft import Draft, IndexBuild, MergePolicy, next_sample
 from xsearch.store.fsutil import crashpoint, fsync_dir, make_dirs, sha256_file
 from xsearch.store.location import index_dir, index_root  # noqa: F401
 from xsearch.store.lock import WriterLock
@@ -27,16 +28,18 @@ from xsearch.store.manifest import (
     publish,
     read_manifest,
 )
-from xsearch.store.names import generation_file, generation_of
-from xsearch.store.reference import bottom_k, updated_sample
+from xsearch.store.names import generation_of
+from xsearch.store.reference import bottom_k
+from xsearch.store.segments import SegmentedIndex, SegmentReader, segment_role
 
 LOCK = "writer.lock"
 DATA = "data"
 
 
 class Store:
-    """One generation of an index, read-only. Files are checked against the manifest's
-    checksums before they are trusted."""
+    """One generation of an index, read-only: its segments (store/segments.py), read as they
+    are used. Opening reads the manifest alone; each file is checked against the manifest's
+    size and checksum when first read."""
 
     def __init__(self, directory: Path, manifest: Manifest | None, placement=None) -> None:
         self.dir = directory
@@ -46,11 +49,10 @@ class Store:
             from xsearch.indexes.placement import require_gpu
 
             require_gpu()  # before any work: one line when there is no GPU to use
-        self._indexes: dict[str, object] = {}
         self._verified: set[str] = set()
         self._references: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._readers: dict[int, SegmentReader] = {}
         self.lock = threading.Lock()  # one DuckDB statement at a time on the shared connection
-        self._loading = threading.Lock()  # one load (and GPU placement) of each FAISS index
 
     @classmethod
     def open(cls, directory: Path, create: bool = False, placement=None) -> Store:
@@ -62,6 +64,31 @@ class Store:
         elif not directory.is_dir():
             raise UsageError(f"no index at {directory} (create one with `xsearch ingest`)")
         return cls(directory, read_manifest(directory), placement)
+
+    def follow(self, manifest: Manifest) -> Store:
+        """The generation `manifest` describes, keeping what this one has read of the segments
+        the two share: following a commit reads only the segments it added or changed."""
+        newer = Store(self.dir, manifest, self.placement)
+        newer._verified = {
+            role for role in self._verified
+            if self.manifest and manifest.files.get(role) == self.manifest.files.get(role)
+        }  # fmt: skip
+        for reader in self.segments:
+            if (
+                manifest.segment(reader.id) == reader.segment
+                and all(
+                    manifest.files.get(role) == entry for role, entry in reader.entries().items()
+                )
+                and len(reader.entries()) == len(_segment_entries(manifest, reader.id))
+            ):
+                reader.store = newer
+                newer._readers[reader.id] = reader
+        if self.manifest and all(
+            manifest.files.get(r) == self.manifest.files.get(r)
+            for r in {*manifest.files, *self.manifest.files} if r.startswith("reference/")
+        ):  # fmt: skip
+            newer._references = dict(self._references)
+        return newer
 
     @property
     def generation(self) -> int:
@@ -82,6 +109,16 @@ class Store:
     def recipe(self) -> dict | None:
         """How ingest cut this index's items (window length, frames), or None when not told."""
         return self.manifest.recipe if self.manifest else None
+
+    @property
+    def segments(self) -> list[SegmentReader]:
+        """The readers of this generation's segments, in order."""
+        if self.manifest is None:
+            return []
+        for segment in self.manifest.segments:
+            if segment.id not in self._readers:
+                self._readers[segment.id] = SegmentReader(self, segment)
+        return [self._readers[s.id] for s in self.manifest.segments]
 
     def path(self, role: str) -> Path | None:
         """The verified file for `role`, or None when this generation has none."""
@@ -112,48 +149,59 @@ class Store:
                 "open the index again"
             ) from None
 
-    def _table(self, role: str, schema: pa.Schema) -> pa.Table:
+    def table(self, role: str, schema: pa.Schema | None = None) -> pa.Table:
+        """The Parquet file of `role`, verified; an empty table of `schema` when there is none."""
         path = self.path(role)
         if path is None:
-            return schema.empty_table()
+            return schema.empty_table() if schema is not None else pa.table({})
         with self._reading():
             return tables.read_parquet(path, schema)
 
+    def _concat(self, parts: list[pa.Table], schema: pa.Schema) -> pa.Table:
+        return pa.concat_tables(parts) if parts else schema.empty_table()
+
     @cached_property
     def assets(self) -> pa.Table:
-        return self._table("assets", tables.ASSETS)
+        return self._concat([s.assets for s in self.segments], tables.ASSETS)
 
     @cached_property
     def items(self) -> pa.Table:
-        return self._table("items", tables.ITEMS)
+        return self._concat([s.items for s in self.segments], tables.ITEMS)
 
     @cached_property
     def failures(self) -> pa.Table:
-        return self._table("failures", tables.FAILURES)
+        return self.table("failures", tables.FAILURES)
 
     @cached_property
-    def items_by_id(self) -> RowsById:
-        return RowsById(self.items, "item_id")
+    def items_by_id(self) -> SegmentedRows:
+        return SegmentedRows([s.items_by_id for s in self.segments])
 
     @cached_property
-    def assets_by_id(self) -> RowsById:
-        return RowsById(self.assets, "asset_id")
+    def assets_by_id(self) -> SegmentedRows:
+        return SegmentedRows([s.assets_by_id for s in self.segments])
+
+    def count(self, modality: str) -> int:
+        """Live items of `modality`, from the manifest (no file read)."""
+        return sum(s.live_count(modality) for s in self.segments)
+
+    def asset_count(self) -> int:
+        """Live assets, from the manifest (a format-1 segment: from its table)."""
+        return sum(
+            s.segment.assets if s.segment.rows >= 0 else s.assets.num_rows for s in self.segments
+        )
 
     def embedding_roles(self, modality: str) -> list[str]:
-        files = self.manifest.files if self.manifest else {}
-        return sorted(r for r in files if r.startswith(f"embeddings/{modality}/"))
+        return [role for s in self.segments for role in s.embedding_roles(modality)]
 
     def embeddings(self, modality: str) -> tuple[np.ndarray, np.ndarray]:
         """(item ids, vectors) of the live items of `modality`, in id order."""
-        with self._reading():
-            paths = [self.path(r) for r in self.embedding_roles(modality)]
-            parts = [tables.read_parquet(path) for path in paths if path is not None]
+        parts = [s.embeddings(modality) for s in self.segments if s.embedding_roles(modality)]
         if not parts:
             return np.empty(0, np.int64), np.empty((0, self.widths.get(modality, 0)), np.float32)
-        ids, vectors = tables.embeddings_arrays(pa.concat_tables(parts))
-        live = np.isin(ids, self.item_ids(modality))
-        order = np.argsort(ids[live], kind="stable")
-        return ids[live][order], vectors[live][order]
+        ids = np.concatenate([p[0] for p in parts])
+        vectors = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
+        order = np.argsort(ids, kind="stable")
+        return ids[order], vectors[order]
 
     def vectors(self, item_ids: list[int]) -> np.ndarray:
         """The stored vectors of `item_ids`, in that order."""
@@ -189,30 +237,38 @@ class Store:
         mask = pc.equal(self.items.column("modality"), modality)
         return self.items.filter(mask).column("item_id").to_numpy()
 
+    def indexes(self, modality: str) -> list[tuple[SegmentReader, object]]:
+        """(segment, FAISS index) of each segment with items of `modality`, in order."""
+        found = []
+        for reader in self.segments:
+            if reader.live_count(modality) or reader.segment.rows < 0:
+                index = reader.faiss_index(modality)
+                if index is not None and index.ntotal:
+                    found.append((reader, index))
+        return found
+
     def faiss_index(self, modality: str):
-        """The FAISS index of `modality` (loaded and verified once), or None when it has no
-        items. Writers must not modify it in place: it is this generation's. Threads that ask
-        at once wait for one load: a GPU holds one copy, not one per thread."""
-        if modality not in self._indexes:
-            with self._loading:
-                if modality not in self._indexes:  # another thread may have loaded it meanwhile
-                    from xsearch.indexes.placement import CPU, place
+        """The FAISS index of `modality` (None when it has no items): the index itself when
+        one segment holds them all with none deleted (a store just rebuilt or compacted),
+        else a read-only view of the segments' indexes as one (`SegmentedIndex`)."""
+        found = self.indexes(modality)
+        if not found:
+            return None
+        if len(found) == 1 and not len(found[0][0].deleted_items):
+            return found[0][1]
+        return SegmentedIndex(found, modality)
 
-                    index = self.load_faiss(modality)
-                    self._indexes[modality] = place(index, self.placement or CPU)
-        return self._indexes[modality]
-
-    def load_faiss(self, modality: str):
-        """A fresh copy of the FAISS index of `modality` (or None), verified, for changing.
-        An on-disk index maps its lists from their file, read-only (see `writable_copy`)."""
+    def read_faiss(self, role: str, lists_role: str | None = None):
+        """A fresh copy of the FAISS index of `role` (or None), verified. An on-disk index maps
+        its lists from their file (`lists_role`), read-only (see `writable_copy`)."""
         from xsearch.indexes.faiss_index import read
         from xsearch.indexes.safety import UnsafeIndexFile, load_guarded
         from xsearch.store.manifest import repair_hint
 
-        path = self.path(f"faiss/{modality}")  # checked against the manifest first
+        path = self.path(role)  # checked against the manifest first
         if path is None:
             return None
-        lists = self.path(f"ivfdata/{modality}")
+        lists = self.path(lists_role) if lists_role else None
         try:  # and, should the manifest be forged too, loaded within bounded memory
             with self._reading():
                 return load_guarded(path, lambda: read(path, lists))
@@ -231,6 +287,31 @@ class Store:
         con.register("items", self.items)
         con.register("assets", self.assets)
         return con
+
+
+class SegmentedRows:
+    """Rows by id over the segments' lookups (an id lives in one segment)."""
+
+    def __init__(self, parts: list[RowsById]) -> None:
+        self.parts = parts
+
+    def rows(self, keys) -> list[dict | None]:
+        found: list[dict | None] = [None] * len(keys)
+        for part in self.parts:
+            missing = [i for i, row in enumerate(found) if row is None]
+            if not missing:
+                break
+            for i, row in zip(missing, part.rows([keys[i] for i in missing])):
+                found[i] = row
+        return found
+
+    def row(self, key: int) -> dict | None:
+        return self.rows([key])[0]
+
+
+def _segment_entries(manifest: Manifest, segment_id: int) -> dict[str, FileEntry]:
+    prefix = segment_role(segment_id, "")
+    return {r: e for r, e in manifest.files.items() if r.startswith(prefix)}
 
 
 @dataclass
@@ -380,56 +461,46 @@ class Writer:
         return self.next_asset_id - 1
 
     def commit(self, changes: Changes) -> Store:
-        """Publish the previous generation plus `changes` as the next generation. Vectors of
-        another width than the index's, or of a modality it does not have, are refused
-        (UsageError) before anything is written."""
+        """Publish the previous generation plus `changes` as the next generation: one new
+        segment with what the changes add, and deletion markers for the rows of older
+        segments that they remove or replace (a renamed file's asset row moves to the new
+        segment). Nothing an older generation wrote is rewritten. Vectors of another width
+        than the index's, or of a modality it does not have, are refused (UsageError)
+        before anything is written."""
         self._check_vectors(changes)
         old = self.store
-        gen = old.generation + 1
-        data = old.dir / DATA
-        files = dict(old.manifest.files) if old.manifest else {}
-
-        removed = old.items.slice(0, 0)
-        if changes.removed_assets:
-            gone = pc.is_in(old.items.column("asset_id"), pa.array(sorted(changes.removed_assets)))
-            removed = old.items.filter(gone)
-        removed_items = set(removed.column("item_id").to_pylist())
-        assets = _apply_assets(old.assets, changes)
-        items = _apply_items(old.items, changes, removed_items)
-
-        written: dict[str, Path] = {}
-        for role, table in (("assets", assets), ("items", items)):
-            written[role] = data / generation_file(role, gen, "parquet")
-            tables.write_parquet(table, written[role])
-            crashpoint(f"write-{role}")
+        draft = Draft(self, old.generation + 1)
+        removed, moved = draft.delete(changes.removed_assets, changes.renamed)
         if changes.failures is not None:
-            written["failures"] = data / generation_file("failures", gen, "parquet")
-            tables.write_parquet(
-                pa.Table.from_pylist(changes.failures, schema=tables.FAILURES), written["failures"]
+            draft.write_table(
+                "failures",
+                "failures",
+                pa.Table.from_pylist(changes.failures, schema=tables.FAILURES),
             )
+        assets = pa.concat_tables(
+            [pa.Table.from_pylist(changes.new_assets, schema=tables.ASSETS), moved]
+        )
+        items = pa.Table.from_pylist(changes.new_items, schema=tables.ITEMS)
+        vectors = {}
         for modality in self.widths or old.widths:
             parts = changes.new_vectors.get(modality, [])
+            if parts:
+                vectors[modality] = (
+                    np.concatenate([p[0] for p in parts]),
+                    np.concatenate([p[1] for p in parts]),
+                )
+        draft.add_segment(assets, items, vectors)
+        for modality in self.widths or old.widths:
             of_modality = pc.equal(removed.column("modality"), modality)
             dead = np.sort(removed.filter(of_modality).column("item_id").to_numpy())
-            if not parts and not len(dead):
+            if modality not in vectors and not len(dead):
                 continue
-            ids = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.int64)
             width = (self.widths or old.widths)[modality]
-            vecs = (
-                np.concatenate([p[1] for p in parts]) if parts else np.empty((0, width), np.float32)
+            ids, vecs = vectors.get(
+                modality, (np.empty(0, np.int64), np.empty((0, width), np.float32))
             )
-            if parts:
-                role = f"embeddings/{modality}/g{gen:08d}"
-                written[role] = data / generation_file(f"emb-{modality}", gen, "parquet")
-                tables.write_parquet(tables.embeddings_table(ids, vecs), written[role])
-                crashpoint(f"write-embeddings-{modality}")
-            index = self._next_index(old, modality, gen, dead, ids, vecs)
-            self._add_index(files, written, index, modality, gen)
-            crashpoint(f"write-faiss-{modality}")
-            sample = _next_sample(old, modality, dead, ids, vecs)
-            self._write_reference(files, written, modality, gen, sample)
-
-        return self._publish(files, written, gen)
+            draft.write_reference(modality, next_sample(old, modality, dead, ids, vecs))
+        return self._publish(draft)
 
     def _check_vectors(self, changes: Changes) -> None:
         """Refuse vectors the index cannot hold; the first vectors of an index whose widths
@@ -442,144 +513,64 @@ class Writer:
                     raise UsageError(refusal)
         self.widths = widths or None
 
-    def rebuild(self, embeddings: dict, factory: str = "Flat") -> Store:
-        """Publish a generation whose FAISS files are built afresh. `embeddings` maps a modality
-        to its (ids, vectors), indexed with `factory`, or to a function that builds the index
-        itself (streaming, xsearch/store/rebuild.py): called with the file its on-disk lists
-        may take, it returns (index, reference sample), or None when there are no items."""
-        from xsearch.indexes.faiss_index import build
+    def upgrade(self) -> Store:
+        """Publish the index in the current format (a generation written in an older one is
+        read as it is; its first commit, or this, records it anew, rewriting no data)."""
+        return self._publish(Draft(self, self.store.generation + 1))
 
-        gen = self.store.generation + 1
-        files = dict(self.store.manifest.files) if self.store.manifest else {}
-        written: dict[str, Path] = {}
-        for m, source in embeddings.items():
-            if callable(source):
-                built = source(self._index_file(m, gen, "ivfdata"))
-            else:
-                ids, vecs = source
-                built = (build(ids, vecs, factory), bottom_k(ids, vecs)) if len(ids) else None
-            if built is not None:
-                self._add_index(files, written, built[0], m, gen)
-                crashpoint(f"write-faiss-{m}")
-                self._write_reference(files, written, m, gen, built[1])
-        return self._publish(files, written, gen)
+    def rebuild(self, builds: dict, factory: str = "Flat") -> Store:
+        """Publish a generation whose FAISS files are built afresh: each segment's index of a
+        modality in `builds` (modality -> `IndexBuild`, or (ids, vectors) for an exact
+        index), all from one trained template that later segments reuse."""
+        draft = Draft(self, self.store.generation + 1)
+        for modality, build in builds.items():
+            if not isinstance(build, IndexBuild):
+                build = IndexBuild.exact(*build, factory)
+            draft.rebuild_indexes(modality, build)
+        return self._publish(draft)
 
-    def _write_reference(self, files, written, modality: str, gen: int, sample) -> None:
-        role = f"reference/{modality}"
-        ids, vectors = sample
-        if not len(ids):
-            files.pop(role, None)
-            return
-        written[role] = self.store.dir / DATA / generation_file(f"ref-{modality}", gen, "parquet")
-        tables.write_parquet(tables.embeddings_table(ids, vectors), written[role])
-        crashpoint(f"write-reference-{modality}")
+    def compact(self, policy: MergePolicy | None = None) -> list[Store]:
+        """Merge segments while `policy` finds a run worth merging, each merge a commit of
+        its own; the generations published."""
+        policy = policy or MergePolicy()
+        published = []
+        while run := policy.pick(self.store.manifest.segments if self.store.manifest else ()):
+            draft = Draft(self, self.store.generation + 1)
+            draft.merge(*run)
+            published.append(self._publish(draft))
+        return published
 
-    def _publish(self, files: dict[str, FileEntry], written: dict[str, Path], gen: int) -> Store:
+    def _publish(self, draft: Draft) -> Store:
         directory = self.store.dir
         fsync_dir(directory / DATA)
         crashpoint("fsync-data")
-        for role, path in written.items():
+        files = draft.files
+        for role, path in draft.written.items():
             rel = str(path.relative_to(directory))
             files[role] = FileEntry(rel, sha256_file(path), path.stat().st_size)
         manifest = Manifest(
-            generation=gen,
+            generation=draft.generation,
             model=self.model,
             files=files,
             next_item_id=self.next_item_id,
             next_asset_id=self.next_asset_id,
             widths=dict(self.widths or {}),
             recipe=self.recipe,
+            segments=tuple(draft.segments),
         )
         publish(directory, manifest)
         crashpoint("publish")
-        previous, self.store = self.store.manifest, Store(directory, manifest)
+        previous = self.store.manifest
+        self.store = self.store.follow(manifest)
         self._clean_leftovers(previous)
         return self.store
 
-    def _next_index(self, old: Store, modality, gen, dead, ids, vecs):
-        """The previous index of `modality` minus `dead` plus the new vectors (an on-disk
-        index gets its lists copied into this generation's file first)."""
-        from xsearch.indexes.faiss_index import build, finish_on_disk, update, writable_copy
 
-        index = old.load_faiss(modality)  # a copy: the cached one belongs to readers
-        if index is None:
-            return build(ids, vecs)
-        lists = self._index_file(modality, gen, "ivfdata")
-        index = writable_copy(index, lists)
-        try:
-            index = update(index, dead, ids, vecs)
-        except RuntimeError as e:  # the removal fails first, before anything has changed
-            if "remove_ids not implemented" not in str(e):
-                raise
-            # A type that cannot remove (HNSW): the same type, trained, refilled from the
-            # live vectors of the store (its source of truth) plus the new ones.
-            live_ids, live = old.embeddings(modality)
-            keep = ~np.isin(live_ids, dead)
-            index.reset()
-            index = update(
-                index,
-                np.empty(0, np.int64),
-                np.concatenate([live_ids[keep], ids]),
-                np.concatenate([live[keep], vecs.reshape(-1, live.shape[1])]),
-            )
-        finish_on_disk(index, lists)
-        return index
+def full_merge() -> MergePolicy:
+    """The policy that merges every segment into one."""
+    from xsearch.store.draft import FullMerge
 
-    def _add_index(self, files, written, index, modality: str, gen: int) -> None:
-        """Write `index` as this generation's index of `modality`, with its on-disk lists."""
-        from xsearch.indexes.faiss_index import ivfdata_file, write
-
-        written[f"faiss/{modality}"] = self._index_file(modality, gen, "index")
-        write(index, written[f"faiss/{modality}"])
-        lists = ivfdata_file(index)
-        if lists is not None:
-            written[f"ivfdata/{modality}"] = lists
-        else:
-            files.pop(f"ivfdata/{modality}", None)
-
-    def _index_file(self, modality: str, gen: int, kind: str) -> Path:
-        return self.store.dir / DATA / generation_file(f"faiss-{modality}", gen, kind)
-
-
-def _next_sample(old: Store, modality: str, dead, new_ids, new_vectors):
-    """The reference sample of `modality` once `dead` are removed and the new items added."""
-    dim = new_vectors.shape[1] if new_vectors is not None else None
-    new_vectors = new_vectors if new_vectors is not None else np.empty((0, 0), np.float32)
-    previous = old.reference(modality) if old.manifest else None
-    if previous is None or not len(previous[0]):
-        previous = (np.empty(0, np.int64), np.empty((0, dim or 0), np.float32))
-    sample = updated_sample(previous, dead, new_ids, new_vectors)
-    if sample is None:  # refill from every live vector
-        ids, vectors = old.embeddings(modality)
-        keep = ~np.isin(ids, dead)
-        ids = np.concatenate([ids[keep], new_ids])
-        vectors = np.concatenate([vectors[keep], new_vectors.reshape(-1, vectors.shape[1])])
-        sample = bottom_k(ids, vectors)
-    return sample
-
-
-def _apply_assets(assets: pa.Table, changes: Changes) -> pa.Table:
-    if changes.removed_assets:
-        keep = pc.invert(
-            pc.is_in(assets.column("asset_id"), pa.array(sorted(changes.removed_assets)))
-        )
-        assets = assets.filter(keep)
-    if changes.renamed:
-        rows = assets.to_pylist()
-        for row in rows:
-            row["path"] = changes.renamed.get(row["asset_id"], row["path"])
-        assets = pa.Table.from_pylist(rows, schema=tables.ASSETS)
-    new = pa.Table.from_pylist(changes.new_assets, schema=tables.ASSETS)
-    return pa.concat_tables([assets, new])
-
-
-def _apply_items(items: pa.Table, changes: Changes, removed: set[int]) -> pa.Table:
-    if removed:
-        items = items.filter(
-            pc.invert(pc.is_in(items.column("item_id"), pa.array(sorted(removed))))
-        )
-    new = pa.Table.from_pylist(changes.new_items, schema=tables.ITEMS)
-    return pa.concat_tables([items, new])
+    return FullMerge()
 
 
 def describe_model(model: dict[str, str]) -> str:

@@ -30,6 +30,7 @@ from xsearch.store.manifest import (
 )
 from xsearch.store.names import generation_of, manifest_copy_generation
 from xsearch.store.reference import bottom_k
+from xsearch.store.segments import DELETED, local_role, segment_role
 from xsearch.store.store import DATA, LOCK
 
 SOURCE = ("assets", "items")  # with embeddings/*: what nothing else can re-create
@@ -64,6 +65,8 @@ class Verdict:
     # what the checks read, for the repair: role -> table or index; modality -> live item ids
     loaded: dict[str, object] = field(default_factory=dict, repr=False)
     live: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    # segment id -> (every item row it wrote, its live rows)
+    segment_items: dict[int, tuple] = field(default_factory=dict, repr=False)
     widths: dict[str, int] = field(default_factory=dict, repr=False)  # the index's (binding.py)
 
     @property
@@ -81,9 +84,10 @@ class Verdict:
 
 def kind_of_role(role: str) -> str:
     """source (only re-ingesting re-creates it), failures, derived, or manifest."""
-    if role in SOURCE or role.startswith("embeddings/"):
+    role = local_role(role)
+    if role in SOURCE or role.startswith("embeddings/") or role == "deleted":
         return "source"
-    if role.startswith(("faiss/", "ivfdata/", "reference/")):
+    if role.startswith(("faiss/", "ivfdata/", "reference/", "trained/")):
         return "derived"
     return role
 
@@ -116,8 +120,9 @@ def verify_index(directory: Path, manifest: Manifest | None = None) -> Verdict:
     for role, check in checks.items():
         check.problem = file_problem(directory / check.file, m.files[role])
     for role, check in checks.items():
-        if check.ok and not role.startswith("ivfdata/"):  # on-disk lists: with their index
-            _read(verdict, check, checks.get(f"ivfdata/{role.removeprefix('faiss/')}"))
+        if check.ok and "ivfdata/" not in role:  # on-disk lists: read with their index
+            lists = role.replace("faiss/", "ivfdata/", 1) if "faiss/" in role else None
+            _read(verdict, check, checks.get(lists) if lists else None)
     verdict.checks += checks.values()
     _check_consistency(verdict)
     verdict.checks.append(_lock_check(directory))
@@ -142,15 +147,20 @@ def verify_index(directory: Path, manifest: Manifest | None = None) -> Verdict:
 def _read(verdict: Verdict, check: Check, lists: Check | None) -> None:
     """Read a sound file's content: Parquet with its schema, FAISS as the store loads it."""
     path = verdict.directory / check.file
+    role = local_role(check.role)
     try:
-        if check.role.startswith("faiss/"):
+        if role.startswith(("faiss/", "trained/")):
             if lists is not None and not lists.ok:
                 return  # the index cannot be read without its lists: their check says why
             lists_path = verdict.directory / lists.file if lists is not None else None
             verdict.loaded[check.role] = _load_faiss(path, lists_path)
         else:
-            schema = {"assets": tables.ASSETS, "items": tables.ITEMS}.get(check.role)
-            schema = tables.FAILURES if check.role == "failures" else schema
+            schema = {
+                "assets": tables.ASSETS,
+                "items": tables.ITEMS,
+                "failures": tables.FAILURES,
+                "deleted": DELETED,
+            }.get(role)
             verdict.loaded[check.role] = tables.read_parquet(path, schema)
     except Exception as e:  # the checksum matched: the manifest itself was forged or stale
         reason = " ".join(str(e).split())[:200] or type(e).__name__
@@ -165,43 +175,107 @@ def _load_faiss(path: Path, lists: Path | None):
 
 
 def _check_consistency(verdict: Verdict) -> None:
-    """What the individually sound files say about each other."""
+    """What the individually sound files say about each other: each segment's tables, less
+    its deleted rows, against its vectors and indexes; ids unique across segments."""
     m, loaded = verdict.manifest, verdict.loaded
     checks = {c.role: c for c in verdict.checks}
-    assets, items = loaded.get("assets"), loaded.get("items")
-    if assets is not None:
-        ids = assets.column("asset_id").to_numpy()
-        if len(np.unique(ids)) != len(ids):
-            checks["assets"].problem = "duplicate asset ids"
-        elif len(ids) and ids.max() >= m.next_asset_id:
-            checks["assets"].problem = "asset ids beyond the manifest's next id"
-    if items is None:
+    all_assets, all_items, readable = [], [], True
+    for segment in m.segments:
+        live = _segment_rows(verdict, checks, segment)
+        if live is None:
+            readable = False
+            continue
+        all_assets.append(live[0])
+        all_items.append(live[1])
+    assets = pa.concat_tables(all_assets) if all_assets else tables.ASSETS.empty_table()
+    items = pa.concat_tables(all_items) if all_items else tables.ITEMS.empty_table()
+    if readable:
+        loaded["assets"], loaded["items"] = assets, items
+    first = {kind: _first_role(checks, m, kind) for kind in ("assets", "items")}
+    ids = assets.column("asset_id").to_numpy()
+    if len(np.unique(ids)) != len(ids):
+        first["assets"].problem = "duplicate asset ids"
+    elif len(ids) and ids.max() >= m.next_asset_id:
+        first["assets"].problem = "asset ids beyond the manifest's next id"
+    if not readable:
         return
     ids = items.column("item_id").to_numpy()
     modalities = np.array(items.column("modality").to_pylist(), dtype=object)
     if len(np.unique(ids)) != len(ids):
-        checks["items"].problem = "duplicate item ids"
+        first["items"].problem = "duplicate item ids"
         return
     if len(ids) and ids.max() >= m.next_item_id:
-        checks["items"].problem = "item ids beyond the manifest's next id"
+        first["items"].problem = "item ids beyond the manifest's next id"
     unknown = sorted(set(modalities) - set(tables.MODALITIES))
     foreign = sorted(set(modalities) - set(verdict.widths))
     if unknown:
-        checks["items"].problem = f"items of unknown modality {unknown[0]!r}"
+        first["items"].problem = f"items of unknown modality {unknown[0]!r}"
     elif foreign:
-        checks["items"].problem = f"items of modality {foreign[0]!r}, which the index does not hold"
-    if assets is not None:
-        orphans = ~np.isin(items.column("asset_id").to_numpy(), assets.column("asset_id"))
-        if orphans.any():
-            checks["items"].problem = f"{int(orphans.sum())} items belong to no asset"
+        first["items"].problem = f"items of modality {foreign[0]!r}, which the index does not hold"
+    orphans = ~np.isin(items.column("asset_id").to_numpy(), assets.column("asset_id"))
+    if orphans.any():
+        first["items"].problem = f"{int(orphans.sum())} items belong to no asset"
     for modality in verdict.widths:
         verdict.live[modality] = np.sort(ids[modalities == modality])
-        _check_modality(verdict, checks, modality)
+        stored = [_check_modality(verdict, checks, modality, s) for s in m.segments]
+        if all(v is not None for v in stored):
+            _check_reference(verdict, checks, modality, stored)
 
 
-def _check_modality(verdict: Verdict, checks: dict[str, Check], modality: str) -> None:
-    m, loaded, live = verdict.manifest, verdict.loaded, verdict.live[modality]
-    parts = sorted(r for r in m.files if r.startswith(f"embeddings/{modality}/"))
+class _NoCheck(Check):
+    """Where a problem of a role without a file is recorded (an index with no items)."""
+
+
+def _first_role(checks: dict[str, Check], m: Manifest, kind: str) -> Check:
+    for segment in reversed(m.segments):
+        check = checks.get(segment_role(segment.id, kind))
+        if check is not None:
+            return check
+    return _NoCheck(kind, kind)
+
+
+def _segment_rows(verdict: Verdict, checks: dict[str, Check], segment):
+    """(live assets, live items) of a segment, or None when one of its tables is unreadable;
+    counts that differ from the manifest's are a problem of its items."""
+    loaded = verdict.loaded
+    parts = {}
+    for kind, schema in (("assets", tables.ASSETS), ("items", tables.ITEMS)):
+        role = segment_role(segment.id, kind)
+        if role in checks and not checks[role].ok:
+            return None
+        parts[kind] = loaded.get(role, schema.empty_table())
+    deleted = loaded.get(segment_role(segment.id, "deleted"))
+    if segment_role(segment.id, "deleted") in checks and deleted is None:
+        return None
+    dead_items = dead_assets = np.empty(0, np.int64)
+    if deleted is not None:
+        dead_items = deleted.column("item_id").drop_null().to_numpy()
+        dead_assets = deleted.column("asset_id").drop_null().to_numpy()
+    assets = parts["assets"].filter(~np.isin(parts["assets"].column("asset_id"), dead_assets))
+    items = parts["items"].filter(~np.isin(parts["items"].column("item_id"), dead_items))
+    verdict.segment_items[segment.id] = (parts["items"], items)
+    if segment.rows >= 0:
+        counted = {
+            mod: int(n)
+            for mod, n in zip(*np.unique(items.column("modality").to_pylist(), return_counts=True))
+        } if items.num_rows else {}  # fmt: skip
+        if counted != dict(segment.live) or assets.num_rows != segment.assets:
+            where = checks.get(segment_role(segment.id, "items")) or _first_role(
+                checks, verdict.manifest, "assets"
+            )
+            where.problem = f"segment {segment.id}: the manifest's counts differ from its rows"
+    return assets, items
+
+
+def _check_modality(verdict: Verdict, checks: dict[str, Check], modality: str, segment):
+    """A segment's vectors and index of `modality`: (ids, vectors) of its live items, in id
+    order, or None when they cannot be read."""
+    m, loaded = verdict.manifest, verdict.loaded
+    every, items = verdict.segment_items[segment.id]
+    of_modality = np.asarray(items.column("modality").to_pylist(), dtype=object) == modality
+    live = np.sort(items.column("item_id").to_numpy()[of_modality])
+    prefix = segment_role(segment.id, f"embeddings/{modality}")
+    parts = sorted(r for r in m.files if r == prefix or r.startswith(prefix + "/"))
     vectors = None
     width = verdict.widths[modality]
     for role in parts:
@@ -209,45 +283,64 @@ def _check_modality(verdict: Verdict, checks: dict[str, Check], modality: str) -
             checks[
                 role
             ].problem = f"vectors of width {got}; the index's {modality} width is {width}"
+    items_check = checks.get(segment_role(segment.id, "items"))
     if all(checks[r].ok for r in parts):
         ids, vectors = concat_embeddings(loaded, parts)
         if len(np.unique(ids)) != len(ids):
             for r in parts:
                 checks[r].problem = f"{modality} vectors stored twice under one id"
-            return
+            return None
         missing = np.setdiff1d(live, ids)
-        if len(missing):
-            checks["items"].problem = f"{len(missing)} {modality} items have no stored vector"
-            return
+        if len(missing) and items_check is not None:
+            items_check.problem = f"{len(missing)} {modality} items have no stored vector"
+            return None
         if not np.isfinite(vectors).all():
             for r in parts:
                 checks[r].problem = "vectors that are not finite numbers"
-            return
+            return None
         keep = np.isin(ids, live)
         order = np.argsort(ids[keep], kind="stable")
         ids, vectors = ids[keep][order], vectors[keep][order]
-    if f"faiss/{modality}" not in m.files and len(live):
-        role = f"faiss/{modality}"
-        verdict.checks.append(Check(role, role, f"missing, though {len(live)} items need it"))
+    index_role = segment_role(segment.id, f"faiss/{modality}")
+    if index_role not in m.files and len(live):
+        verdict.checks.append(
+            Check(index_role, index_role, f"missing, though {len(live)} items need it")
+        )
+    if vectors is None:
+        return None
+    index = loaded.get(index_role)
+    if index is not None:
+        ever = every.column("item_id").to_numpy()[
+            np.asarray(every.column("modality").to_pylist(), dtype=object) == modality
+        ]
+        problem = _index_problem(index, live, vectors, ever)
+        if problem:
+            checks[index_role].problem = problem
+    return ids, vectors
+
+
+def _check_reference(verdict: Verdict, checks, modality: str, stored: list) -> None:
+    m, loaded = verdict.manifest, verdict.loaded
+    live = verdict.live[modality]
     if f"reference/{modality}" not in m.files and len(live):  # written before samples were
         role = f"reference/{modality}"
         note = "not kept (computed at query time): `xsearch index rebuild` adds it"
         verdict.checks.append(Check(role, role, note=note))
-    if vectors is None:
-        return
-    index = loaded.get(f"faiss/{modality}")
-    if index is not None:
-        problem = _index_problem(index, live, vectors)
-        if problem:
-            checks[f"faiss/{modality}"].problem = problem
     sample = loaded.get(f"reference/{modality}")
-    if sample is not None:
-        got_ids, got_vectors = tables.embeddings_arrays(sample)
-        want_ids, want_vectors = bottom_k(ids, vectors.reshape(len(ids), -1))
-        if not (np.array_equal(got_ids, want_ids) and np.array_equal(got_vectors, want_vectors)):
-            checks[
-                f"reference/{modality}"
-            ].problem = "differs from the sample of the stored embeddings"
+    if sample is None:
+        return
+    width = verdict.widths[modality]
+    stored = [s for s in stored if len(s[0])]
+    ids = np.concatenate([s[0] for s in stored]) if stored else np.empty(0, np.int64)
+    vectors = (
+        np.concatenate([s[1].reshape(len(s[0]), -1) for s in stored])
+        if stored
+        else np.empty((0, width), np.float32)
+    )
+    got_ids, got_vectors = tables.embeddings_arrays(sample)
+    want_ids, want_vectors = bottom_k(ids, vectors.reshape(len(ids), -1))
+    if not (np.array_equal(got_ids, want_ids) and np.array_equal(got_vectors, want_vectors)):
+        checks[f"reference/{modality}"].problem = "differs from the sample of the stored embeddings"
 
 
 def _width(table: pa.Table) -> int | None:
@@ -262,15 +355,23 @@ def concat_embeddings(loaded: dict, parts: list[str]) -> tuple[np.ndarray, np.nd
     return tables.embeddings_arrays(pa.concat_tables([loaded[r] for r in parts]))
 
 
-def _index_problem(index, live: np.ndarray, vectors: np.ndarray) -> str | None:
-    """Whether a FAISS index holds exactly the live items, with their stored vectors."""
+def _index_problem(
+    index, live: np.ndarray, vectors: np.ndarray, ever: np.ndarray | None = None
+) -> str | None:
+    """Whether a segment's FAISS index holds every live item, with its stored vectors, and
+    nothing but the segment's items (`ever`: deleted ones included, which it may keep)."""
     import faiss
 
     outer = faiss.downcast_index(index)
     if not isinstance(outer, faiss.IndexIDMap):
         return f"not an id-mapped index ({type(outer).__name__})"
     ids = np.sort(faiss.vector_to_array(outer.id_map))
-    if index.ntotal != len(live) or not np.array_equal(ids, live):
+    ever = live if ever is None else ever
+    if (
+        len(np.setdiff1d(live, ids))
+        or len(np.setdiff1d(ids, ever))
+        or len(np.unique(ids)) < len(ids)
+    ):
         return f"holds {index.ntotal} vectors, not the {len(live)} items of its modality"
     if len(live) and index.d != vectors.shape[1]:
         return f"dimension {index.d}, the stored vectors have {vectors.shape[1]}"
