@@ -200,6 +200,57 @@ def train_size(index: faiss.Index, n: int, requested: int | None = None) -> int:
     return min(n, max(MIN_TRAIN, TRAIN_PER_LIST * (nlist_of(index) or 0)))
 
 
+def search_parameters(
+    index,
+    allowed: np.ndarray | None = None,
+    excluded: np.ndarray | None = None,
+    nprobe: int | None = None,
+    ef: int | None = None,
+    k_factor: float | None = None,
+):
+    """FAISS search parameters for an `IndexIDMap2` over a flat, IVF, HNSW or refined
+    ("...,RFlat") index: an id filter, and the nprobe / efSearch of approximate types.
+
+    `IndexRefine` accepts only `IndexRefineSearchParameters` and hands just their
+    `base_index_params` to its base index, so nprobe/efSearch go there. `IndexIDMap2`
+    translates only the outer parameters' id filter, so for a refined index the filter is
+    translated to internal positions here and put on the base parameters. `excluded`: ids
+    never returned (a segment's deleted items)."""
+    outer = faiss.downcast_index(index)
+    inner = faiss.downcast_index(outer.index)
+    refine = inner if isinstance(inner, faiss.IndexRefine) else None
+    base = faiss.downcast_index(refine.base_index) if refine is not None else inner
+    if isinstance(base, faiss.IndexIVF):
+        params = faiss.SearchParametersIVF(nprobe=nprobe or base.nprobe)
+    elif isinstance(base, faiss.IndexHNSW):
+        params = faiss.SearchParametersHNSW(efSearch=ef or base.hnsw.efSearch)
+    else:
+        params = faiss.SearchParameters()
+    keep = []  # SWIG holds no references: the parameters keep their parts alive
+    selector = None
+    if allowed is not None:
+        selector = faiss.IDSelectorBatch(allowed)
+        keep.append(selector)
+    if excluded is not None:
+        keep.append(faiss.IDSelectorBatch(excluded))
+        keep.append(faiss.IDSelectorNot(keep[-1]))
+        if selector is not None:
+            keep.append(faiss.IDSelectorAnd(selector, keep[-1]))
+        selector = keep[-1]
+    if selector is not None:
+        if refine is not None:
+            selector = faiss.IDSelectorTranslated(outer.id_map, selector)
+            keep.append(selector)
+        params.sel = selector
+    if refine is not None:
+        keep.append(params)
+        params = faiss.IndexRefineSearchParameters(
+            k_factor=k_factor or refine.k_factor, base_index_params=params
+        )
+    params._keep = keep
+    return params
+
+
 # --- on-disk inverted lists ------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from tests.helpers.store import MODEL, add_asset, check_invariants
 from xsearch.indexes import placement
+from xsearch.store.segments import SegmentReader
 from xsearch.store.store import Changes, Store, Writer
 
 
@@ -42,7 +43,7 @@ def test_threads_asking_for_an_index_at_once_load_and_place_it_once(tmp_path, mo
     store = Store.open(directory)  # fresh: nothing loaded yet, as after a refresh
 
     loads, placements = [], []
-    load_faiss, place = Store.load_faiss, placement.place
+    load_faiss, place = SegmentReader.load_faiss, placement.place
 
     def slow_load(self, modality):
         loads.append(modality)
@@ -53,7 +54,7 @@ def test_threads_asking_for_an_index_at_once_load_and_place_it_once(tmp_path, mo
         placements.append(index)
         return place(index, where)
 
-    monkeypatch.setattr(Store, "load_faiss", slow_load)
+    monkeypatch.setattr(SegmentReader, "load_faiss", slow_load)
     monkeypatch.setattr(placement, "place", counted_place)
     start = threading.Barrier(8)
     got = []

@@ -27,6 +27,7 @@ def test_every_file_a_commit_writes_names_its_generation(tmp_path):
     directory = commit_asset(tmp_path / "idx", "/m/a.wav", 2).dir
     store = commit_asset(directory, "/m/b.wav", 1)
     current = {e.path.removeprefix("data/") for e in store.manifest.files.values()}
-    assert {generation_of(name) for name in current} == {1, 2}  # audio parts of both
-    assert all(generation_of(n) == 2 for n in current if not n.startswith("emb-"))
+    assert {generation_of(name) for name in current} == {1, 2}  # segments of both
+    for role, entry in store.manifest.files.items():  # segment 1's files are generation 1's
+        assert generation_of(entry.path) == (1 if role.startswith("seg/1/") else 2)
     assert sorted(manifest_copies(directory)) == [1, 2]

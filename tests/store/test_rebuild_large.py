@@ -117,6 +117,19 @@ def index_ids(index) -> np.ndarray:
     return faiss.vector_to_array(faiss.downcast_index(index).id_map)
 
 
+def segment_indexes(store: Store) -> list:
+    """The audio index of each segment (a rebuild keeps the segments, re-typing each)."""
+    return [index for _, index in store.indexes("audio")]
+
+
+def all_index_ids(store: Store) -> np.ndarray:
+    return np.concatenate([index_ids(index) for index in segment_indexes(store)])
+
+
+def ivfdata_entries(store: Store) -> list:
+    return [e for r, e in store.manifest.files.items() if r.endswith("/ivfdata/audio")]
+
+
 @pytest.mark.slow  # trains two IVF indexes
 def test_streamed_training_matches_an_in_memory_build(copy):
     """Trained on a streamed sample of half the items, the index finds what one trained on
@@ -172,7 +185,7 @@ def test_dead_items_are_not_added_and_the_reference_sample_is_kept(copy):
     assert len(dead) == 400
     store = rebuild_indexes(directory, FACTORY, batch_size=64)
     live = store.item_ids("audio")
-    ids = index_ids(store.faiss_index("audio"))
+    ids = all_index_ids(store)
     assert sorted(ids.tolist()) == sorted(live.tolist()) and not dead & set(ids.tolist())
     emb_ids, vectors = before.embeddings("audio")  # the in-memory sketch, for comparison
     want_ids, want_vectors = bottom_k(emb_ids, vectors)
@@ -186,13 +199,15 @@ def test_on_disk_lists_answer_like_in_memory_lists(copy):
     disk = rebuild_indexes(
         copy("disk"), "IVF32,PQ16", train_sample=2000, batch_size=256, on_disk=True
     )
-    lists = faiss_index.on_disk_lists(disk.faiss_index("audio"))
-    assert lists is not None and lists.read_only  # mapped, read-only
-    entry = disk.manifest.files["ivfdata/audio"]
-    assert entry.path.endswith(f"-g{disk.generation}.ivfdata")
-    ivf = faiss_index.ivf_of(disk.faiss_index("audio"))
-    assert entry.bytes == 2600 * (ivf.code_size + 8)  # packed: no free space
-    assert faiss_index.on_disk_lists(memory.faiss_index("audio")) is None
+    for index in segment_indexes(disk):
+        lists = faiss_index.on_disk_lists(index)
+        assert lists is not None and lists.read_only  # mapped, read-only
+    entries = ivfdata_entries(disk)
+    assert len(entries) == len(disk.manifest.segments) > 1
+    assert all(e.path.endswith(f"-g{disk.generation}.ivfdata") for e in entries)
+    ivf = faiss_index.ivf_of(segment_indexes(disk)[0])
+    assert sum(e.bytes for e in entries) == 2600 * (ivf.code_size + 8)  # packed: no free space
+    assert all(faiss_index.on_disk_lists(i) is None for i in segment_indexes(memory))
     for q in queries(20):
         for nprobe in (1, 4):
             a = search(memory, q, "audio", 10, SearchOptions(nprobe=nprobe))
@@ -207,8 +222,9 @@ def test_an_on_disk_index_with_more_vectors_than_its_file_has_bytes_loads(copy):
     1 kB before its id map) holds fewer bytes than the 2,600 vectors it counts. 10M vectors in
     IVF2048,SQ8 at d=1024 (8.4 MB) were refused as a corrupt file before."""
     store = rebuild_indexes(copy("tiny-lists"), "IVF1,SQ4", on_disk=True)
-    index = Store.open(store.dir).faiss_index("audio")
-    assert index.ntotal == 2600 and faiss_index.on_disk_lists(index) is not None
+    reopened = Store.open(store.dir)
+    assert reopened.faiss_index("audio").ntotal == 2600
+    assert all(faiss_index.on_disk_lists(i) is not None for i in segment_indexes(reopened))
     q = queries(1)[0]
     assert len({h.item_id for h in search(store, q, "audio", 10)} & exact_top(store, q)) >= 8
 
@@ -216,16 +232,16 @@ def test_an_on_disk_index_with_more_vectors_than_its_file_has_bytes_loads(copy):
 def test_commits_to_an_on_disk_index_write_new_lists(copy):
     directory = copy("commit")
     old = rebuild_indexes(directory, "IVF32,SQ8", on_disk=True)
-    old_lists = old.dir / old.manifest.files["ivfdata/audio"].path
-    old_bytes = old_lists.read_bytes()
+    old_lists = [old.dir / e.path for e in ivfdata_entries(old)]
+    old_bytes = [path.read_bytes() for path in old_lists]
     with Writer(directory, MODEL) as writer:
         commit_assets(writer, 20, 10, seed=11)
-        assert old_lists.read_bytes() == old_bytes  # published files never change
         new = writer.commit(Changes(removed_assets={60, 61}))
-    index = new.faiss_index("audio")
-    assert faiss_index.on_disk_lists(index) is not None
-    assert sorted(index_ids(index).tolist()) == sorted(new.item_ids("audio").tolist())
-    assert index.ntotal == 2600 + 200 - 20
+    assert [path.read_bytes() for path in old_lists] == old_bytes  # published: never changed
+    assert all(faiss_index.on_disk_lists(i) is not None for i in segment_indexes(new))
+    live = set(new.item_ids("audio").tolist())
+    assert live <= set(all_index_ids(new).tolist())  # deleted ones stay, marked
+    assert new.faiss_index("audio").ntotal == len(live) == 2600 + 200 - 20
     new_item = int(new.item_ids("audio").max())
     hit = search(new, new.vectors([new_item])[0], "audio", 1, SearchOptions(nprobe=32))[0]
     assert hit.item_id == new_item
@@ -269,8 +285,8 @@ def test_cli_rebuild_on_disk_and_a_crash_before_the_publish(base, tmp_path):
     crashed = run_cli(*args, env={**env, "XSEARCH_CRASH_AT": "write-faiss-audio"})
     assert crashed.returncode == -9, crashed.stderr
     store = Store.open(root / "idx")
-    assert store.generation == 4 and "ivfdata/audio" not in store.manifest.files
-    assert faiss_index.ivf_of(store.faiss_index("audio")) is None  # still the exact index
+    assert store.generation == 4 and not ivfdata_entries(store)
+    assert all(faiss_index.ivf_of(i) is None for i in segment_indexes(store))  # still exact
     assert list((root / "idx" / "data").glob("*-g5.ivfdata"))  # the crashed run's leftovers
 
     done = run_cli(*args, "--batch-size", "500", "--json", env=env)
@@ -279,7 +295,7 @@ def test_cli_rebuild_on_disk_and_a_crash_before_the_publish(base, tmp_path):
     assert facts["generation"] == 5 and facts["modalities"][0]["items"] == 2600
     assert facts["modalities"][0]["max_batch_rows"] == 500
     store = Store.open(root / "idx")
-    assert faiss_index.on_disk_lists(store.faiss_index("audio")) is not None
+    assert all(faiss_index.on_disk_lists(i) is not None for i in segment_indexes(store))
     assert not list((root / "idx" / "data").glob("*.grow"))
     q = queries(1)[0]
     hits = search(store, q, "audio", 10, SearchOptions(nprobe=16))

@@ -55,7 +55,7 @@ def test_a_file_deleted_after_its_check_is_store_corrupt_not_a_crash(tmp_path):
     """A later commit deletes the files of generations two behind, between a reader's check of
     a file and its read: that is StoreCorrupt, which readers answer by reopening."""
     store = Store.open(commit_asset(tmp_path / "idx", "/m/a.wav", 3).dir)
-    for role in ("reference/audio", "items", "embeddings/audio/g00000001"):
+    for role in ("reference/audio", "seg/1/items", "seg/1/embeddings/audio"):
         store.path(role).unlink()  # checked (and remembered as checked), then deleted
     with pytest.raises(StoreCorrupt, match="deleted by a newer generation"):
         store.reference("audio")
@@ -140,11 +140,11 @@ def test_a_reader_one_generation_behind_keeps_files_that_generation_carried_over
         add_asset(writer, changes, "/m/a.txt", 1, seed=2, modality="text")
         writer.commit(changes)
     reader = Store.open(directory)
-    assert reader.manifest.files["faiss/audio"].path.endswith("-g1.index")  # carried over
+    assert reader.manifest.files["seg/1/faiss/audio"].path.endswith("-g1.index")  # segment 1
     commit_asset(directory, "/m/b.wav", 1, seed=3)
     assert reader.faiss_index("audio").ntotal == 2
     check_invariants(reader)
     Writer(directory, MODEL).close()  # a writer opening on generation 3 keeps them too
     assert Store.open(directory).generation == 3
-    assert (directory / reader.manifest.files["faiss/audio"].path).exists()
+    assert (directory / reader.manifest.files["seg/1/faiss/audio"].path).exists()
     assert verify_index(directory).checks[0].note is None  # not taken for a leftover

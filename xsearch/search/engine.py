@@ -311,49 +311,10 @@ def check_where(store: Store, where: str) -> None:
 def search_parameters(
     index, allowed: np.ndarray | None, options: SearchOptions, excluded: np.ndarray | None = None
 ):
-    """FAISS search parameters for an `IndexIDMap2` over a flat, IVF, HNSW or refined
-    ("...,RFlat") index: an id filter, and the nprobe / efSearch of approximate types.
+    """FAISS search parameters for `index` with the options' breadth (faiss_index.py)."""
+    from xsearch.indexes.faiss_index import search_parameters as parameters
 
-    `IndexRefine` accepts only `IndexRefineSearchParameters` and hands just their
-    `base_index_params` to its base index, so nprobe/efSearch go there. `IndexIDMap2`
-    translates only the outer parameters' id filter, so for a refined index the filter is
-    translated to internal positions here and put on the base parameters. `excluded`: ids
-    never returned (a segment's deleted items)."""
-    import faiss
-
-    outer = faiss.downcast_index(index)
-    inner = faiss.downcast_index(outer.index)
-    refine = inner if isinstance(inner, faiss.IndexRefine) else None
-    base = faiss.downcast_index(refine.base_index) if refine is not None else inner
-    if isinstance(base, faiss.IndexIVF):
-        params = faiss.SearchParametersIVF(nprobe=options.nprobe or base.nprobe)
-    elif isinstance(base, faiss.IndexHNSW):
-        params = faiss.SearchParametersHNSW(efSearch=options.ef or base.hnsw.efSearch)
-    else:
-        params = faiss.SearchParameters()
-    keep = []  # SWIG holds no references: the parameters keep their parts alive
-    selector = None
-    if allowed is not None:
-        selector = faiss.IDSelectorBatch(allowed)
-        keep.append(selector)
-    if excluded is not None:
-        keep.append(faiss.IDSelectorBatch(excluded))
-        keep.append(faiss.IDSelectorNot(keep[-1]))
-        if selector is not None:
-            keep.append(faiss.IDSelectorAnd(selector, keep[-1]))
-        selector = keep[-1]
-    if selector is not None:
-        if refine is not None:
-            selector = faiss.IDSelectorTranslated(outer.id_map, selector)
-            keep.append(selector)
-        params.sel = selector
-    if refine is not None:
-        keep.append(params)
-        params = faiss.IndexRefineSearchParameters(
-            k_factor=options.k_factor or refine.k_factor, base_index_params=params
-        )
-    params._keep = keep
-    return params
+    return parameters(index, allowed, excluded, options.nprobe, options.ef, options.k_factor)
 
 
 def _metadata(store: Store, item_ids: list[int]) -> dict[int, dict]:

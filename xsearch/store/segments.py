@@ -214,7 +214,7 @@ class SegmentedIndex:
         self.d = parts[0][1].d
 
     def search(self, queries: np.ndarray, k: int):
-        import faiss
+        from xsearch.indexes.faiss_index import search_parameters
 
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.d)
         scores = np.full((len(queries), k), -np.inf, np.float32)
@@ -222,11 +222,8 @@ class SegmentedIndex:
         for row, query in enumerate(queries):
             found: list[tuple[float, int]] = []
             for reader, index in self.parts:
-                params = None
-                if len(reader.deleted_items):
-                    batch = faiss.IDSelectorBatch(reader.deleted_items)
-                    params = faiss.SearchParameters(sel=faiss.IDSelectorNot(batch))
-                    params._keep = batch
+                dead = reader.deleted_items
+                params = search_parameters(index, excluded=dead if len(dead) else None)
                 s, i = index.search(query[None, :], min(k, index.ntotal), params=params)
                 found += [(float(a), int(b)) for a, b in zip(s[0], i[0]) if b >= 0]
             found = sorted(found, key=lambda hit: -hit[0])[:k]
