@@ -7,7 +7,11 @@ Part 1 generates videos with sound (320x240, 5 s) and 10 s audio files, then mea
 - pipeline efficiency = end-to-end / model-only (the target is >= 0.8 on 2 cores);
 - decode share: the time to decode every file in one process, over the end-to-end time.
 Part 2 writes synthetic stores (vectors written directly) of growing size and times a full
-commit, opening a reader (manifest, metadata, FAISS index), and a one-file incremental commit.
+commit; opening a reader (the manifest), its first query (the segment's index checked and
+loaded) and its tables; a one-file incremental commit; and the reader following that commit
+to its next answer. `--grow N` ingests N synthetic items from empty in commits of
+`--commit-items`, merging as ingest does: the store's total time, merges, segment counts and
+the growth exponent.
 
     .venv/bin/python benchmarks/ingest_speed.py [--videos 8] [--audios 8] [--workers 2]
         [--model audioclip] [--store-sizes 10000,100000] [--store-only] [--out results.json]
@@ -39,6 +43,7 @@ from xsearch.ingest.pipeline import IngestOptions, decode_settings, ingest  # no
 from xsearch.ingest.scan import find_files  # noqa: E402
 from xsearch.models import load_encoder  # noqa: E402
 from xsearch.samples import audio_samples, write_video, write_wav  # noqa: E402
+from xsearch.search.engine import nearest  # noqa: E402
 from xsearch.store.store import Changes, Store, Writer  # noqa: E402
 
 console = Console()
@@ -143,19 +148,31 @@ def grow_part(total: int, per_commit: int, workdir: Path) -> dict:
     between a tenth of `total` and all of it."""
     rng = np.random.default_rng(0)
     directory = workdir / "grow"
-    elapsed, checkpoints = 0.0, []
+    elapsed = merging = 0.0
+    merges, most_segments, checkpoints = 0, 0, []
     with Writer(directory, MODEL) as writer:
         while writer.next_item_id < total:
             changes = synthetic_changes(writer, min(per_commit, total - writer.next_item_id), rng)
             t0 = time.perf_counter()
             writer.commit(changes)
-            elapsed += time.perf_counter() - t0
-            checkpoints.append({"items": writer.next_item_id, "store_s": elapsed})
+            t1 = time.perf_counter()
+            merges += len(writer.compact())  # as ingest does after each commit
+            t2 = time.perf_counter()
+            elapsed += t2 - t0
+            merging += t2 - t1
+            segments = len(writer.store.manifest.segments)
+            most_segments = max(most_segments, segments)
+            checkpoints.append(
+                {"items": writer.next_item_id, "store_s": elapsed, "merge_s": merging,
+                 "segments": segments}
+            )  # fmt: skip
     shutil.rmtree(directory)
     tenth = min(checkpoints, key=lambda c: abs(c["items"] - total / 10))
     exponent = np.log(elapsed / tenth["store_s"]) / np.log(total / tenth["items"])
     return {"items": total, "per_commit": per_commit, "commits": len(checkpoints),
-            "store_s": elapsed, "growth_exponent": float(exponent),
+            "store_s": elapsed, "merge_s": merging, "merges": merges,
+            "segments": checkpoints[-1]["segments"], "most_segments": most_segments,
+            "growth_exponent": float(exponent),
             "checkpoints": checkpoints[:: max(1, len(checkpoints) // 20)]}  # fmt: skip
 
 
@@ -164,21 +181,30 @@ def store_part(sizes: list[int], workdir: Path) -> list[dict]:
     for n in sizes:
         directory = workdir / f"store-{n}"
         commit_s = synthetic_store(directory, n)
+        query = np.random.default_rng(2).standard_normal(1024).astype(np.float32)
         t0 = time.perf_counter()
-        store = Store.open(directory)
-        _ = store.items, store.assets
-        index = store.faiss_index("audio")
+        store = Store.open(directory)  # the manifest alone
         open_s = time.perf_counter() - t0
-        assert index.ntotal == n
+        nearest(store, query, "audio", 10)  # checks and loads the segment's index
+        first_query_s = time.perf_counter() - t0
+        _ = store.items, store.assets
+        assert store.count("audio") == n
+        loaded_s = time.perf_counter() - t0  # what opening cost before segments
         t0 = time.perf_counter()
         with Writer(directory, store.manifest.model) as writer:
             changes = synthetic_changes(writer, 1, np.random.default_rng(1))  # one file
             writer.commit(changes)
         incremental_s = time.perf_counter() - t0
+        t0 = time.perf_counter()  # the reader follows that commit and answers again
+        store = store.follow(Store.open(directory).manifest)
+        nearest(store, query, "audio", 10)
+        follow_s = time.perf_counter() - t0
         size = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
         rows.append(
             {"items": n, "first_commit_s": commit_s, "open_s": open_s,
-             "incremental_commit_s": incremental_s, "bytes": size}
+             "first_query_s": first_query_s, "open_and_load_s": loaded_s,
+             "incremental_commit_s": incremental_s, "follow_and_query_s": follow_s,
+             "bytes": size}
         )  # fmt: skip
         shutil.rmtree(directory)
     return rows
@@ -224,12 +250,15 @@ def main() -> None:
         )  # fmt: skip
         console.print(table)
     st = Table(title="store (synthetic audio items, 1024-d, exact FAISS index)")
-    for col in ("items", "first commit s", "open s", "+1 file commit s", "MB on disk"):
+    for col in ("items", "first commit s", "open s", "open + 1st query s", "+ tables s",
+                "+1 file commit s", "follow + query s", "MB on disk"):  # fmt: skip
         st.add_column(col, justify="right")
     for r in stores:
         st.add_row(
-            f"{r['items']:,}", f"{r['first_commit_s']:.2f}", f"{r['open_s']:.3f}",
-            f"{r['incremental_commit_s']:.2f}", f"{r['bytes'] / 1e6:.0f}",
+            f"{r['items']:,}", f"{r['first_commit_s']:.2f}", f"{r['open_s']:.4f}",
+            f"{r['first_query_s']:.3f}", f"{r['open_and_load_s']:.3f}",
+            f"{r['incremental_commit_s']:.3f}", f"{r['follow_and_query_s']:.3f}",
+            f"{r['bytes'] / 1e6:.0f}",
         )  # fmt: skip
     console.print(st)
     result = {
@@ -241,7 +270,9 @@ def main() -> None:
     if grow is not None:
         console.print(
             f"ingest of {grow['items']:,} synthetic items in {grow['commits']} commits of "
-            f"{grow['per_commit']:,}: {grow['store_s']:.1f} s in the store, growth exponent "
+            f"{grow['per_commit']:,}: {grow['store_s']:.1f} s in the store ("
+            f"{grow['merge_s']:.1f} s in {grow['merges']} merges), {grow['segments']} segments "
+            f"(at most {grow['most_segments']}), growth exponent "
             f"{grow['growth_exponent']:.2f} (1.0: linear)"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)

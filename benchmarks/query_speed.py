@@ -75,7 +75,7 @@ from xsearch.indexes.faiss_index import new_index, update  # noqa: E402
 from xsearch.models import load_encoder  # noqa: E402
 from xsearch.search import engine  # noqa: E402
 from xsearch.search.engine import SearchOptions, search  # noqa: E402
-from xsearch.store.store import Changes, Store, Writer  # noqa: E402
+from xsearch.store.store import Changes, Store, Writer, full_merge  # noqa: E402
 
 console = Console(width=150)
 QUERIES = ["a dog barking", "rain on a tin roof", "church bells", "a car horn in traffic"]
@@ -147,37 +147,40 @@ class Mixture:
 
 
 def clustered_store(directory: Path, mixture: Mixture, n: int, per_commit: int = 200_000) -> float:
-    """Commit `n` audio items (10 per asset) through the store's Writer; returns seconds.
-    Large stores go in several commits: one commit holds about five copies of its vectors
-    (the vectors, their concatenation, the FAISS index and two while serialising it)."""
-    model = {"encoder": "audioclip", "config": "audioclip", "weights": "synthetic"}
-    t0, pending, done = time.perf_counter(), [], 0
+    """Commit `n` audio items (10 per asset) through the store's Writer, `per_commit` at a
+    time (each commit a segment); returns seconds. Large stores go in several commits: one
+    commit holds about five copies of its vectors (the vectors, their concatenation, the
+    FAISS index and two while serialising it)."""
+    t0, pending = time.perf_counter(), np.empty((0, mixture.dim), np.float32)
     for block in mixture.blocks(n):
-        pending.append(block)
-        done += len(block)
-        if done % per_commit and done < n:
-            continue
-        vectors = np.concatenate(pending) if len(pending) > 1 else pending[0]
-        pending = []
-        with Writer(directory, model) as writer:
-            changes = Changes()
-            ids = writer.allocate_items(len(vectors))
-            for first in range(0, len(ids), 10):
-                asset = writer.allocate_asset()
-                changes.new_assets.append(
-                    {"asset_id": asset, "path": f"/media/{asset}.wav",
-                     "content_hash": f"{asset:032x}", "kind": "audio", "bytes": 1,
-                     "mtime": 0.0, "duration": 100.0, "labels": []}
-                )  # fmt: skip
-                for k, item in enumerate(ids[first : first + 10]):
-                    changes.new_items.append(
-                        {"item_id": int(item), "asset_id": asset, "modality": "audio",
-                         "start": 10.0 * k, "end": 10.0 * (k + 1), "text": None}
-                    )  # fmt: skip
-            changes.add_vectors("audio", ids, vectors)
-            writer.commit(changes)
-        del vectors, changes
+        pending = np.concatenate([pending, block])
+        while len(pending) >= per_commit:
+            _commit_vectors(directory, pending[:per_commit])
+            pending = pending[per_commit:]
+    if len(pending):
+        _commit_vectors(directory, pending)
     return time.perf_counter() - t0
+
+
+def _commit_vectors(directory: Path, vectors: np.ndarray) -> None:
+    model = {"encoder": "audioclip", "config": "audioclip", "weights": "synthetic"}
+    with Writer(directory, model) as writer:
+        changes = Changes()
+        ids = writer.allocate_items(len(vectors))
+        for first in range(0, len(ids), 10):
+            asset = writer.allocate_asset()
+            changes.new_assets.append(
+                {"asset_id": asset, "path": f"/media/{asset}.wav",
+                 "content_hash": f"{asset:032x}", "kind": "audio", "bytes": 1,
+                 "mtime": 0.0, "duration": 100.0, "labels": []}
+            )  # fmt: skip
+            for k, item in enumerate(ids[first : first + 10]):
+                changes.new_items.append(
+                    {"item_id": int(item), "asset_id": asset, "modality": "audio",
+                     "start": 10.0 * k, "end": 10.0 * (k + 1), "text": None}
+                )  # fmt: skip
+        changes.add_vectors("audio", ids, vectors)
+        writer.commit(changes)
 
 
 def flat_vectors(index) -> tuple[np.ndarray, np.ndarray]:
@@ -314,12 +317,33 @@ def load() -> list[float]:
 def index_in(store: Store, index) -> Iterator[None]:
     """Serve `index` as the store's audio index (for an index built in memory, not published:
     writing a 1M refined index would double its memory while serialising)."""
-    before = store.faiss_index("audio")
-    store._indexes["audio"] = index
+    (reader,) = store.segments  # a compacted store: one segment
+    before = reader.faiss_index("audio")
+    reader._indexes["audio"] = index
     try:
         yield
     finally:
-        store._indexes["audio"] = before
+        reader._indexes["audio"] = before
+
+
+def segments_part(store: Store, one: Store, mixture: Mixture, repeats: int) -> dict:
+    """Exact search over `store`'s segments against the same items in one segment (`one`):
+    the engine's search from a query vector, the two timed in turn query by query."""
+    queries = mixture.queries(repeats * 5)
+    for q in queries[:3]:  # warm: indexes loaded and checked, same answers
+        a, b = search(store, q, "audio", K), search(one, q, "audio", K)
+        assert [h.item_id for h in a] == [h.item_id for h in b]
+    many, single = [], []
+    for q in queries:
+        for target, times in ((store, many), (one, single)):
+            t0 = time.perf_counter()
+            search(target, q, "audio", K)
+            times.append(time.perf_counter() - t0)
+    ratios = [a / b for a, b in zip(many, single)]
+    return {"items": store.count("audio"), "segments": len(store.manifest.segments),
+            "segmented_p50_ms": 1000 * float(np.median(many)),
+            "one_segment_p50_ms": 1000 * float(np.median(single)),
+            "ratio_p50": float(np.median(ratios)), "queries": len(queries)}  # fmt: skip
 
 
 def latency(store: Store, encoder, repeats: int, n_threads: int | None = None) -> dict:
@@ -607,6 +631,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--config", default="audioclip")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/query_speed.json")
+    parser.add_argument(
+        "--segments", type=int, default=20,
+        help="the largest store is written in this many segments, searched so, then merged",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     args = parser.parse_args()
     if args.quick:
@@ -614,6 +642,7 @@ def main() -> None:
         args.ann_factories, args.ann_queries, args.k_factors = QUICK_FACTORIES, 20, "4,32"
         args.engine_queries = args.exact_queries = 10
         args.nprobes, args.efs = "1,4,16", "16,64"
+        args.segments = 4
     sizes = [int(s) for s in args.sizes.split(",") if s]
     ann_sizes = [int(s) for s in args.ann_sizes.split(",") if s]
     factories = [f.strip() for f in args.ann_factories.split(";") if f.strip()]
@@ -623,6 +652,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "faiss": faiss.__version__, "numpy": np.__version__,
                     "faiss_threads": faiss.omp_get_max_threads(), "loadavg_start": load()},
         "config": args.config, "data": mixture.recipe(), "rows": [], "rows_1_thread": [], "ann": [],
+        "segments": [],
     }  # fmt: skip
 
     def save(ann_part_so_far: dict | None = None) -> None:
@@ -634,9 +664,27 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="xsearch-query-") as tmp:
         for n in sorted(set(sizes) | set(ann_sizes)):
             directory = Path(tmp) / f"store-{n}"
-            commit_s = clustered_store(directory, mixture, n)
+            split = args.segments if n == max(sizes or ann_sizes) else 0
+            per_commit = -(-n // split) if split > 1 else 200_000
+            commit_s = clustered_store(directory, mixture, n, per_commit)
             console.print(f"{n:,} items: store written in {commit_s:.0f} s, load {load()}")
+            segmented = Store.open(directory)
+            t0 = time.perf_counter()
+            with Writer(directory, segmented.manifest.model) as writer:
+                writer.compact(full_merge())  # one segment, what the parts below time
+            merge_s = time.perf_counter() - t0
             store = Store.open(directory)
+            if split > 1:
+                row = segments_part(segmented, store, mixture, args.repeats)
+                row["merge_s"] = merge_s
+                result["segments"].append(row)
+                console.print(
+                    f"{n:,} items in {row['segments']} segments: search p50 "
+                    f"{row['segmented_p50_ms']:.1f} ms, in one {row['one_segment_p50_ms']:.1f} "
+                    f"ms: ratio {row['ratio_p50']:.3f} (merged into one in {merge_s:.0f} s)"
+                )
+                save()
+            del segmented
             if n in sizes:
                 for key, n_threads in (("rows", None), ("rows_1_thread", 1)):
                     row = latency(store, encoder, args.repeats, n_threads)

@@ -71,13 +71,17 @@ def phase_write(spec: dict) -> dict:
     import pyarrow.parquet as pq
 
     from xsearch.store import tables
+    from xsearch.store.draft import Draft
+    from xsearch.store.manifest import Segment
+    from xsearch.store.segments import segment_role
     from xsearch.store.store import Writer
 
     directory, n = Path(spec["dir"]), spec["n"]
     t0 = time.perf_counter()
     gen_s = 0.0
     with Writer(directory, MODEL) as writer:
-        gen = writer.store.generation + 1
+        draft = Draft(writer, writer.store.generation + 1)
+        gen = draft.generation
         data = directory / "data"
         ids = writer.allocate_items(n)
         first_asset = writer.next_asset_id
@@ -108,10 +112,10 @@ def phase_write(spec: dict) -> dict:
                 "text": pa.nulls(n, pa.string()),
             }
         ).cast(tables.ITEMS)
-        written = {}
+        written = draft.written
         for role, table in (("assets", assets), ("items", items)):
-            written[role] = data / f"{role}-g{gen}.parquet"
-            tables.write_parquet(table, written[role])
+            written[segment_role(gen, role)] = data / f"{role}-g{gen}.parquet"
+            tables.write_parquet(table, written[segment_role(gen, role)])
         del assets, items
         parts: list[int] = []
 
@@ -122,7 +126,7 @@ def phase_write(spec: dict) -> dict:
             pq.write_table(table, path, compression="zstd", row_group_size=ROW_GROUP)
             with open(path, "rb+") as f:
                 os.fsync(f.fileno())
-            written[f"embeddings/audio/g{gen:08d}-p{len(parts):05d}"] = path
+            written[segment_role(gen, f"embeddings/audio/p{len(parts):05d}")] = path
             parts.append(len(vectors))
 
         pending = np.empty((0, spec["dim"]), np.float32)
@@ -140,9 +144,10 @@ def phase_write(spec: dict) -> dict:
                 break
         done, part = sum(parts), len(parts)
         assert done == n, (done, n)
-        # Published like a commit's files (checksummed, one manifest swap), without the FAISS
-        # index `commit` would build: `rebuild` makes it. Writer._publish is internal.
-        writer._publish({}, written, gen)
+        # Published like a commit's segment (checksummed, one manifest swap), without the
+        # FAISS index `commit` would build: `rebuild` makes it. Writer._publish is internal.
+        draft.segments.append(Segment(gen, rows=n, live={"audio": n}, assets=n_assets))
+        writer._publish(draft)
     return {
         "write_s": time.perf_counter() - t0,
         "draw_s": gen_s,

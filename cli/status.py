@@ -1,4 +1,5 @@
-"""`xsearch status` and `xsearch index rebuild`: what an index holds, and re-deriving it."""
+"""`xsearch status` and `xsearch index rebuild|compact|upgrade`: what an index holds, and
+maintaining it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import typer
 from xsearch.cli.console import handle_errors, out
 from xsearch.cli.options import IndexName, Json
 
-index_app = typer.Typer(help="Maintain an index's FAISS files.", no_args_is_help=True)
+index_app = typer.Typer(
+    help="Maintain an index: re-type its FAISS files, merge its segments, upgrade its format.",
+    no_args_is_help=True,
+)
 
 
 @handle_errors
@@ -31,7 +35,10 @@ def status(
     items = ", ".join(f"{n} {m}" for m, n in facts.items.items()) or "none"
     model = facts.model or {}
     out.print(f"[bold]{facts.index}[/] ({facts.path})", highlight=False)
-    out.print(f"  generation {facts.generation}, {facts.bytes / 1e6:.1f} MB", highlight=False)
+    out.print(
+        f"  generation {facts.generation}, {facts.segments} segments, {facts.bytes / 1e6:.1f} MB",
+        highlight=False,
+    )
     out.print(f"  {facts.assets} assets; items: {items}", highlight=False)
     out.print(
         f"  model: {model.get('config', '-')}, weights {model.get('weights', '-')}",

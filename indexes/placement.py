@@ -87,7 +87,7 @@ def to_gpu(index, float16: bool = False, shard: bool = True, devices: Sequence[i
     options = faiss.GpuMultipleClonerOptions()
     options.useFloat16 = float16
     options.shard = shard
-    resources = [faiss.StandardGpuResources() for _ in devices]
+    resources = [_resources(d) for d in devices]
     try:
         if len(devices) == 1:
             placed = faiss.index_cpu_to_gpu(resources[0], devices[0], index, options)
@@ -98,6 +98,21 @@ def to_gpu(index, float16: bool = False, shard: bool = True, devices: Sequence[i
     placed = faiss.downcast_index(placed)
     placed.referenced_objects = [resources]  # GPU memory pools live as long as the index
     return placed
+
+
+_GPU_RESOURCES: dict[int, object] = {}
+_GPU_RESOURCES_LOCK = threading.Lock()
+
+
+def _resources(device: int):
+    """One `StandardGpuResources` per GPU for the process, shared by every placed index (a
+    store's segments each place one): each set reserves scratch memory on its GPU."""
+    import faiss
+
+    with _GPU_RESOURCES_LOCK:
+        if device not in _GPU_RESOURCES:
+            _GPU_RESOURCES[device] = faiss.StandardGpuResources()
+        return _GPU_RESOURCES[device]
 
 
 def to_cpu(index):

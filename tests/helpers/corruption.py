@@ -10,17 +10,19 @@ import sys
 import traceback
 from pathlib import Path
 
-# kind of file -> its role in the manifest of the base index (generation 2), or its name
+# kind of file -> its role in the manifest of the base index (generation 2: segment 1 from the
+# first ingest, shared by both generations, and segment 2, two audio items), or its name
 KINDS = {
     "manifest": "manifest.json",
-    "assets": "assets",
-    "items": "items",
+    "assets": "seg/2/assets",
+    "items": "seg/2/items",
     "failures": "failures",
-    "embeddings audio g1": "embeddings/audio/g00000001",  # shared by both generations
-    "embeddings audio g2": "embeddings/audio/g00000002",
-    "embeddings image": "embeddings/image/g00000001",
-    "faiss audio": "faiss/audio",
-    "faiss text": "faiss/text",
+    "embeddings audio g1": "seg/1/embeddings/audio",  # shared by both generations
+    "embeddings audio g2": "seg/2/embeddings/audio",
+    "embeddings image": "seg/1/embeddings/image",
+    "faiss audio": "seg/1/faiss/audio",
+    "faiss audio g2": "seg/2/faiss/audio",
+    "faiss text": "seg/1/faiss/text",
     "reference audio": "reference/audio",
     "reference image": "reference/image",
     "writer.lock": "writer.lock",
@@ -43,7 +45,7 @@ def case_id(kind: str, damage: str) -> str:
 
 def cls(kind: str) -> str:
     """What a repair can do about the kind: re-derive, restore, reset, or fall back."""
-    role = KINDS[kind]
+    role = KINDS[kind].split("/", 2)[-1] if KINDS[kind].startswith("seg/") else KINDS[kind]
     if role.startswith(("faiss/", "reference/")):
         return "derived"
     if role.startswith("embeddings/"):

@@ -67,3 +67,76 @@ def test_kill_at_each_commit_step(scenario, tmp_path, step):
     assert leftovers == set()
     assert json.loads((home / "idx" / "manifest.json").read_text())["generation"] >= 2
     record("crash points", step, tried=1, survived=1)  # reached only when every check held
+
+
+# Every write, fsync and rename of a merge (`xsearch index compact`), in order.
+MERGE_STEPS = [
+    "merge-start",
+    "write-assets",
+    "write-items",
+    "write-embeddings-image",
+    "write-faiss-image",
+    "write-embeddings-audio",
+    "write-faiss-audio",
+    "write-embeddings-text",
+    "write-faiss-text",
+    "fsync-data",
+    "manifest-written",
+    "manifest-renamed",
+    "publish",
+]
+
+
+@pytest.fixture(scope="module")
+def segmented(tiny_audioclip, tmp_path_factory):
+    """Three commits: two files, then a video with its caption and an audio file, then one
+    file of the first commit deleted (pruned): segments with every modality, and a deletion
+    marker for the merge to drop."""
+    work = tmp_path_factory.mktemp("merge")
+    media = work / "media"
+    media.mkdir()
+    waves = audio_samples(seconds=1.0)
+    write_wav(media / "a.wav", waves["tone_440hz.wav"])
+    image_samples((64, 48))["red_circle.png"].save(media / "b.png")
+    options = IngestOptions(workers=0, prune=True)
+    ingest(find_files([media]), work / "idx", tiny_audioclip, options)
+    write_video(media / "c.mp4", seconds=1.0)
+    (media / "c.txt").write_text("an orange sunset")
+    write_wav(media / "d.wav", waves["siren.wav"])
+    ingest(find_files([media]), work / "idx", tiny_audioclip, options)
+    (media / "a.wav").unlink()
+    ingest(find_files([media]), work / "idx", tiny_audioclip, options)
+    before = snapshot(work / "idx")
+    assert len(before["assets"]) == 3
+    return work, before
+
+
+@pytest.mark.parametrize("step", MERGE_STEPS)
+def test_kill_at_each_step_of_a_merge(segmented, tmp_path, step):
+    from xsearch.store.store import Store
+
+    work, before = segmented
+    home = tmp_path / "home"
+    shutil.copytree(work / "idx", home / "idx")
+    env = {"XSEARCH_HOME": str(home), "XSEARCH_CRASH_AT": step}
+    result = run_cli("index", "compact", "--full", "--index", "idx", env=env)
+    assert result.returncode == -9, result.stderr  # killed at the step, not finished
+
+    after = snapshot(home / "idx")  # the old segments or the merged one: the same content
+    assert {k: after[k] for k in ("assets", "items", "ntotal")} == {
+        k: before[k] for k in ("assets", "items", "ntotal")
+    }
+    merged = MERGE_STEPS.index(step) >= MERGE_STEPS.index("manifest-renamed")
+    assert (len(Store.open(home / "idx").manifest.segments) == 1) == merged
+
+    done = run_cli("index", "compact", "--full", "--index", "idx", "--json", env={
+        "XSEARCH_HOME": str(home)})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["segments"] == 1
+    final = Store.open(home / "idx")
+    assert all(s.deleted == 0 for s in final.manifest.segments)
+    assert snapshot(home / "idx")["items"] == before["items"]
+    verify = run_cli("verify", "--index", "idx", env={"XSEARCH_HOME": str(home)})
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert not {p.name for p in (home / "idx").glob(".*")}
+    record("crash points", f"merge {step}", tried=1, survived=1)

@@ -153,12 +153,12 @@ def forge_faiss(directory: Path, data: bytes, *, manifest_too: bool) -> Path:
     import hashlib
 
     manifest = read_manifest(directory)
-    entry = manifest.files["faiss/audio"]
+    entry = manifest.files["seg/1/faiss/audio"]
     path = directory / entry.path
     path.write_bytes(data)
     if manifest_too:
         files = dict(manifest.files)
-        files["faiss/audio"] = FileEntry(entry.path, hashlib.sha256(data).hexdigest(), len(data))
+        files["seg/1/faiss/audio"] = FileEntry(entry.path, hashlib.sha256(data).hexdigest(), len(data))
         from dataclasses import replace
 
         publish(directory, replace(manifest, files=files))
@@ -248,7 +248,7 @@ def test_forged_faiss_file_is_reported_and_rebuilt_by_verify(tmp_path):
     verdict = verify_index(directory)
     assert not verdict.healthy
     (bad,) = [c for c in verdict.checks if not c.ok]
-    assert bad.role == "faiss/audio" and "matching checksum" in bad.problem
+    assert bad.role == "seg/1/faiss/audio" and "matching checksum" in bad.problem
     repaired = repair_index(directory)
     assert repaired.healthy and repaired.lost == []
     assert Store.open(directory).faiss_index("audio").ntotal == 6

@@ -62,7 +62,9 @@ from xsearch.search.engine import search
 from xsearch.store.manifest import kept_manifest
 from xsearch.store.names import generation_of
 from xsearch.store.rebuild import rebuild_indexes
-from xsearch.store.store import DATA, Store
+from xsearch.store.verify import verify_index
+from xsearch.store.draft import MergePolicy
+from xsearch.store.store import DATA, Store, Writer, full_merge
 
 pytestmark = pytest.mark.slow  # random sequences of file changes and ingests
 
@@ -370,6 +372,23 @@ class IndexMachine(RuleBasedStateMachine):
         assert snapshot(Store.open(self.index)) == before
         self.snap = before
 
+    @precondition(lambda self: self.index.is_dir() and self.snap is not None)
+    @rule(full=st.booleans(), factor=st.integers(2, 4))
+    def compact(self, full, factor) -> None:
+        """Merges change the segments, never what the index holds or finds."""
+        self._step()
+        before_store = Store.open(self.index)
+        before = snapshot(before_store)
+        policy = full_merge() if full else MergePolicy(factor=factor, max_segments=3, floor=1)
+        with Writer(self.index, before_store.manifest.model) as writer:
+            writer.compact(policy)
+        after = Store.open(self.index)
+        assert snapshot(after) == before
+        if full:
+            assert len(after.manifest.segments) <= 1
+            assert all(s.deleted == 0 for s in after.manifest.segments)
+        self.snap = before
+
     @precondition(lambda self: self.snap is not None)
     @rule()
     def reopen(self) -> None:
@@ -450,6 +469,8 @@ class IndexMachine(RuleBasedStateMachine):
         assert set(store.items.column("asset_id").to_pylist()) <= set(asset_ids)
         self._check_data_files(store)
         self._check_search(store, {a["asset_id"]: a["path"] for a in assets})
+        verdict = verify_index(self.index)
+        assert verdict.healthy, [c for c in verdict.checks if not c.ok]
         if self.stepping:
             STATS.passed += 1
             self.stepping = False

@@ -430,6 +430,8 @@ def test_the_eval_gpu_branch_run_on_a_cpu_index_equals_cpu(store, monkeypatch):
     class Spy:
         """The CPU index, as the GPU branch sees it: records the k it is asked for."""
 
+        ntotal = index.store.faiss_index("audio").ntotal
+
         def search(self, queries, k, params=None):
             searched.append(k)
             return cpu_search(queries, k, params=params)
@@ -437,7 +439,8 @@ def test_the_eval_gpu_branch_run_on_a_cpu_index_equals_cpu(store, monkeypatch):
     monkeypatch.setattr(placement, "is_gpu", lambda index: True)
     monkeypatch.setattr(placement, "is_gpu_flat", lambda index: True)
     monkeypatch.setattr(placement, "parameters", lambda index, nprobe=None: None)
-    monkeypatch.setitem(index.store._indexes, "audio", Spy())
+    (segment,) = index.store.segments
+    monkeypatch.setitem(segment._indexes, "audio", Spy())
     got = retrieval.Evaluation(index).pair("audio", "audio").metrics
     assert set(searched) == {placement.GPU_MAX_K}
     assert got == pytest.approx(want, abs=1e-6)

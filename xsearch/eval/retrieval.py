@@ -403,12 +403,13 @@ def served_scores(
         return queries @ cand_vectors.T
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     out = np.full((len(queries), len(cand_ids)), -np.inf)
-    for _, index in store.indexes(modality):
-        _served_segment(index, queries, cand_ids, cand_vectors, knobs, out)
+    for reader, index in store.indexes(modality):
+        held = np.isin(cand_ids, reader.item_ids(modality))
+        _served_segment(index, queries, cand_ids, cand_vectors, held, knobs, out)
     return out
 
 
-def _served_segment(index, queries, cand_ids, cand_vectors, knobs, out) -> None:
+def _served_segment(index, queries, cand_ids, cand_vectors, held, knobs, out) -> None:
     """Fill `out` with what one segment's index scores (its deleted items are no candidates)."""
     n = min(len(cand_ids), index.ntotal)
     if placement.is_gpu(index):
@@ -418,7 +419,6 @@ def _served_segment(index, queries, cand_ids, cand_vectors, knobs, out) -> None:
         k = min(n, placement.GPU_MAX_K)
         found_scores, found_ids = index.search(queries, k, params=params)
         if k < n and placement.is_gpu_flat(index):
-            held = np.isin(cand_ids, index_ids_of(index))
             out[:, held] = queries @ cand_vectors[held].T
     else:
         params = search_parameters(index, None, SearchOptions(**knobs))
@@ -427,12 +427,6 @@ def _served_segment(index, queries, cand_ids, cand_vectors, knobs, out) -> None:
     rows = np.repeat(np.arange(len(queries)), found_ids.shape[1])
     valid = ((found_ids >= 0) & (cand_ids[column] == found_ids)).reshape(-1)
     out[rows[valid], column.reshape(-1)[valid]] = found_scores.reshape(-1)[valid]
-
-
-def index_ids_of(index) -> np.ndarray:
-    import faiss
-
-    return faiss.vector_to_array(faiss.downcast_index(index).id_map)
 
 
 def combine(parts: list[dict]) -> dict[str, float | int]:

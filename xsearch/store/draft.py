@@ -242,16 +242,23 @@ class Draft:
         """A copy of the index's trained template of `modality`, or None (exact indexes)."""
         import faiss
 
+        from xsearch.indexes.faiss_index import write
+
         template = self.old.read_faiss(f"trained/{modality}")
-        if template is None:
+        old = self.old.manifest
+        if template is None and old is not None and old.format == 1 and old.segments:
             template = self._template_of_format_1(modality)
+            if template is not None:  # kept from now on, like a rebuild's
+                self.written[f"trained/{modality}"] = self.path(f"trained-{modality}", "index")
+                write(template, self.written[f"trained/{modality}"])
         if template is None:
             return None
         return faiss.deserialize_index(faiss.serialize_index(template))
 
     def _template_of_format_1(self, modality: str):
-        """The template of an index written before templates were kept: its approximate
-        index emptied (an exact one needs none)."""
+        """The template of an index written before templates were kept (format 1): its
+        approximate index emptied (an exact one needs none). In format 2 an index without a
+        template is exact."""
         import faiss
 
         from xsearch.indexes.faiss_index import empty_like, inner_of
