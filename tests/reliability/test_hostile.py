@@ -158,7 +158,9 @@ def forge_faiss(directory: Path, data: bytes, *, manifest_too: bool) -> Path:
     path.write_bytes(data)
     if manifest_too:
         files = dict(manifest.files)
-        files["seg/1/faiss/audio"] = FileEntry(entry.path, hashlib.sha256(data).hexdigest(), len(data))
+        files["seg/1/faiss/audio"] = FileEntry(
+            entry.path, hashlib.sha256(data).hexdigest(), len(data)
+        )
         from dataclasses import replace
 
         publish(directory, replace(manifest, files=files))

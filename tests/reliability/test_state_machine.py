@@ -59,12 +59,12 @@ from xsearch.ingest.pipeline import IngestOptions, ingest
 from xsearch.ingest.scan import find_files
 from xsearch.samples import image_samples, write_wav
 from xsearch.search.engine import search
+from xsearch.store.draft import MergePolicy
 from xsearch.store.manifest import kept_manifest
 from xsearch.store.names import generation_of
 from xsearch.store.rebuild import rebuild_indexes
-from xsearch.store.verify import verify_index
-from xsearch.store.draft import MergePolicy
 from xsearch.store.store import DATA, Store, Writer, full_merge
+from xsearch.store.verify import verify_index
 
 pytestmark = pytest.mark.slow  # random sequences of file changes and ingests
 

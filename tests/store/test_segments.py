@@ -134,7 +134,7 @@ def test_the_merge_policy_merges_runs_of_a_tier_and_bounds_the_count():
     assert policy.pick([*small, Segment(9, rows=2000, live={"audio": 2000})]) == (0, 10)
     big = [Segment(100 + i, rows=20_000, live={"audio": 20_000}) for i in range(9)]
     assert policy.pick(big + small) is None  # two tiers, nine each: nothing yet
-    many = [Segment(i, rows=10**(1 + i % 4) * 3, live={"audio": 1}) for i in range(21)]
+    many = [Segment(i, rows=10 ** (1 + i % 4) * 3, live={"audio": 1}) for i in range(21)]
     start, end = policy.pick(many)
     assert end - start == 10
     half_deleted = Segment(1, rows=100, live={"audio": 40})
@@ -196,7 +196,7 @@ def test_a_rebuilt_ivf_index_keeps_its_quantizer_for_new_segments(tmp_path):
     _commit(directory, 2, 9)
     store = Store.open(directory)
     centroids = []
-    for reader, index in store.indexes("audio"):
+    for _, index in store.indexes("audio"):
         ivf = ivf_of(index)
         assert ivf is not None
         centroids.append(faiss.vector_to_array(faiss.downcast_index(ivf.quantizer).codes))

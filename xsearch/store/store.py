@@ -525,7 +525,8 @@ class Writer:
         draft = Draft(self, self.store.generation + 1)
         for modality, build in builds.items():
             if not isinstance(build, IndexBuild):
-                build = IndexBuild.exact(*build, factory)
+                ids, vectors = build
+                build = IndexBuild.exact(ids, vectors, factory)
             draft.rebuild_indexes(modality, build)
         return self._publish(draft)
 
