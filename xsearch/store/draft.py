@@ -213,12 +213,7 @@ class Draft:
         if items.num_rows:
             self.write_table(segment_role(sid, "items"), "items", items)
         for modality, (ids, vecs) in vectors.items():
-            role = segment_role(sid, f"embeddings/{modality}")
-            self.written[role] = self.path(f"emb-{modality}", "parquet")
-            tables.write_parquet(tables.embeddings_table(ids, vecs), self.written[role])
-            crashpoint(f"write-embeddings-{modality}")
-            self._write_index(sid, modality, self._new_index(modality, ids, vecs, sid))
-            crashpoint(f"write-faiss-{modality}")
+            self._write_vectors(sid, modality, [(ids, vecs)])
         live = {}
         for modality in tables.MODALITIES:
             n = int(pc.sum(pc.equal(items.column("modality"), modality)).as_py() or 0)
@@ -275,22 +270,43 @@ class Draft:
     def _on_disk(self, modality: str) -> bool:
         return any(r.endswith(f"/ivfdata/{modality}") for r in self.files)
 
-    def _new_index(self, modality: str, ids: np.ndarray, vecs: np.ndarray, sid: int):
-        """An index of `modality` holding `vecs` under `ids`: the trained template filled
-        (its lists on disk when the index keeps them there), or an exact index."""
+    def _write_vectors(self, sid: int, modality: str, batches: Iterable[Vectors]) -> None:
+        """Segment `sid`'s embeddings of `modality` and its FAISS index, from `batches` of
+        (ids, vectors) in storage order, one batch in memory at a time (besides the index):
+        the trained template filled, its lists on disk when the index keeps them there, or
+        an exact index."""
+        import pyarrow.parquet as pq
+
         from xsearch.indexes import faiss_index
 
-        template = self._template(modality)
-        if template is None:
-            return faiss_index.build(ids, vecs)
-        on_disk = self._on_disk(modality)
+        path = self.path(f"emb-{modality}", "parquet")
         lists = self._index_path(sid, modality, "ivfdata")
+        on_disk = self._on_disk(modality)
+        parquet = index = None
+        try:
+            for ids, vectors in batches:
+                if parquet is None:
+                    schema = tables.embeddings_schema(vectors.shape[1])
+                    parquet = pq.ParquetWriter(path, schema, compression="zstd")
+                    index = self._template(modality)
+                    if index is None:
+                        index, on_disk = faiss_index.new_index(vectors.shape[1]), False
+                    elif on_disk:
+                        faiss_index.start_on_disk(index, lists)
+                parquet.write_table(tables.embeddings_table(ids, vectors))
+                faiss_index.add(index, ids, vectors)
+        finally:
+            if parquet is not None:
+                parquet.close()
+        if parquet is None:  # no live vectors of `modality`
+            return
+        tables.fsync_file(path)
+        self.written[segment_role(sid, f"embeddings/{modality}")] = path
+        crashpoint(f"write-embeddings-{modality}")
         if on_disk:
-            faiss_index.start_on_disk(template, lists)
-        faiss_index.add(template, ids, vecs)
-        if on_disk:
-            faiss_index.finish_on_disk(template, lists)
-        return template
+            faiss_index.finish_on_disk(index, lists)
+        self._write_index(sid, modality, index)
+        crashpoint(f"write-faiss-{modality}")
 
     def _index_path(self, sid: int, modality: str, kind: str) -> Path:
         stem = f"faiss-{modality}" if sid == self.generation else f"faiss-{modality}-s{sid}"
@@ -341,26 +357,24 @@ class Draft:
     # --- a merge ------------------------------------------------------------------------
 
     def merge(self, start: int, end: int) -> None:
-        """Replace segments [start, end) by one holding their live rows in the same order."""
+        """Replace segments [start, end) by one holding their live rows in the same order,
+        streamed a batch of vectors at a time."""
         readers = self.old.segments[start:end]
-        assets = pa.concat_tables([r.assets for r in readers])
-        items = pa.concat_tables([r.items for r in readers])
-        vectors = {}
-        for modality in self.writer.widths or self.old.widths:
-            parts = [r.stored(modality) for r in readers]
-            parts = [p for p in parts if len(p[0])]
-            if parts:
-                vectors[modality] = (
-                    np.concatenate([p[0] for p in parts]),
-                    np.concatenate([p[1] for p in parts]),
-                )
         for reader in readers:
             self._drop_segment_files(reader.id)
         crashpoint("merge-start")
+        assets = pa.concat_tables([r.assets for r in readers])
+        items = pa.concat_tables([r.items for r in readers])
         kept = self.segments[:start], self.segments[end:]
         self.segments = []
-        self.add_segment(assets, items, vectors)
+        self.add_segment(assets, items, {})
+        for modality in self.writer.widths or self.old.widths:
+            batches = (b for r in readers for b in r.stored_batches(modality, MERGE_BATCH))
+            self._write_vectors(self.generation, modality, batches)
         self.segments = [*kept[0], *self.segments, *kept[1]]
+
+
+MERGE_BATCH = 32_768  # vectors a merge holds at a time (128 MB at width 1024)
 
 
 def next_sample(old, modality: str, dead, new_ids, new_vectors) -> Vectors:

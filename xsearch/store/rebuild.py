@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xsearch.store.segments import local_role
+from xsearch.store.segments import local_role, stored_batches
 from xsearch.store.store import Store, Writer
 
 
@@ -169,34 +169,12 @@ def _batches(
     options: RebuildOptions,
     report: ModalityReport,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(ids, vectors) of the embeddings files `roles` for the items `live` (sorted), at most
-    `batch_size` rows at a time, in storage order. Pages are read as needed (a part's row
-    group is never read whole)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    """`stored_batches`, counted in `report` (and told to `options.on_batch`)."""
 
-    from xsearch.store.tables import embeddings_arrays
+    def counted(rows: int) -> None:
+        report.batches += 1
+        report.max_batch_rows = max(report.max_batch_rows, rows)
+        if options.on_batch is not None:
+            options.on_batch(rows)
 
-    for role in roles:
-        with pq.ParquetFile(store.path(role), buffer_size=8 << 20, pre_buffer=False) as part:
-            for batch in part.iter_batches(
-                options.batch_size, columns=["item_id", "embedding"], use_threads=False
-            ):
-                report.batches += 1
-                report.max_batch_rows = max(report.max_batch_rows, batch.num_rows)
-                if options.on_batch is not None:
-                    options.on_batch(batch.num_rows)
-                ids, vectors = embeddings_arrays(pa.Table.from_batches([batch]))
-                keep = _member(ids, live)
-                if keep.all():  # no dead items: the batch's own memory, not a copy
-                    yield ids, np.ascontiguousarray(vectors)
-                elif keep.any():
-                    yield ids[keep], vectors[keep]
-
-
-def _member(ids: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
-    """Which of `ids` are in `sorted_ids` (sorted, unique)."""
-    if not len(sorted_ids):
-        return np.zeros(len(ids), bool)
-    at = np.searchsorted(sorted_ids, ids).clip(max=len(sorted_ids) - 1)
-    return sorted_ids[at] == ids
+    return stored_batches(store, roles, live, options.batch_size, counted)

@@ -11,6 +11,7 @@ follows a newer generation keeps the readers of the segments it already had
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from functools import cached_property
 
 import numpy as np
@@ -147,6 +148,11 @@ class SegmentReader:
         live = np.isin(ids, self.item_ids(modality))
         return (ids, vectors) if live.all() else (ids[live], vectors[live])
 
+    def stored_batches(self, modality: str, batch_size: int) -> Iterator[tuple]:
+        """`stored`, `batch_size` rows at a time (a merge streams large segments)."""
+        live = np.unique(self.item_ids(modality))
+        return stored_batches(self.store, self.embedding_roles(modality), live, batch_size)
+
     def embeddings(self, modality: str) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of the segment's live items of `modality`, in id order."""
         ids, vectors = self.stored(modality)
@@ -194,6 +200,37 @@ class SegmentReader:
                 dead = dead if dead.any() else None
             self._derived[key] = dead
         return self._derived[key]
+
+
+def stored_batches(
+    store, roles: list[str], live: np.ndarray, batch_size: int, on_batch=None
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(ids, vectors) of the embeddings files `roles` for the items `live` (sorted), at most
+    `batch_size` rows at a time, in storage order. Pages are read as needed (a file's row
+    group is never read whole); `on_batch` is told each batch's row count."""
+    import pyarrow.parquet as pq
+
+    for role in roles:
+        with pq.ParquetFile(store.path(role), buffer_size=8 << 20, pre_buffer=False) as part:
+            for batch in part.iter_batches(
+                batch_size, columns=["item_id", "embedding"], use_threads=False
+            ):
+                if on_batch is not None:
+                    on_batch(batch.num_rows)
+                ids, vectors = tables.embeddings_arrays(pa.Table.from_batches([batch]))
+                keep = _member(ids, live)
+                if keep.all():  # no dead items: the batch's own memory, not a copy
+                    yield ids, np.ascontiguousarray(vectors)
+                elif keep.any():
+                    yield ids[keep], vectors[keep]
+
+
+def _member(ids: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
+    """Which of `ids` are in `sorted_ids` (sorted, unique)."""
+    if not len(sorted_ids):
+        return np.zeros(len(ids), bool)
+    at = np.searchsorted(sorted_ids, ids).clip(max=len(sorted_ids) - 1)
+    return sorted_ids[at] == ids
 
 
 def _without(table: pa.Table, column: str, ids: np.ndarray) -> pa.Table:

@@ -70,6 +70,10 @@ def embeddings_arrays(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
 def write_parquet(table: pa.Table, path: Path) -> None:
     """Write and fsync (the caller publishes it with the manifest)."""
     pq.write_table(table, path, compression="zstd")
+    fsync_file(path)
+
+
+def fsync_file(path: Path) -> None:
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
 
