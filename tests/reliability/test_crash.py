@@ -104,11 +104,32 @@ def segmented(tiny_audioclip, tmp_path_factory):
     (media / "c.txt").write_text("an orange sunset")
     write_wav(media / "d.wav", waves["siren.wav"])
     ingest(find_files([media]), work / "idx", tiny_audioclip, options)
+    shutil.copytree(work / "idx", work / "two-commits")
     (media / "a.wav").unlink()
     ingest(find_files([media]), work / "idx", tiny_audioclip, options)
     before = snapshot(work / "idx")
     assert len(before["assets"]) == 3
     return work, before
+
+
+def test_kill_while_a_commit_marks_deletions(segmented, tmp_path):
+    """A pruning ingest killed as it writes the deletion marker of an older segment."""
+    work, after = segmented
+    home = tmp_path / "home"
+    shutil.copytree(work / "two-commits", home / "idx")
+    before = snapshot(home / "idx")
+    args = ["--index", "idx", "-w", "random", "--config", "audioclip-tiny", "--workers", "0"]
+    env = {"XSEARCH_HOME": str(home)}
+    killed = run_cli("ingest", str(work / "media"), *args, "--prune",
+                     env={**env, "XSEARCH_CRASH_AT": "write-deleted"})  # fmt: skip
+    assert killed.returncode == -9, killed.stderr
+    assert snapshot(home / "idx") == before
+    done = run_cli("ingest", str(work / "media"), *args, "--prune", env=env)
+    assert done.returncode == 0, done.stderr
+    assert {k: snapshot(home / "idx")[k] for k in ("assets", "items", "ntotal")} == {
+        k: after[k] for k in ("assets", "items", "ntotal")
+    }
+    record("crash points", "write-deleted", tried=1, survived=1)
 
 
 @pytest.mark.parametrize("step", MERGE_STEPS)
