@@ -263,3 +263,35 @@ def test_index_upgrade_records_format_2(format1):
     assert index.upgrade() is False
     assert Store.open(format1).manifest.format == 2
     assert verify_index(format1).healthy
+
+
+def test_a_format_1_on_disk_ivf_index_gets_segments_of_its_type(tmp_path):
+    """Written by the format-1 xsearch and rebuilt as IVF4,Flat on disk: it answers as it did,
+    and its first commit adds a segment with the same trained quantizer, lists on disk."""
+    import faiss
+
+    from xsearch.indexes.faiss_index import ivf_of, on_disk_lists
+    from xsearch.search.engine import SearchOptions
+
+    directory = tmp_path / "idx"
+    shutil.copytree(FORMAT1 / "ivf_on_disk", directory)
+    expected = json.loads((FORMAT1 / "ivf_expected.json").read_text())
+    store = Store.open(directory)
+    for query, hits in zip(expected["queries"], expected["hits"]):
+        got = search(store, np.array(query, np.float32), "audio", 5, SearchOptions(nprobe=4))
+        assert [h.item_id for h in got] == [i for i, _ in hits]
+    with Writer(directory, store.manifest.model) as writer:
+        changes = Changes()
+        add_asset(writer, changes, "/m/new.wav", 3, seed=4, dim=8)
+        writer.commit(changes)
+    store = Store.open(directory)
+    assert store.manifest.format == 2 and "trained/audio" in store.manifest.files
+    quantizers = []
+    for _, index in store.indexes("audio"):
+        assert on_disk_lists(index) is not None
+        quantizers.append(faiss.downcast_index(ivf_of(index).quantizer).reconstruct_n(0, 4))
+    assert len(quantizers) == 2 and np.array_equal(quantizers[0], quantizers[1])
+    new = store.item_ids("audio").max()
+    top = nearest(store, store.vectors([int(new)])[0], "audio", 1, options=SearchOptions(nprobe=4))
+    assert top[0][0] == new
+    assert verify_index(directory).healthy
