@@ -69,6 +69,18 @@ def empty_like(index: faiss.Index) -> faiss.Index:
     return copy
 
 
+def flat_vectors(index: faiss.Index) -> tuple[np.ndarray, np.ndarray] | None:
+    """(ids, vectors) of an exact inner-product index in position order, the vectors viewed
+    without a copy (they live as long as `index`); None for other index types."""
+    outer = faiss.downcast_index(index)
+    inner = faiss.downcast_index(outer.index)
+    if not isinstance(inner, faiss.IndexFlat) or inner.metric_type != faiss.METRIC_INNER_PRODUCT:
+        return None
+    n, d = inner.ntotal, inner.d
+    vectors = faiss.rev_swig_ptr(inner.get_xb(), n * d).reshape(n, d)  # keep `index` alive
+    return faiss.vector_to_array(outer.id_map), vectors
+
+
 def _base(index: faiss.Index) -> faiss.Index:
     """The base index under a refinement ("...,RFlat"), else the index itself."""
     index = faiss.downcast_index(index)

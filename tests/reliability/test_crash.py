@@ -69,16 +69,16 @@ def test_kill_at_each_commit_step(scenario, tmp_path, step):
     record("crash points", step, tried=1, survived=1)  # reached only when every check held
 
 
-# Every write, fsync and rename of a merge (`xsearch index compact`), in order.
+# Every write, fsync and rename of a merge (`xsearch index compact`), in order: the merged
+# segment's tables and indexes; of the embeddings only the audio of the first segment, half of
+# whose rows are deleted (the other files are taken over as they are).
 MERGE_STEPS = [
     "merge-start",
     "write-assets",
     "write-items",
-    "write-embeddings-image",
     "write-faiss-image",
     "write-embeddings-audio",
     "write-faiss-audio",
-    "write-embeddings-text",
     "write-faiss-text",
     "fsync-data",
     "manifest-written",
@@ -89,7 +89,7 @@ MERGE_STEPS = [
 
 @pytest.fixture(scope="module")
 def segmented(tiny_audioclip, tmp_path_factory):
-    """Three commits: two files, then a video with its caption and an audio file, then one
+    """Three commits: three files, then a video with its caption and an audio file, then one
     file of the first commit deleted (pruned): segments with every modality, and a deletion
     marker for the merge to drop."""
     work = tmp_path_factory.mktemp("merge")
@@ -97,6 +97,7 @@ def segmented(tiny_audioclip, tmp_path_factory):
     media.mkdir()
     waves = audio_samples(seconds=1.0)
     write_wav(media / "a.wav", waves["tone_440hz.wav"])
+    write_wav(media / "e.wav", waves["siren.wav"][::-1].copy())
     image_samples((64, 48))["red_circle.png"].save(media / "b.png")
     options = IngestOptions(workers=0, prune=True)
     ingest(find_files([media]), work / "idx", tiny_audioclip, options)
@@ -108,7 +109,7 @@ def segmented(tiny_audioclip, tmp_path_factory):
     (media / "a.wav").unlink()
     ingest(find_files([media]), work / "idx", tiny_audioclip, options)
     before = snapshot(work / "idx")
-    assert len(before["assets"]) == 3
+    assert len(before["assets"]) == 4
     return work, before
 
 

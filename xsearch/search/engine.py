@@ -200,15 +200,9 @@ def _flat_view(index) -> tuple[np.ndarray, np.ndarray] | None:
     """(ids, vectors) of an exact inner-product index, the vectors viewed without a copy;
     None for other index types. For one query FAISS's flat search runs at about half the
     memory bandwidth on a CPU, where numpy's matrix-vector product reaches it."""
-    import faiss
+    from xsearch.indexes.faiss_index import flat_vectors
 
-    outer = faiss.downcast_index(index)
-    inner = faiss.downcast_index(outer.index)
-    if not (isinstance(inner, faiss.IndexFlat) and inner.metric_type == faiss.METRIC_INNER_PRODUCT):
-        return None
-    n, d = inner.ntotal, inner.d
-    vectors = faiss.rev_swig_ptr(inner.get_xb(), n * d).reshape(n, d)  # lives with `index`
-    return faiss.vector_to_array(outer.id_map), vectors
+    return flat_vectors(index)
 
 
 def _exact_top(

@@ -213,7 +213,7 @@ class Draft:
         if items.num_rows:
             self.write_table(segment_role(sid, "items"), "items", items)
         for modality, (ids, vecs) in vectors.items():
-            self._write_vectors(sid, modality, [(ids, vecs)])
+            self._write_vectors(sid, modality, ids, vecs)
         live = {}
         for modality in tables.MODALITIES:
             n = int(pc.sum(pc.equal(items.column("modality"), modality)).as_py() or 0)
@@ -270,39 +270,34 @@ class Draft:
     def _on_disk(self, modality: str) -> bool:
         return any(r.endswith(f"/ivfdata/{modality}") for r in self.files)
 
-    def _write_vectors(self, sid: int, modality: str, batches: Iterable[Vectors]) -> None:
-        """Segment `sid`'s embeddings of `modality` and its FAISS index, from `batches` of
-        (ids, vectors) in storage order, one batch in memory at a time (besides the index):
-        the trained template filled, its lists on disk when the index keeps them there, or
-        an exact index."""
-        import pyarrow.parquet as pq
+    def _write_vectors(self, sid: int, modality: str, ids: np.ndarray, vectors: np.ndarray):
+        """Segment `sid`'s embeddings of `modality` and its FAISS index."""
+        role = segment_role(sid, f"embeddings/{modality}")
+        self.written[role] = self.path(f"emb-{modality}", "parquet")
+        tables.write_parquet(tables.embeddings_table(ids, vectors), self.written[role])
+        crashpoint(f"write-embeddings-{modality}")
+        self._build_index(sid, modality, [(ids, vectors)])
 
+    def _build_index(self, sid: int, modality: str, batches: Iterable[Vectors]) -> None:
+        """Segment `sid`'s FAISS index of `modality` from `batches` of (ids, vectors) in
+        storage order, one batch in memory at a time (besides the index): the trained
+        template filled, its lists on disk when the index keeps them there, or an exact
+        index."""
         from xsearch.indexes import faiss_index
 
-        path = self.path(f"emb-{modality}", "parquet")
         lists = self._index_path(sid, modality, "ivfdata")
         on_disk = self._on_disk(modality)
-        parquet = index = None
-        try:
-            for ids, vectors in batches:
-                if parquet is None:
-                    schema = tables.embeddings_schema(vectors.shape[1])
-                    parquet = pq.ParquetWriter(path, schema, compression="zstd")
-                    index = self._template(modality)
-                    if index is None:
-                        index, on_disk = faiss_index.new_index(vectors.shape[1]), False
-                    elif on_disk:
-                        faiss_index.start_on_disk(index, lists)
-                parquet.write_table(tables.embeddings_table(ids, vectors))
-                faiss_index.add(index, ids, vectors)
-        finally:
-            if parquet is not None:
-                parquet.close()
-        if parquet is None:  # no live vectors of `modality`
+        index = None
+        for ids, vectors in batches:
+            if index is None:
+                index = self._template(modality)
+                if index is None:
+                    index, on_disk = faiss_index.new_index(vectors.shape[1]), False
+                elif on_disk:
+                    faiss_index.start_on_disk(index, lists)
+            faiss_index.add(index, ids, vectors)
+        if index is None:  # no live vectors of `modality`
             return
-        tables.fsync_file(path)
-        self.written[segment_role(sid, f"embeddings/{modality}")] = path
-        crashpoint(f"write-embeddings-{modality}")
         if on_disk:
             faiss_index.finish_on_disk(index, lists)
         self._write_index(sid, modality, index)
@@ -356,10 +351,15 @@ class Draft:
 
     # --- a merge ------------------------------------------------------------------------
 
-    def merge(self, start: int, end: int) -> None:
-        """Replace segments [start, end) by one holding their live rows in the same order,
-        streamed a batch of vectors at a time."""
+    def merge(self, start: int, end: int, rewrite: float = 0.25) -> None:
+        """Replace segments [start, end) by one holding their live rows in the same order.
+        Its tables and FAISS indexes are written anew, without the deleted rows; the
+        embeddings files of the merged segments are immutable and become the new segment's
+        as they are, unless more than `rewrite` of a file's rows are deleted (then its live
+        vectors are written anew). The vectors of an index are read from the exact indexes
+        when they are exact, else streamed from the embeddings, a batch at a time."""
         readers = self.old.segments[start:end]
+        old_files = self.old.manifest.files
         for reader in readers:
             self._drop_segment_files(reader.id)
         crashpoint("merge-start")
@@ -368,10 +368,79 @@ class Draft:
         kept = self.segments[:start], self.segments[end:]
         self.segments = []
         self.add_segment(assets, items, {})
+        sid = self.generation
         for modality in self.writer.widths or self.old.widths:
-            batches = (b for r in readers for b in r.stored_batches(modality, MERGE_BATCH))
-            self._write_vectors(self.generation, modality, batches)
+            part = 0
+            for reader in readers:
+                roles = reader.embedding_roles(modality)
+                if not roles:
+                    continue
+                role = segment_role(sid, f"embeddings/{modality}/p{part:05d}")
+                if _dead_share(reader, modality) > rewrite:
+                    written = self._rewrite_part(reader, modality, role)
+                    part += written
+                    continue
+                for old in roles:
+                    self.files[segment_role(sid, f"embeddings/{modality}/p{part:05d}")] = old_files[
+                        old
+                    ]
+                    part += 1
+            batches = (b for r in readers for b in _live_vectors(r, modality))
+            self._build_index(sid, modality, batches)
         self.segments = [*kept[0], *self.segments, *kept[1]]
+
+    def _rewrite_part(self, reader: SegmentReader, modality: str, role: str) -> int:
+        """The live vectors of `reader`'s `modality` in one new file; 1, or 0 when none."""
+        import pyarrow.parquet as pq
+
+        path = self.path(f"emb-{modality}-s{reader.id}", "parquet")
+        parquet = None
+        try:
+            for ids, vectors in _live_vectors(reader, modality):
+                if parquet is None:
+                    schema = tables.embeddings_schema(vectors.shape[1])
+                    parquet = pq.ParquetWriter(path, schema, compression="zstd")
+                parquet.write_table(tables.embeddings_table(ids, vectors))
+        finally:
+            if parquet is not None:
+                parquet.close()
+        if parquet is None:
+            return 0
+        tables.fsync_file(path)
+        self.written[role] = path
+        crashpoint(f"write-embeddings-{modality}")
+        return 1
+
+
+def _dead_share(reader: SegmentReader, modality: str) -> float:
+    """The share of `reader`'s rows of `modality` that are deleted."""
+    if not len(reader.deleted_items):
+        return 0.0
+    every = reader.all_items.filter(pc.equal(reader.all_items.column("modality"), modality))
+    if not every.num_rows:
+        return 0.0
+    return 1 - reader.live_count(modality) / every.num_rows
+
+
+def _live_vectors(reader: SegmentReader, modality: str) -> Iterable[Vectors]:
+    """The live (ids, vectors) of a segment's `modality` in storage order, `MERGE_BATCH` at a
+    time: viewed in its exact index when it has one (raw floats, read at disk speed), else
+    read from its embeddings."""
+    from xsearch.indexes.faiss_index import flat_vectors
+
+    index = reader.load_faiss(modality) if reader.live_count(modality) else None
+    flat = flat_vectors(index) if index is not None else None
+    if flat is None:
+        yield from reader.stored_batches(modality, MERGE_BATCH)
+        return
+    ids, vectors = flat
+    live = ~np.isin(ids, reader.deleted_items) if len(reader.deleted_items) else None
+    for at in range(0, len(ids), MERGE_BATCH):
+        chunk = slice(at, at + MERGE_BATCH)
+        if live is None:
+            yield ids[chunk], vectors[chunk]
+        elif live[chunk].any():
+            yield ids[chunk][live[chunk]], vectors[chunk][live[chunk]]
 
 
 MERGE_BATCH = 32_768  # vectors a merge holds at a time (128 MB at width 1024)
