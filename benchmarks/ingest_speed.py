@@ -38,6 +38,7 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from benchmarks.synthetic import audio_changes  # noqa: E402
 from xsearch.ingest.decode import decode_file  # noqa: E402
 from xsearch.ingest.pipeline import IngestOptions, decode_settings, ingest  # noqa: E402
 from xsearch.ingest.scan import find_files  # noqa: E402
@@ -122,24 +123,9 @@ def synthetic_store(directory: Path, n: int) -> float:
 
 def synthetic_changes(writer: Writer, n: int, rng: np.random.Generator, dim: int = 1024) -> Changes:
     """`n` new audio items (10 per asset) with random unit vectors, as an ingest would add them."""
-    changes = Changes()
-    per_asset = 10
-    ids = writer.allocate_items(n)
-    for first in range(0, n, per_asset):
-        asset = writer.allocate_asset()
-        changes.new_assets.append(
-            {"asset_id": asset, "path": f"/media/{asset}.wav", "content_hash": f"{asset:032x}",
-             "kind": "audio", "bytes": 1, "mtime": 0.0, "duration": 100.0, "labels": []}
-        )  # fmt: skip
-        for k, item in enumerate(ids[first : first + per_asset]):
-            changes.new_items.append(
-                {"item_id": int(item), "asset_id": asset, "modality": "audio",
-                 "start": 10.0 * k, "end": 10.0 * (k + 1), "text": None}
-            )  # fmt: skip
     vectors = rng.standard_normal((n, dim), dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    changes.add_vectors("audio", ids, vectors)
-    return changes
+    return audio_changes(writer, vectors)
 
 
 def grow_part(total: int, per_commit: int, workdir: Path) -> dict:

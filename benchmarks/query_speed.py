@@ -70,12 +70,13 @@ import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from benchmarks.synthetic import audio_changes  # noqa: E402
 from xsearch.api import Index  # noqa: E402
 from xsearch.indexes.faiss_index import new_index, update  # noqa: E402
 from xsearch.models import load_encoder  # noqa: E402
 from xsearch.search import engine  # noqa: E402
 from xsearch.search.engine import SearchOptions, search  # noqa: E402
-from xsearch.store.store import Changes, Store, Writer, full_merge  # noqa: E402
+from xsearch.store.store import Store, Writer, full_merge  # noqa: E402
 
 console = Console(width=150)
 QUERIES = ["a dog barking", "rain on a tin roof", "church bells", "a car horn in traffic"]
@@ -165,22 +166,7 @@ def clustered_store(directory: Path, mixture: Mixture, n: int, per_commit: int =
 def _commit_vectors(directory: Path, vectors: np.ndarray) -> None:
     model = {"encoder": "audioclip", "config": "audioclip", "weights": "synthetic"}
     with Writer(directory, model) as writer:
-        changes = Changes()
-        ids = writer.allocate_items(len(vectors))
-        for first in range(0, len(ids), 10):
-            asset = writer.allocate_asset()
-            changes.new_assets.append(
-                {"asset_id": asset, "path": f"/media/{asset}.wav",
-                 "content_hash": f"{asset:032x}", "kind": "audio", "bytes": 1,
-                 "mtime": 0.0, "duration": 100.0, "labels": []}
-            )  # fmt: skip
-            for k, item in enumerate(ids[first : first + 10]):
-                changes.new_items.append(
-                    {"item_id": int(item), "asset_id": asset, "modality": "audio",
-                     "start": 10.0 * k, "end": 10.0 * (k + 1), "text": None}
-                )  # fmt: skip
-        changes.add_vectors("audio", ids, vectors)
-        writer.commit(changes)
+        writer.commit(audio_changes(writer, vectors))
 
 
 def flat_vectors(index) -> tuple[np.ndarray, np.ndarray]:

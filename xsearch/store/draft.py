@@ -278,15 +278,20 @@ class Draft:
         crashpoint(f"write-embeddings-{modality}")
         self._build_index(sid, modality, [(ids, vectors)])
 
-    def _build_index(self, sid: int, modality: str, batches: Iterable[Vectors]) -> None:
+    def _build_index(
+        self, sid: int, modality: str, batches: Iterable[Vectors], total: int | None = None
+    ) -> None:
         """Segment `sid`'s FAISS index of `modality` from `batches` of (ids, vectors) in
         storage order, one batch in memory at a time (besides the index): the trained
         template filled, its lists on disk when the index keeps them there, or an exact
-        index."""
+        index (`total` vectors: gathered first, as an exact index grown batch by batch
+        copies itself at each growth, which makes a merge three times slower)."""
         from xsearch.indexes import faiss_index
 
         lists = self._index_path(sid, modality, "ivfdata")
         on_disk = self._on_disk(modality)
+        if total and self._template(modality) is None:
+            batches = [_gathered(batches, total)]
         index = None
         for ids, vectors in batches:
             if index is None:
@@ -386,7 +391,8 @@ class Draft:
                     ]
                     part += 1
             batches = (b for r in readers for b in _live_vectors(r, modality))
-            self._build_index(sid, modality, batches)
+            total = sum(r.live_count(modality) for r in readers)
+            self._build_index(sid, modality, batches, total)
         self.segments = [*kept[0], *self.segments, *kept[1]]
 
     def _rewrite_part(self, reader: SegmentReader, modality: str, role: str) -> int:
@@ -410,6 +416,21 @@ class Draft:
         self.written[role] = path
         crashpoint(f"write-embeddings-{modality}")
         return 1
+
+
+def _gathered(batches: Iterable[Vectors], total: int) -> Vectors:
+    """`batches` in one (ids, vectors) pair of `total` rows, filled in place."""
+    ids, vectors = np.empty(total, np.int64), None
+    at = 0
+    for batch_ids, batch in batches:
+        if vectors is None:
+            vectors = np.empty((total, batch.shape[1]), np.float32)
+        ids[at : at + len(batch_ids)] = batch_ids
+        vectors[at : at + len(batch_ids)] = batch
+        at += len(batch_ids)
+    if vectors is None:
+        return ids[:0], np.empty((0, 0), np.float32)
+    return ids[:at], vectors[:at]
 
 
 def _dead_share(reader: SegmentReader, modality: str) -> float:
