@@ -9,9 +9,9 @@ Part 1 generates videos with sound (320x240, 5 s) and 10 s audio files, then mea
 Part 2 writes synthetic stores (vectors written directly) of growing size and times a full
 commit; opening a reader (the manifest), its first query (the segment's index checked and
 loaded) and its tables; a one-file incremental commit (five, the median reported); and the
-reader following those commits to its next answer. `--grow N` ingests N synthetic items from empty in commits of
-`--commit-items`, merging as ingest does: the store's total time, merges, segment counts and
-the growth exponent.
+reader following those commits to its next answer. `--grow N` ingests N synthetic items from
+empty in commits of `--commit-items`, merging as ingest does: the store's total time, merges,
+segment counts and the growth exponent.
 
     .venv/bin/python benchmarks/ingest_speed.py [--videos 8] [--audios 8] [--workers 2]
         [--model audioclip] [--store-sizes 10000,100000] [--store-only] [--out results.json]
