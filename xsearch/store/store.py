@@ -52,6 +52,7 @@ class Store:
         self._verified: set[str] = set()
         self._references: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._readers: dict[int, SegmentReader] = {}
+        self._opening = threading.Lock()
         self.lock = threading.Lock()  # one DuckDB statement at a time on the shared connection
 
     @classmethod
@@ -115,10 +116,11 @@ class Store:
         """The readers of this generation's segments, in order."""
         if self.manifest is None:
             return []
-        for segment in self.manifest.segments:
-            if segment.id not in self._readers:
-                self._readers[segment.id] = SegmentReader(self, segment)
-        return [self._readers[s.id] for s in self.manifest.segments]
+        with self._opening:  # threads asking at once share one reader (one load) per segment
+            for segment in self.manifest.segments:
+                if segment.id not in self._readers:
+                    self._readers[segment.id] = SegmentReader(self, segment)
+            return [self._readers[s.id] for s in self.manifest.segments]
 
     def path(self, role: str) -> Path | None:
         """The verified file for `role`, or None when this generation has none."""
