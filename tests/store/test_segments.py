@@ -295,3 +295,14 @@ def test_a_format_1_on_disk_ivf_index_gets_segments_of_its_type(tmp_path):
     top = nearest(store, store.vectors([int(new)])[0], "audio", 1, options=SearchOptions(nprobe=4))
     assert top[0][0] == new
     assert verify_index(directory).healthy
+
+
+def test_compacting_a_format_1_index_upgrades_it_first(format1):
+    from xsearch.api.index import open_index
+
+    index = open_index(format1.name, root=format1.parent)
+    generations = index.compact(full=True)
+    store = Store.open(format1)
+    assert generations == [4] and store.manifest.format == 2
+    assert len(store.manifest.segments) == 1 and store.manifest.segments[0].deleted == 0
+    assert store.count("audio") == 22 and verify_index(format1).healthy

@@ -340,10 +340,14 @@ class Index:
         """Merge segments as the merge policy says (ingest does this after its commits), or
         all into one with `full`; each merge is a commit of its own that readers never wait
         for. Returns the generations published."""
+        from xsearch.store.manifest import FORMAT
         from xsearch.store.store import Writer, full_merge
 
         with Writer(self.dir, self._model_of_index()) as writer:
-            published = writer.compact(full_merge() if full else None)
+            upgraded = []  # an older format's segment is counted first (its tables read)
+            if writer.store.manifest is not None and writer.store.manifest.format != FORMAT:
+                upgraded.append(writer.upgrade())
+            published = upgraded + writer.compact(full_merge() if full else None)
         self.refresh()
         return [store.generation for store in published]
 
