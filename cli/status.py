@@ -36,7 +36,8 @@ def status(
     model = facts.model or {}
     out.print(f"[bold]{facts.index}[/] ({facts.path})", highlight=False)
     out.print(
-        f"  generation {facts.generation}, {facts.segments} segments, {facts.bytes / 1e6:.1f} MB",
+        f"  generation {facts.generation}, {facts.segments} segment"
+        f"{'' if facts.segments == 1 else 's'}, {facts.bytes / 1e6:.1f} MB",
         highlight=False,
     )
     out.print(f"  {facts.assets} assets; items: {items}", highlight=False)
@@ -130,7 +131,8 @@ def compact(
         print(json.dumps({"index": index, "merges": len(generations), "segments": segments}))
         return
     merged = f"{len(generations)} merge{'s' if len(generations) != 1 else ''}"
-    out.print(f"{index}: {merged}, {segments} segments", highlight=False)
+    kept = f"{segments} segment{'' if segments == 1 else 's'}"
+    out.print(f"{index}: {merged}, {kept}", highlight=False)
 
 
 @index_app.command("upgrade")
