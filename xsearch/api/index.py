@@ -502,7 +502,7 @@ class Index:
         if not (text or files or liked):
             raise UsageError("give a query: text, image, audio, video or an item id")
         if where is not None:
-            self._check_where(where)
+            self.check_where(where)
         embedded = None
         if text or files:
             embedded = self.embed_queries(
@@ -522,8 +522,9 @@ class Index:
             hits = self._search_in(store, request, target, k, where, exclude_self, options)
         return Hits(hits, store.generation)
 
-    def _check_where(self, where: str) -> None:
-        """A bad `where` filter fails before any model work."""
+    def check_where(self, where: str) -> None:
+        """ParameterError for a `where` filter that does not parse or names unknown columns,
+        planned, not run: a bad filter fails before any model or upload work."""
         from xsearch.search.engine import check_where
 
         check_where(self.store, where)

@@ -8,6 +8,7 @@ client can fix, 500 "internal error" (logged, never a traceback) for the rest.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -46,6 +47,7 @@ _STATIC = {
 }
 _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
+    (b"cross-origin-resource-policy", b"same-origin"),  # no <img>/<video> of other pages
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
     (
@@ -195,7 +197,7 @@ class _Api:
 
     async def search_file(self, request: Request) -> JSONResponse:
         await run_in_threadpool(self._follow)
-        params = self._params(request.query_params)
+        params = await run_in_threadpool(self._params, request.query_params)  # before the upload
         content_type = request.headers.get("content-type")
         kind = uploads.upload_kind(request.query_params.get("as"), content_type)
         suffix = uploads.suffix_for(kind, content_type)
@@ -224,6 +226,8 @@ class _Api:
         where = query.get("where") or None
         if where is not None and len(where) > MAX_WHERE:
             raise HTTPException(400, f"where is longer than {MAX_WHERE} characters")
+        if where is not None:
+            self.index.check_where(where)  # a bad filter: 400 before any upload is read
         like = [_integer_value("like", v) for v in query.getlist("like") if v.strip()]
         for item_id in like:
             if self.catalog.item(item_id) is None:
@@ -233,6 +237,8 @@ class _Api:
             min_score = float(min_score) if min_score is not None else None
         except ValueError:
             raise HTTPException(400, "min_score must be a number") from None
+        if min_score is not None and not math.isfinite(min_score):
+            raise HTTPException(400, "min_score must be a finite number")
         nprobe, ef = _integer(query, "nprobe", None), _integer(query, "ef", None)
         if (nprobe is not None and nprobe < 1) or (ef is not None and ef < 1):
             raise HTTPException(400, "nprobe and ef must be at least 1")
@@ -323,11 +329,18 @@ def _integer(query: QueryParams, name: str, default: int | None) -> int | None:
     return _integer_value(name, value)
 
 
+# Integers beyond these are no item id, k or breadth (and overflow numpy and FAISS)
+_INT_RANGE = (-(2**31), 2**62)
+
+
 def _integer_value(name: str, value: str) -> int:
     try:
-        return int(value)
+        number = int(value.strip()) if len(value) <= 20 else None
     except ValueError:
-        raise HTTPException(400, f"{name} must be an integer") from None
+        number = None
+    if number is None or not _INT_RANGE[0] <= number <= _INT_RANGE[1]:
+        raise HTTPException(400, f"{name} must be an integer below 2^62") from None
+    return number
 
 
 def _path_id(request: Request, name: str) -> int | None:
@@ -366,7 +379,15 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 
 class _Guard:
-    """Refuses Host names outside `allowed_hosts` (when given) and adds security headers."""
+    """Refuses Host names outside `allowed_hosts` (when given) and requests from other web
+    pages, and adds security headers.
+
+    Loopback is no boundary for a browser: any page the user visits may send requests here
+    (an `<img>`, a `no-cors` fetch, a form's `text/plain` POST, none preflighted). Browsers
+    say where a request comes from: `Sec-Fetch-Site` (other sites and other ports of this
+    host alike are not "same-origin"; "none" is the user typing the address), else `Origin`
+    (sent with every POST and cross-origin fetch), which must name this server. Clients
+    that are not browsers send neither and are served."""
 
     def __init__(self, app: ASGIApp, allowed_hosts: set[str] | None = None) -> None:
         self.app = app
@@ -376,12 +397,18 @@ class _Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.allowed is not None:
-            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
-            if _hostname(host) not in self.allowed:
-                response = JSONResponse({"error": "unexpected Host header"}, status_code=421)
-                await response(scope, receive, send)
-                return
+        headers = dict(scope["headers"])
+        host = headers.get(b"host", b"").decode("latin-1")
+        if self.allowed is not None and _hostname(host) not in self.allowed:
+            response = JSONResponse({"error": "unexpected Host header"}, status_code=421)
+            await response(scope, receive, send)
+            return
+        if _from_another_page(headers, host):
+            response = JSONResponse(
+                {"error": "refused: a request from another web page"}, status_code=403
+            )
+            await response(scope, receive, send)
+            return
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -389,6 +416,17 @@ class _Guard:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _from_another_page(headers: dict[bytes, bytes], host: str) -> bool:
+    """Whether the browser says the request comes from a page that is not this server's."""
+    site = headers.get(b"sec-fetch-site", b"").decode("latin-1").strip().lower()
+    if site:
+        return site not in ("same-origin", "none")
+    origin = headers.get(b"origin", b"").decode("latin-1").strip().lower()
+    if not origin:
+        return False
+    return origin.split("://", 1)[-1].rstrip("/") != host.strip().lower()
 
 
 def _hostname(host: str) -> str:

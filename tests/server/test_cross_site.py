@@ -1,0 +1,121 @@
+"""Issue 17, items 1 and 5: other web pages cannot use the server (loopback is no boundary for
+a browser), and bad parameters are a one-line 400, never a 500 or a silent 200."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.testclient import TestClient
+
+import xsearch
+from tests.helpers.media_tree import make_media
+from xsearch.ingest.pipeline import IngestOptions, ingest
+from xsearch.ingest.scan import find_files
+from xsearch.server.app import create_app
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, tiny_audioclip):
+    base = tmp_path_factory.mktemp("cross-site")
+    media = make_media(base / "media")
+    ingest(find_files([media]), base / "home" / "media", tiny_audioclip, IngestOptions(workers=0))
+    index = xsearch.open("media", root=base / "home", device="cpu")
+    index.use_encoder(tiny_audioclip)
+    uploads = base / "uploads"
+    uploads.mkdir()
+    with TestClient(create_app(index, upload_dir=uploads), raise_server_exceptions=False) as c:
+        yield c, index, uploads
+
+
+def _an_image_item(index) -> int:
+    items = index.store.items.to_pylist()
+    return next(i["item_id"] for i in items if i["modality"] == "image")
+
+
+# What browsers send for a request a page makes: `Sec-Fetch-Site` (Chromium, Firefox, Safari
+# 16.4+), and `Origin` on POSTs and cross-origin fetches (every browser).
+CROSS_SITE = [
+    {"sec-fetch-site": "cross-site"},
+    {"sec-fetch-site": "same-site"},  # another port of this host: the same site, not origin
+    {"origin": "http://127.0.0.1:9999"},
+    {"origin": "null"},  # a sandboxed frame, a file:// page
+]
+SAME_ORIGIN = [
+    {},  # curl, scripts: no browser headers
+    {"sec-fetch-site": "same-origin"},
+    {"sec-fetch-site": "none"},  # the user typed the address
+    {"origin": "http://testserver"},
+]
+
+
+@pytest.mark.parametrize("headers", CROSS_SITE, ids=lambda h: ",".join(h.values()))
+def test_other_pages_are_refused_everywhere(served, headers):
+    client, index, uploads = served
+    item = _an_image_item(index)
+    asset = index.store.items_by_id.row(item)["asset_id"]
+    for url in (
+        "/api/search?text=rain&target=image",
+        "/api/search?text=rain&where=(SELECT%20sum(range)%20FROM%20range(10))%20%3C%3E%200",
+        f"/media/{asset}",
+        f"/thumb/{item}",
+        "/api/status",
+    ):
+        reply = client.get(url, headers=headers)
+        assert reply.status_code == 403, (url, reply.status_code)
+        assert reply.json() == {"error": "refused: a request from another web page"}
+    posted = client.post(
+        "/api/search?target=image",
+        content=b"hello",
+        headers={**headers, "content-type": "text/plain"},
+    )
+    assert posted.status_code == 403
+    assert list(uploads.iterdir()) == []  # refused before anything was read
+
+
+@pytest.mark.parametrize("headers", SAME_ORIGIN, ids=lambda h: ",".join(h.values()) or "none")
+def test_the_page_itself_and_other_clients_are_served(served, headers):
+    client, index, _ = served
+    reply = client.get("/api/search?text=rain&target=image", headers=headers)
+    assert reply.status_code == 200, reply.text
+    thumb = client.get(f"/thumb/{_an_image_item(index)}", headers=headers)
+    assert thumb.status_code == 200
+    assert thumb.headers["cross-origin-resource-policy"] == "same-origin"
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("like=99999999999999999999999", "like must be an integer"),
+        ("like=-9223372036854775809", "like must be an integer"),
+        ("text=rain&min_score=nan", "min_score must be a finite number"),
+        ("text=rain&min_score=inf", "min_score must be a finite number"),
+        ("text=rain&nprobe=100000000000000000000", "nprobe must be an integer"),
+        ("text=rain&k=99999999999999999999", "k must be an integer"),
+    ],
+)
+def test_bad_numbers_are_a_one_line_400(served, query, message):
+    client, _, _ = served
+    reply = client.get(f"/api/search?{query}")
+    assert reply.status_code == 400, reply.text
+    assert message in reply.json()["error"] and "\n" not in reply.json()["error"]
+
+
+def test_a_bad_filter_on_a_post_is_refused_before_the_upload_is_read(served, monkeypatch):
+    from xsearch.server import uploads as module
+
+    client, _, uploads = served
+    received = []
+    real = module.receive
+
+    async def spy(*args, **kwargs):
+        received.append(args)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "receive", spy)
+    reply = client.post(
+        "/api/search?target=image&where=no_such_column%20%3D%201",
+        content=b"\x89PNG not really",
+        headers={"content-type": "image/png"},
+    )
+    assert reply.status_code == 400
+    assert "bad filter" in reply.json()["error"]
+    assert received == [] and list(uploads.iterdir()) == []
