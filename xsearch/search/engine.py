@@ -3,6 +3,8 @@ to files and times."""
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -277,15 +279,44 @@ def _allowed_items(
     )
     import duckdb  # loaded with the store's SQL view: only filtered searches need it
 
+    # A connection of its own (a cursor: the same database, its own views), so that filters
+    # run side by side, each interrupted past its time (user SQL can be made to run for hours)
     with store.lock:
-        con = store.sql
+        con = store.sql.cursor()
+    seconds = where_seconds()
+    timer = threading.Timer(seconds, con.interrupt)
+    try:
+        con.register("items", store.items)
+        con.register("assets", store.assets)
         con.register("excluded", pa.table({"asset_id": excluded}))
-        try:
-            ids = np.asarray(con.execute(sql, [target]).fetchnumpy()["item_id"])
-        except duckdb.Error as e:
-            first = str(e).strip().splitlines()[0]
-            raise ParameterError("where", f"bad filter {options.where!r}: {first}") from None
+        timer.start()
+        ids = np.asarray(con.execute(sql, [target]).fetchnumpy()["item_id"])
+    except duckdb.InterruptException:
+        raise ParameterError(
+            "where", f"the filter ran longer than {seconds:g} s (XSEARCH_WHERE_SECONDS)"
+        ) from None
+    except duckdb.Error as e:
+        first = str(e).strip().splitlines()[0]
+        raise ParameterError("where", f"bad filter {options.where!r}: {first}") from None
+    finally:
+        timer.cancel()
+        con.close()
     return ids.astype(np.int64)
+
+
+WHERE_SECONDS = 10.0  # a filter's time, unless XSEARCH_WHERE_SECONDS says otherwise
+
+
+def where_seconds() -> float:
+    """How long one `where` filter may run (the command line, the API and the server alike)."""
+    value = os.environ.get("XSEARCH_WHERE_SECONDS", "")
+    try:
+        seconds = float(value) if value.strip() else WHERE_SECONDS
+    except ValueError:
+        raise UsageError(f"XSEARCH_WHERE_SECONDS={value!r}: give a number of seconds") from None
+    if not seconds > 0:
+        raise UsageError(f"XSEARCH_WHERE_SECONDS={value!r}: give a positive number of seconds")
+    return seconds
 
 
 def check_where(store: Store, where: str) -> None:

@@ -33,6 +33,7 @@ from xsearch.store.reference import bottom_k
 from xsearch.store.segments import SegmentedIndex, SegmentReader, segment_role
 
 LOCK = "writer.lock"
+WHERE_MEMORY = "2GB"  # what user SQL (`where` filters) may hold; past it, a one-line error
 DATA = "data"
 
 
@@ -285,7 +286,7 @@ class Store:
         runs here, so it may read these tables and nothing else (no files, no network)."""
         import duckdb
 
-        con = duckdb.connect(config={"enable_external_access": False})
+        con = duckdb.connect(config={"enable_external_access": False, "memory_limit": WHERE_MEMORY})
         con.register("items", self.items)
         con.register("assets", self.assets)
         return con
