@@ -241,16 +241,35 @@ def test_media_whole_and_ranges(client, index):
 
 
 def test_media_of_a_changed_file_is_not_served(client, index, home, tmp_path):
-    """The server serves the indexed file only: one replaced by other content is refused."""
+    """The server serves the indexed file only: one replaced by other content is refused, of
+    another size or of the same (a new modification time), as is a symbolic link in its
+    place, even to a file of the same size and time."""
     bark = asset_of(index, "bark.wav")
     path = Path(bark["path"])
-    original = path.read_bytes()
+    original, st = path.read_bytes(), path.stat()
+    elsewhere = tmp_path / "same-size.wav"
     try:
         path.write_bytes(original + b"more")
         assert_json_error(client.get(f"/media/{bark['asset_id']}"), 404, "changed")
+        path.write_bytes(original[:-4] + b"XXXX")  # the same size, written now
+        assert_json_error(client.get(f"/media/{bark['asset_id']}"), 404, "changed")
+        elsewhere.write_bytes(b"secret".ljust(len(original), b"."))
+        os.utime(elsewhere, ns=(st.st_atime_ns, st.st_mtime_ns))
+        path.unlink()
+        path.symlink_to(elsewhere)
+        assert_json_error(client.get(f"/media/{bark['asset_id']}"), 404, "changed")
+        item = next(i for i in items_of(index, "bark.wav"))
+        assert client.get(f"/thumb/{item['item_id']}").status_code == 404
     finally:
+        path.unlink(missing_ok=True)
         path.write_bytes(original)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert client.get(f"/media/{bark['asset_id']}").status_code == 200
+    os.utime(path)  # touched: a new time, the same bytes (checked by their hash)
+    try:
+        assert client.get(f"/media/{bark['asset_id']}").status_code == 200
+    finally:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def jpeg(response) -> Image.Image:

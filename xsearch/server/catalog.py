@@ -21,6 +21,8 @@ class Asset:
     kind: str  # audio, image, video, text
     bytes: int  # size when ingested: a file of another size is not the indexed content
     duration: float | None
+    mtime: float | None = None  # modification time when ingested: likewise
+    content_hash: str | None = None  # of the bytes indexed (ingest/identity.py)
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,10 @@ class Catalog:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._assets = RowsById(
-            store.assets.select(["asset_id", "path", "kind", "bytes", "duration"]), "asset_id"
+            store.assets.select(
+                ["asset_id", "path", "kind", "bytes", "duration", "mtime", "content_hash"]
+            ),
+            "asset_id",
         )
         self._items = RowsById(
             store.items.select(["item_id", "asset_id", "modality", "start", "end", "text"]),

@@ -5,12 +5,14 @@ Every file opened here is an asset path from the index's table, never a path fro
 
 from __future__ import annotations
 
+import functools
 import io
 import mimetypes
 import os
 import stat
 import threading
 from collections import OrderedDict
+from pathlib import Path
 
 import av
 import numpy as np
@@ -54,16 +56,40 @@ def media_type(path: str) -> str:
     return _MEDIA_TYPES.get(ext) or mimetypes.guess_type(path)[0] or "application/octet-stream"
 
 
+# A file whose modification time changed is still served when its bytes are those indexed;
+# checked (and remembered) up to this size, refused past it.
+HASH_AT_MOST = 64 << 20
+
+
 def indexed_file(asset: Asset) -> os.stat_result | None:
-    """The stat of the asset's file when it is still the regular file of the recorded size that
-    was indexed; None when it is gone or was replaced by something else."""
+    """The stat of the asset's file when it is still the regular file that was indexed: the
+    recorded size, and the recorded modification time or (small files) content hash; None
+    when it is gone or was replaced by something else, a symbolic link included (ingest
+    records resolved paths, so the indexed file is never one)."""
     try:
-        st = os.stat(asset.path)
+        st = os.lstat(asset.path)
     except OSError:
         return None
     if not stat.S_ISREG(st.st_mode) or st.st_size != asset.bytes:
         return None
-    return st
+    if asset.mtime is None or asset.mtime < 0 or st.st_mtime == asset.mtime:
+        return st
+    if asset.content_hash is None or st.st_size > HASH_AT_MOST:
+        return None
+    same = _content_hash(asset.path, st.st_size, st.st_mtime_ns) == asset.content_hash
+    return st if same else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _content_hash(path: str, size: int, mtime_ns: int) -> str | None:
+    """The content hash of the file at `path` as it is at that size and time (the arguments
+    after `path` key the cache: a file changed again is hashed again)."""
+    from xsearch.ingest.identity import content_hash
+
+    try:
+        return content_hash(Path(path))
+    except OSError:
+        return None
 
 
 class ThumbnailCache:
@@ -79,13 +105,13 @@ class ThumbnailCache:
 
     def get(self, item: Item) -> bytes | None:
         """The item's thumbnail, or None when it has no picture (a text) or cannot be drawn."""
+        asset = self.catalog.asset(item.asset_id)
+        if asset is None or asset.kind == "text" or indexed_file(asset) is None:
+            return None  # checked first: a thumbnail of a file changed since is not served
         with self._lock:
             if item.item_id in self._cache:
                 self._cache.move_to_end(item.item_id)
                 return self._cache[item.item_id] or None
-        asset = self.catalog.asset(item.asset_id)
-        if asset is None or asset.kind == "text" or indexed_file(asset) is None:
-            return None
         with self._rendering:
             try:
                 data = _jpeg(self._picture(item, asset))
