@@ -67,6 +67,8 @@ def create_app(
     decode_timeout: float = 30.0,
     decode_memory_mb: int = 2048,
     thumbnails: int = 512,
+    upload_idle_seconds: float = 10.0,
+    uploads_at_once: int = 4,
 ) -> Starlette:
     """The application serving `index`: its search API, its page and its files.
 
@@ -74,7 +76,10 @@ def create_app(
     system's temporary folder) for the time of one search. `allowed_hosts`, when given, are the
     only Host header names answered (for a loopback server: refuses DNS-rebinding pages).
     Query files are decoded once first in a worker with `decode_timeout` seconds and
-    `decode_memory_mb` of memory. `thumbnails` is how many rendered thumbnails are kept.
+    `decode_memory_mb` of memory. `thumbnails` is how many rendered thumbnails are kept. An
+    upload whose body stalls `upload_idle_seconds` is refused (408), and at most
+    `uploads_at_once` are received at a time (503 past that): slow clients cannot hold the
+    server's connections and temporary files.
     """
     api = _Api(
         index,
@@ -83,6 +88,8 @@ def create_app(
         decode_timeout=decode_timeout,
         decode_memory_mb=decode_memory_mb,
         thumbnails=thumbnails,
+        upload_idle_seconds=upload_idle_seconds,
+        uploads_at_once=uploads_at_once,
     )
     routes = [
         Route("/", api.page),
@@ -128,8 +135,13 @@ class _Api:
         decode_timeout: float,
         decode_memory_mb: int,
         thumbnails: int,
+        upload_idle_seconds: float,
+        uploads_at_once: int,
     ) -> None:
         self.index = index
+        self.upload_idle_seconds = upload_idle_seconds
+        self.uploads_at_once = uploads_at_once
+        self.uploading = 0  # uploads being received (changed on the event loop only)
         self.thumbnails = thumbnails
         self.catalog = Catalog(index.store)
         self.thumbs = ThumbnailCache(self.catalog, entries=thumbnails)
@@ -201,7 +213,15 @@ class _Api:
         content_type = request.headers.get("content-type")
         kind = uploads.upload_kind(request.query_params.get("as"), content_type)
         suffix = uploads.suffix_for(kind, content_type)
-        path = await uploads.receive(request, self.max_upload_bytes, self.upload_dir, suffix)
+        if self.uploading >= self.uploads_at_once:
+            raise HTTPException(503, "too many query files at once: try again in a moment")
+        self.uploading += 1
+        try:
+            path = await uploads.receive(
+                request, self.max_upload_bytes, self.upload_dir, suffix, self.upload_idle_seconds
+            )
+        finally:
+            self.uploading -= 1
         try:
             await run_in_threadpool(self._check_decodes, path)
             result = await run_in_threadpool(self._run, params, {kind: [path]})

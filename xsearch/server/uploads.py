@@ -3,6 +3,7 @@ and decoded once in a sandboxed worker before the model sees them."""
 
 from __future__ import annotations
 
+import asyncio
 import mimetypes
 import os
 import tempfile
@@ -47,10 +48,13 @@ def suffix_for(kind: str, content_type: str | None) -> str:
     return _DEFAULT_SUFFIX[kind]
 
 
-async def receive(request: Request, limit: int, directory: str | None, suffix: str) -> Path:
+async def receive(
+    request: Request, limit: int, directory: str | None, suffix: str, idle: float = 10.0
+) -> Path:
     """Write the request body to a new temporary file and return its path (the caller deletes
     it). Refuses with 413 before reading anything when Content-Length says the body is larger
-    than `limit` bytes, and stops reading when a body without one grows past it."""
+    than `limit` bytes, and stops reading when a body without one grows past it; with 408
+    when the body stalls for `idle` seconds."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.strip().isdigit():
@@ -62,7 +66,14 @@ async def receive(request: Request, limit: int, directory: str | None, suffix: s
     size = 0
     try:
         with os.fdopen(fd, "wb") as f:
-            async for chunk in request.stream():
+            chunks = request.stream().__aiter__()
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(chunks.__anext__(), idle)
+                except StopAsyncIteration:
+                    break
+                except asyncio.TimeoutError:
+                    raise HTTPException(408, f"the query file stalled for {idle:g} s") from None
                 size += len(chunk)
                 if size > limit:
                     raise HTTPException(413, too_large(limit))
