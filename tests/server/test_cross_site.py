@@ -119,3 +119,22 @@ def test_a_bad_filter_on_a_post_is_refused_before_the_upload_is_read(served, mon
     assert reply.status_code == 400
     assert "bad filter" in reply.json()["error"]
     assert received == [] and list(uploads.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("header", "status", "message"),
+    [
+        ("bytes=abc", 400, "range must be requested"),
+        ("bytes=5-2", 400, "start must be less than end"),
+        ("items=0-1", 400, "bytes range"),
+        ("bytes=999999999-", 416, "Not Satisfiable"),
+    ],
+)
+def test_bad_range_headers_are_json_errors(served, header, status, message):
+    client, index, _ = served
+    asset = index.store.assets.to_pylist()[0]["asset_id"]
+    reply = client.get(f"/media/{asset}", headers={"range": header})
+    assert reply.status_code == status
+    assert reply.headers["content-type"] == "application/json"
+    assert message in reply.json()["error"]
+    assert reply.headers["x-content-type-options"] == "nosniff"

@@ -7,12 +7,14 @@ client can fix, 500 "internal error" (logged, never a traceback) for the rest.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import threading
 import time
 from dataclasses import dataclass
+from http import HTTPStatus
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -430,12 +432,44 @@ class _Guard:
             await response(scope, receive, send)
             return
 
+        held: dict = {}  # a plain-text error's start, while its body is read
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", []), *_SECURITY_HEADERS]
+                if message["status"] >= 400 and _is_plain_text(message["headers"]):
+                    held.update(start=message, body=b"")
+                    return
+            elif held and message["type"] == "http.response.body":
+                held["body"] += message.get("body", b"")
+                if message.get("more_body"):
+                    return
+                await _as_json(held["start"], held["body"], send)
+                return
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _is_plain_text(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(k.lower() == b"content-type" and v.startswith(b"text/plain") for k, v in headers)
+
+
+async def _as_json(start: Message, body: bytes, send: Send) -> None:
+    """An error Starlette answers in plain text (a bad Range header, say) as one-line JSON,
+    like every other error of this server."""
+    text = _one_line(body.decode("utf-8", "replace")) or HTTPStatus(start["status"]).phrase
+    content = json.dumps({"error": text}).encode()
+    kept = [
+        (k, v) for k, v in start["headers"] if k.lower() not in (b"content-type", b"content-length")
+    ]
+    headers = [
+        *kept,
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(content)).encode()),
+    ]
+    await send({**start, "headers": headers})
+    await send({"type": "http.response.body", "body": content})
 
 
 def _from_another_page(headers: dict[bytes, bytes], host: str) -> bool:
