@@ -30,6 +30,13 @@ def serve(
         float, typer.Option(min=0.001, help="Largest query file accepted, in MB.")
     ] = 100.0,
     weights: Weights = None,
+    full_paths: Annotated[
+        bool,
+        typer.Option(
+            "--full-paths",
+            help="Show hits' absolute paths (default: from the folder holding every file).",
+        ),
+    ] = False,
     local_only: Annotated[
         bool,
         typer.Option(
@@ -70,4 +77,12 @@ def serve(
     def local(path: str) -> None:
         print(f"`xsearch query` on index {idx.name} asks this server, on {path}", flush=True)
 
-    run_server(idx, host, port, max_upload_mb=max_upload_mb, on_ready=ready, on_local=local)
+    run_server(
+        idx,
+        host,
+        port,
+        max_upload_mb=max_upload_mb,
+        on_ready=ready,
+        on_local=local,
+        full_paths=full_paths,
+    )

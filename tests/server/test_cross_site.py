@@ -138,3 +138,15 @@ def test_bad_range_headers_are_json_errors(served, header, status, message):
     assert reply.headers["content-type"] == "application/json"
     assert message in reply.json()["error"]
     assert reply.headers["x-content-type-options"] == "nosniff"
+
+
+def test_hits_show_paths_from_the_indexed_folder_unless_asked(served, tmp_path):
+    client, index, _ = served
+    hits = client.get("/api/search?text=rain&target=audio&k=20").json()["hits"]
+    assert hits and all(h["path"].startswith("media/") for h in hits)
+    full_app = create_app(index, upload_dir=tmp_path, full_paths=True)
+    with TestClient(full_app) as full:
+        absolute = full.get("/api/search?text=rain&target=audio&k=20").json()["hits"]
+    assert [h["path"] for h in absolute] == [
+        index.store.assets_by_id.row(h["asset_id"])["path"] for h in hits
+    ]

@@ -181,14 +181,14 @@ def test_search_by_uploaded_image(client, home, upload_dir):
     sky = home / "media" / "rain" / "sky.png"
     response = post_file(client, sky, "image/png", target="image", k=2)
     assert response.status_code == 200, response.text
-    assert response.json()["hits"][0]["path"] == str(sky.resolve())
+    assert response.json()["hits"][0]["path"] == "media/rain/sky.png"  # not the server's layout
     assert list(upload_dir.iterdir()) == []  # the stored upload is deleted after the search
 
 
 def test_search_by_uploaded_audio_and_video(client, home, upload_dir):
     bark = home / "media" / "dogs" / "bark.wav"
     hits = post_file(client, bark, "audio/wav", target="audio").json()["hits"]
-    assert hits[0]["path"] == str(bark.resolve())
+    assert hits[0]["path"] == "media/dogs/bark.wav"
     walk = home / "media" / "dogs" / "walk.mp4"
     # no Content-Type: `as` says what it is
     response = post_file(client, walk, None, target="image", **{"as": "video"})

@@ -36,13 +36,15 @@ def serve(
     on_ready: Callable[[str], None] | None = None,
     local: bool = True,
     on_local: Callable[[str], None] | None = None,
+    full_paths: bool = False,
 ) -> None:
     """Serve `index` until interrupted. The model and (with GPU placement) the FAISS indexes
     are loaded first, so a problem is reported before the address is. `on_ready(url)` is
     called once the socket accepts connections. Any host but loopback lets everyone who can
     reach it search the index and read every indexed file. With `local`, this user's
     `xsearch query` on this machine is answered too, over the local channel (`on_local(path)`
-    hears its socket; when another process already answers there, a warning says so)."""
+    hears its socket; when another process already answers there, a warning says so). Hits
+    show paths from the folder holding every indexed file unless `full_paths`."""
     import uvicorn
 
     from xsearch.server.app import create_app
@@ -53,6 +55,7 @@ def serve(
         index,
         max_upload_bytes=int(max_upload_mb * 1e6),
         allowed_hosts=(LOOPBACK_NAMES | {host}) if loopback else None,
+        full_paths=full_paths,
     )
     with ExitStack() as stack:
         channel = _open_local(stack, index) if local else None

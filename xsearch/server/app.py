@@ -71,6 +71,7 @@ def create_app(
     thumbnails: int = 512,
     upload_idle_seconds: float = 10.0,
     uploads_at_once: int = 4,
+    full_paths: bool = False,
 ) -> Starlette:
     """The application serving `index`: its search API, its page and its files.
 
@@ -81,7 +82,8 @@ def create_app(
     `decode_memory_mb` of memory. `thumbnails` is how many rendered thumbnails are kept. An
     upload whose body stalls `upload_idle_seconds` is refused (408), and at most
     `uploads_at_once` are received at a time (503 past that): slow clients cannot hold the
-    server's connections and temporary files.
+    server's connections and temporary files. Hits show paths from the folder holding every
+    indexed file (its name included), not the server's layout, unless `full_paths`.
     """
     api = _Api(
         index,
@@ -92,6 +94,7 @@ def create_app(
         thumbnails=thumbnails,
         upload_idle_seconds=upload_idle_seconds,
         uploads_at_once=uploads_at_once,
+        full_paths=full_paths,
     )
     routes = [
         Route("/", api.page),
@@ -139,8 +142,10 @@ class _Api:
         thumbnails: int,
         upload_idle_seconds: float,
         uploads_at_once: int,
+        full_paths: bool,
     ) -> None:
         self.index = index
+        self.full_paths = full_paths
         self.upload_idle_seconds = upload_idle_seconds
         self.uploads_at_once = uploads_at_once
         self.uploading = 0  # uploads being received (changed on the event loop only)
@@ -306,6 +311,8 @@ class _Api:
         out["kind"] = kind
         out["duration"] = asset.duration if asset else None  # for a timeline of its moments
         out["name"] = os.path.basename(hit.path)
+        if not self.full_paths:
+            out["path"] = self.catalog.shown_path(hit.path)
         out["media_url"] = f"/media/{hit.asset_id}"
         out["thumb_url"] = f"/thumb/{hit.item_id}" if kind not in (None, "text") else None
         if hit.modality == "text":

@@ -3,6 +3,7 @@ request to a file. A request names an integer id; the path comes from the index'
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -51,6 +52,12 @@ class Catalog:
             "item_id",
         )
         self._frames = self._video_frames(store)
+        self.shown_from = _shown_from(store.assets.column("path").to_pylist())
+
+    def shown_path(self, path: str) -> str:
+        """`path` as hits show it: from the folder that holds every indexed file (its name
+        included), so that the server's own layout is not given away."""
+        return os.path.relpath(path, self.shown_from) if self.shown_from else path
 
     @staticmethod
     def _video_frames(store: Store) -> dict[int, list[float]]:
@@ -90,6 +97,17 @@ class Catalog:
             "items": {m: items.get(m, 0) for m in self.store.modalities},
             "assets": {k: assets.get(k, 0) for k in ASSET_KINDS},
         }
+
+
+def _shown_from(paths: list[str]) -> str | None:
+    """The parent of the deepest folder holding every path: hits show paths from there."""
+    if not paths:
+        return None
+    try:
+        common = os.path.commonpath([os.path.dirname(p) for p in paths])
+    except ValueError:  # relative and absolute paths mixed: shown as they are
+        return None
+    return os.path.dirname(common)
 
 
 def _count(column: pa.ChunkedArray) -> dict[str, int]:
