@@ -265,3 +265,28 @@ def test_the_page_searches_plays_and_uploads(server, browser, home):
         image.verify()
     with Image.open(shot) as image:
         assert image.width >= 1280 and image.height >= 900
+
+
+@pytest.mark.timeout(60)
+def test_the_search_is_in_the_address(server, browser):
+    """A search can be bookmarked and reloaded, and Back returns to the previous one."""
+    page = browser.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.set_default_timeout(20_000)
+    settled = "() => !document.querySelector('#results').hasAttribute('aria-busy')"
+    page.goto(server + "?text=rain&target=audio&k=5")
+    page.wait_for_selector("body[data-ready='true']")
+    page.wait_for_function("() => document.querySelectorAll('#results .card').length > 0")
+    page.wait_for_function(settled)
+    assert [page.input_value(s) for s in ("#q", "#target", "#k")] == ["rain", "audio", "5"]
+    bookmarked = page.url
+    search(page, "dog", "image")
+    assert "text=dog" in page.url and "target=image" in page.url
+    page.go_back()
+    page.wait_for_function("() => document.querySelector('#q').value === 'rain'")
+    page.wait_for_function(settled)
+    assert page.url == bookmarked and page.input_value("#target") == "audio"
+    assert cards(page).count() > 0  # the earlier results, searched again
+    assert problems == [], problems
+    page.close()

@@ -51,6 +51,7 @@
       $("random-banner").hidden = !s.model.random_weights;
       showTargets(s.targets);
       document.body.dataset.ready = "true";
+      if (location.search) searchFromAddress(); // a bookmarked or shared search
     } catch (e) {
       showError(e.message);
     }
@@ -87,7 +88,41 @@
     return p;
   }
 
-  async function search(like) {
+  // The search is in the address (text, target, k, filters, or the item liked), so that it can
+  // be bookmarked, shared and reloaded, and Back returns to the previous one. A query file
+  // cannot be: such a search leaves the address as it is.
+  function remember(p) {
+    const address = `?${p}`;
+    if (location.search !== address) history.pushState(null, "", address);
+  }
+
+  function fromAddress() {
+    const p = new URLSearchParams(location.search);
+    q.value = p.getAll("text").join(" ");
+    if (p.get("target") && [...target.options].some((o) => o.value === p.get("target"))) {
+      target.value = p.get("target");
+    }
+    k.value = p.get("k") || "12";
+    where.value = p.get("where") || "";
+    minScore.value = p.get("min_score") || "";
+    if (where.value || minScore.value) document.querySelector(".filters").open = true;
+    const like = p.get("like");
+    return like && /^\d+$/.test(like) ? { item_id: like, name: `item ${like}` } : null;
+  }
+
+  function searchFromAddress() {
+    const like = fromAddress();
+    if (like || q.value.trim()) search(like, false);
+    else {
+      results.replaceChildren();
+      summary.textContent = "";
+      hideError();
+    }
+  }
+
+  window.addEventListener("popstate", searchFromAddress);
+
+  async function search(like, record = true) {
     const p = queryParams(like ? { like: like.item_id, exclude_self: "1" } : {}, !like);
     let url = `/api/search?${p}`;
     let options = { headers: { Accept: "application/json" } };
@@ -109,6 +144,8 @@
     } else if (!p.has("text") && !p.has("like")) {
       showError("Type a query, drop a file, or choose “more like this” on a result.");
       return;
+    } else if (record) {
+      remember(p);
     }
     const mine = ++latest;
     hideError();
