@@ -27,3 +27,18 @@ def serving(app):
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def media_index(base, encoder):
+    """The test media tree (tests/helpers/media_tree.py) ingested under `base`, opened with
+    `encoder` for queries."""
+    import xsearch
+    from tests.helpers.media_tree import make_media
+    from xsearch.ingest.pipeline import IngestOptions, ingest
+    from xsearch.ingest.scan import find_files
+
+    media = make_media(base / "media")
+    ingest(find_files([media]), base / "home" / "media", encoder, IngestOptions(workers=0))
+    index = xsearch.open("media", root=base / "home", device="cpu")
+    index.use_encoder(encoder)
+    return index

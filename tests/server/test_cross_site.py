@@ -6,20 +6,14 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
-import xsearch
-from tests.helpers.media_tree import make_media
-from xsearch.ingest.pipeline import IngestOptions, ingest
-from xsearch.ingest.scan import find_files
+from tests.helpers.server import media_index
 from xsearch.server.app import create_app
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, tiny_audioclip):
     base = tmp_path_factory.mktemp("cross-site")
-    media = make_media(base / "media")
-    ingest(find_files([media]), base / "home" / "media", tiny_audioclip, IngestOptions(workers=0))
-    index = xsearch.open("media", root=base / "home", device="cpu")
-    index.use_encoder(tiny_audioclip)
+    index = media_index(base, tiny_audioclip)
     uploads = base / "uploads"
     uploads.mkdir()
     with TestClient(create_app(index, upload_dir=uploads), raise_server_exceptions=False) as c:

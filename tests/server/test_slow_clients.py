@@ -8,22 +8,13 @@ import time
 
 import pytest
 
-import xsearch
-from tests.helpers.media_tree import make_media
-from tests.helpers.server import serving
-from xsearch.ingest.pipeline import IngestOptions, ingest
-from xsearch.ingest.scan import find_files
+from tests.helpers.server import media_index, serving
 from xsearch.server.app import create_app
 
 
 @pytest.fixture(scope="module")
 def index(tmp_path_factory, tiny_audioclip):
-    base = tmp_path_factory.mktemp("slow")
-    media = make_media(base / "media")
-    ingest(find_files([media]), base / "home" / "media", tiny_audioclip, IngestOptions(workers=0))
-    index = xsearch.open("media", root=base / "home", device="cpu")
-    index.use_encoder(tiny_audioclip)
-    return index
+    return media_index(tmp_path_factory.mktemp("slow"), tiny_audioclip)
 
 
 def _stalled_upload(port: int) -> socket.socket:
