@@ -349,7 +349,7 @@ def test_the_server_answers_from_one_generation_while_an_ingest_commits(
                     out.append((target, r.status_code, r.json()))
         return out
 
-    app = create_app(index, upload_dir=tmp_path / "uploads")
+    app = create_app(index, upload_dir=tmp_path / "uploads", full_paths=True)  # compared below
     (tmp_path / "uploads").mkdir()
     with serving(app) as port, ThreadPoolExecutor(7) as pool:
         clients = [pool.submit(client, port, t) for t in range(6)]
