@@ -104,7 +104,7 @@ def update(
     """Remove the ids in `remove`, then add `vectors` under `ids` (in place)."""
     lists = on_disk_lists(index)
     if lists is not None and lists.read_only:  # FAISS would abort the process, not raise
-        raise ValueError("a published on-disk index is read-only: change a `writable_copy`")
+        raise ValueError("a published on-disk index is read-only: build a new segment instead")
     with quiet_c_stdout() if lists is not None else nullcontext():
         if len(remove):
             _remove(index, np.ascontiguousarray(remove, dtype=np.int64))
@@ -301,23 +301,6 @@ def finish_on_disk(index: faiss.Index, path: Path) -> None:
         return
     _copy_lists(index, path)
     growing.unlink()
-
-
-def writable_copy(index: faiss.Index, path: Path) -> faiss.Index:
-    """For changing a loaded on-disk index (a published generation's files never change):
-    its lists copied to a file beside `path` that can grow, packed into `path` by
-    `finish_on_disk`. Other indexes are returned as they are."""
-    lists = on_disk_lists(index)
-    if lists is None:
-        return index
-    ivf = ivf_of(index)
-    growing = faiss.OnDiskInvertedLists(ivf.nlist, ivf.code_size, str(_growing(path)))
-    with quiet_c_stdout():
-        for i in range(ivf.nlist):  # list by list: packed lists cannot grow (see _copy_lists)
-            if n := lists.list_size(i):
-                growing.add_entries(i, n, lists.get_ids(i), lists.get_codes(i))
-    _replace_lists(ivf, growing)
-    return index
 
 
 def _copy_lists(index: faiss.Index, path: Path) -> None:

@@ -263,7 +263,7 @@ class Store:
 
     def read_faiss(self, role: str, lists_role: str | None = None):
         """A fresh copy of the FAISS index of `role` (or None), verified. An on-disk index maps
-        its lists from their file (`lists_role`), read-only (see `writable_copy`)."""
+        its lists from their file (`lists_role`), read-only."""
         from xsearch.indexes.faiss_index import read
         from xsearch.indexes.safety import UnsafeIndexFile, load_guarded
         from xsearch.store.manifest import repair_hint
