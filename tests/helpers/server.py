@@ -9,11 +9,14 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def serving(app):
-    """A real uvicorn server on a free loopback port, in a thread; yields its port."""
+def serving(app, **options):
+    """A real uvicorn server on a free loopback port, in a thread, configured as `xsearch
+    serve` configures it (`options`: see server_config); yields its port."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    from xsearch.server.connections import server_config
+
+    server = uvicorn.Server(server_config(app, **options))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

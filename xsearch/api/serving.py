@@ -48,6 +48,7 @@ def serve(
     import uvicorn
 
     from xsearch.server.app import create_app
+    from xsearch.server.connections import server_config
 
     _load(index)
     loopback = is_loopback(host)
@@ -61,9 +62,7 @@ def serve(
         channel = _open_local(stack, index) if local else None
         sock = _bind(host, port)
         url = f"http://{f'[{host}]' if ':' in host else host}:{sock.getsockname()[1]}/"
-        config = uvicorn.Config(
-            app, log_level="warning", access_log=False, timeout_graceful_shutdown=5
-        )
+        config = server_config(app)
         if on_ready:
             on_ready(url)
         if on_local and channel:

@@ -7,12 +7,14 @@ client can fix, 500 "internal error" (logged, never a traceback) for the rest.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from http import HTTPStatus
 from importlib import resources
@@ -105,8 +107,18 @@ def create_app(
         Route("/media/{asset_id}", api.media),
         Route("/thumb/{item_id}", api.thumb),
     ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        api.decoders.warm()  # the first query file need not wait for a worker to start
+        try:
+            yield
+        finally:
+            api.decoders.close()
+
     return Starlette(
         routes=routes,
+        lifespan=lifespan,
         middleware=[Middleware(_Guard, allowed_hosts=allowed_hosts)],
         exception_handlers={
             HTTPException: _http_error,
@@ -155,9 +167,7 @@ class _Api:
         self.following = threading.Lock()
         self.max_upload_bytes = max_upload_bytes
         self.upload_dir = upload_dir
-        self.decode_timeout = decode_timeout
-        self.decode_memory_mb = decode_memory_mb
-        self.decoding = threading.BoundedSemaphore(4)  # query files decoded at once
+        self.decoders = uploads.QueryDecoders(decode_timeout, decode_memory_mb, parallel=4)
         static = resources.files("xsearch.server") / "static"
         self.page_html = (static / "index.html").read_bytes()
         self.static_files = {name: (static / name).read_bytes() for name in _STATIC}
@@ -230,7 +240,7 @@ class _Api:
         finally:
             self.uploading -= 1
         try:
-            await run_in_threadpool(self._check_decodes, path)
+            await run_in_threadpool(self.decoders.check, path)
             result = await run_in_threadpool(self._run, params, {kind: [path]})
         except XSearchError as e:
             # The stored name means nothing to the client: say "the query file" instead.
@@ -239,10 +249,6 @@ class _Api:
         finally:
             path.unlink(missing_ok=True)
         return JSONResponse(result)
-
-    def _check_decodes(self, path: Path) -> None:
-        with self.decoding:
-            uploads.check_decodes(path, self.decode_timeout, self.decode_memory_mb)
 
     def _params(self, query: QueryParams) -> SearchParams:
         target = query.get("target") or self.index.targets[0]

@@ -7,12 +7,14 @@ import asyncio
 import mimetypes
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 
 from xsearch.errors import MediaError
+from xsearch.ingest.workers import DecodePool
 from xsearch.media.kinds import kind_of
 
 UPLOAD_KINDS = ("audio", "image", "video")
@@ -94,13 +96,59 @@ def too_large(limit: int) -> str:
     return f"the query file is larger than the {limit / 1e6:g} MB limit"
 
 
-def check_decodes(path: Path, timeout: float, memory_mb: int) -> None:
-    """Decode the file in a worker process with a time and memory limit, so that a hostile
+class QueryDecoders:
+    """Decode query files in worker processes with a time and memory limit, so that a hostile
     file (a decompression bomb, hours of audio, a hanging decoder) fails there and not in the
-    server. Raises MediaError with a one-line reason."""
-    from xsearch.ingest.workers import DecodePool
+    server. Workers are started once and reused: a fresh one spends 0.4-0.6 s importing its
+    libraries, more than a small file takes to decode. At most `parallel` files are decoded
+    at once; a worker that times out, runs out of memory or crashes is replaced by its pool."""
 
-    with DecodePool(1, timeout=timeout, memory_mb=memory_mb) as pool:
-        for _, _, reason in pool.imap([path]):
-            if reason is not None:
-                raise MediaError(reason)
+    def __init__(self, timeout: float, memory_mb: int, parallel: int = 4) -> None:
+        self.timeout = timeout
+        self.memory_mb = memory_mb
+        self._slots = threading.BoundedSemaphore(parallel)
+        self._idle: list[DecodePool] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def warm(self) -> None:
+        """Start a worker now (in the background), so that the first query file waits less."""
+        with self._lock:
+            if not self._idle and not self._closed:
+                self._idle.append(self._new_pool())
+
+    def check(self, path: Path) -> None:
+        """Decode `path` once; MediaError with a one-line reason when it cannot be."""
+        with self._slots:
+            with self._lock:
+                if self._closed:
+                    raise MediaError("the server is stopping")
+                pool = self._idle.pop() if self._idle else self._new_pool()
+            try:
+                for _, _, reason in pool.imap([path]):
+                    if reason is not None:
+                        raise MediaError(reason)
+            finally:
+                with self._lock:
+                    keep = not self._closed
+                    if keep:
+                        self._idle.append(pool)
+                if not keep:
+                    pool.close()
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the idle workers (for tests and diagnostics)."""
+        with self._lock:
+            return [pid for pool in self._idle for pid in pool.worker_pids()]
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pools, self._idle = self._idle, []
+        for pool in pools:
+            pool.close()
+
+    def _new_pool(self) -> DecodePool:
+        pool = DecodePool(1, timeout=self.timeout, memory_mb=self.memory_mb)
+        pool.start()
+        return pool
