@@ -272,6 +272,33 @@ def test_media_of_a_changed_file_is_not_served(client, index, home, tmp_path):
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
+def test_the_checked_file_is_served_even_when_swapped_after_the_check(index, tmp_path):
+    """The file is opened once, checked, and streamed from that descriptor: a file renamed
+    into its place between the check and the response is not what is sent."""
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    from xsearch.server.catalog import Catalog
+    from xsearch.server.media import IndexedFileResponse, open_indexed
+
+    bark = asset_of(index, "bark.wav")
+    path = Path(bark["path"])
+    original, st = path.read_bytes(), path.stat()
+    opened = open_indexed(Catalog(index.store).asset(bark["asset_id"]))
+    assert opened is not None
+    swap = path.with_name("swap.tmp")
+    swap.write_bytes(b"S" * len(original))
+    os.replace(swap, path)
+    try:
+        app = Starlette(routes=[Route("/", lambda r: IndexedFileResponse(opened, "audio/wav"))])
+        with TestClient(app) as local:
+            assert local.get("/").content == original
+            assert opened.fd == -1  # closed once sent
+    finally:
+        path.write_bytes(original)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
 def jpeg(response) -> Image.Image:
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "image/jpeg"
@@ -296,16 +323,22 @@ def test_thumbnails(client, index):
 
 @pytest.fixture
 def opened(monkeypatch):
-    """Every path opened with open()/io.open() while the test runs (any thread)."""
+    """Every path opened with open(), io.open() or os.open() while the test runs (any
+    thread)."""
     seen: list[str] = []
-    real_open = builtins.open
+    real_open, real_os_open = builtins.open, os.open
 
     def spy(file, *args, **kwargs):
         seen.append(str(file))
         return real_open(file, *args, **kwargs)
 
+    def os_spy(file, *args, **kwargs):
+        seen.append(os.fsdecode(file))
+        return real_os_open(file, *args, **kwargs)
+
     monkeypatch.setattr(builtins, "open", spy)
     monkeypatch.setattr(io, "open", spy)
+    monkeypatch.setattr(os, "open", os_spy)
     return seen
 
 
@@ -344,8 +377,9 @@ def test_the_open_spy_sees_the_files_served(live, opened, index):
     """The control for the test above: serving a file does show up in `opened`."""
     bark = asset_of(index, "bark.wav")
     status, _, body = get(live, f"/media/{bark['asset_id']}")
+    seen = list(opened)
     assert status == 200 and body == Path(bark["path"]).read_bytes()
-    assert bark["path"] in opened
+    assert bark["path"] in seen
 
 
 # --- hostile uploads ---------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,7 +35,7 @@ from xsearch.errors import XSearchError
 from xsearch.search.targets import LABELS, check_target
 from xsearch.server import uploads
 from xsearch.server.catalog import Catalog
-from xsearch.server.media import ThumbnailCache, indexed_file, media_type
+from xsearch.server.media import IndexedFileResponse, ThumbnailCache, media_type, open_indexed
 
 if TYPE_CHECKING:
     from xsearch.api import Index
@@ -334,11 +334,10 @@ class _Api:
         asset = self.catalog.asset(asset_id) if asset_id is not None else None
         if asset is None:
             raise HTTPException(404, "no such media in this index")
-        st = indexed_file(asset)
-        if st is None:
+        opened = open_indexed(asset)
+        if opened is None:
             raise HTTPException(404, f"media {asset_id} is gone or changed since it was indexed")
-        # Ranges (206, for seeking in audio and video) are FileResponse's own.
-        return FileResponse(asset.path, media_type=media_type(asset.path), stat_result=st)
+        return IndexedFileResponse(opened, media_type(asset.path))
 
     def thumb(self, request: Request) -> Response:
         self._follow()

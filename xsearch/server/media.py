@@ -5,7 +5,6 @@ Every file opened here is an asset path from the index's table, never a path fro
 
 from __future__ import annotations
 
-import functools
 import io
 import mimetypes
 import os
@@ -17,6 +16,8 @@ from pathlib import Path
 import av
 import numpy as np
 from PIL import Image, ImageDraw
+from starlette.responses import FileResponse
+from starlette.types import Receive, Scope, Send
 
 from xsearch.errors import MediaError
 from xsearch.media import load_image, video_frame
@@ -59,37 +60,89 @@ def media_type(path: str) -> str:
 # A file whose modification time changed is still served when its bytes are those indexed;
 # checked (and remembered) up to this size, refused past it.
 HASH_AT_MOST = 64 << 20
+# Where an open descriptor can be opened again as the very same file, whatever its path has
+# become since (Linux; /dev/fd on BSDs and macOS); elsewhere files are read by path again.
+_FD_FOLDERS = ("/proc/self/fd", "/dev/fd")
 
 
-def indexed_file(asset: Asset) -> os.stat_result | None:
-    """The stat of the asset's file when it is still the regular file that was indexed: the
-    recorded size, and the recorded modification time or (small files) content hash; None
-    when it is gone or was replaced by something else, a symbolic link included (ingest
-    records resolved paths, so the indexed file is never one)."""
+class IndexedFile:
+    """An asset's file, opened once and checked to be the file that was indexed; `path` reads
+    that same open file (its descriptor), so a file swapped in after the check is not what is
+    read. Close it (or use it as a context manager) when done."""
+
+    def __init__(self, fd: int, stat_result: os.stat_result, fallback: str) -> None:
+        self.fd = fd
+        self.stat = stat_result
+        folder = next((f for f in _FD_FOLDERS if os.path.isdir(f)), None)
+        self.path = f"{folder}/{fd}" if folder else fallback
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> IndexedFile:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class IndexedFileResponse(FileResponse):
+    """A checked file, read through its open descriptor, which is closed once the response is
+    sent or abandoned. Ranges (206, for seeking in audio and video) are FileResponse's."""
+
+    def __init__(self, opened: IndexedFile, media_type: str) -> None:
+        super().__init__(opened.path, media_type=media_type, stat_result=opened.stat)
+        self.opened = opened
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.opened.close()
+
+
+def open_indexed(asset: Asset) -> IndexedFile | None:
+    """The asset's file when it is still the regular file that was indexed: the recorded size,
+    and the recorded modification time or (small files) content hash; None when it is gone or
+    was replaced by something else, a symbolic link included (ingest records resolved paths,
+    so the indexed file is never one: it is opened without following one)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        st = os.lstat(asset.path)
+        fd = os.open(asset.path, flags)  # non-blocking: a FIFO put in its place cannot hang us
     except OSError:
         return None
+    opened = IndexedFile(fd, os.fstat(fd), asset.path)
+    if not _is_indexed(asset, opened):
+        opened.close()
+        return None
+    return opened
+
+
+def _is_indexed(asset: Asset, opened: IndexedFile) -> bool:
+    st = opened.stat
     if not stat.S_ISREG(st.st_mode) or st.st_size != asset.bytes:
-        return None
+        return False
     if asset.mtime is None or asset.mtime < 0 or st.st_mtime == asset.mtime:
-        return st
+        return True
     if asset.content_hash is None or st.st_size > HASH_AT_MOST:
-        return None
-    same = _content_hash(asset.path, st.st_size, st.st_mtime_ns) == asset.content_hash
-    return st if same else None
+        return False
+    key = (asset.path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _hashes:
+        from xsearch.ingest.identity import content_hash
+
+        if len(_hashes) >= 1024:
+            _hashes.clear()
+        try:
+            _hashes[key] = content_hash(Path(opened.path))
+        except OSError:
+            return False
+    return _hashes[key] == asset.content_hash
 
 
-@functools.lru_cache(maxsize=1024)
-def _content_hash(path: str, size: int, mtime_ns: int) -> str | None:
-    """The content hash of the file at `path` as it is at that size and time (the arguments
-    after `path` key the cache: a file changed again is hashed again)."""
-    from xsearch.ingest.identity import content_hash
-
-    try:
-        return content_hash(Path(path))
-    except OSError:
-        return None
+# Content hashes of files touched since ingest, by what identifies that version of the file.
+_hashes: dict[tuple, str] = {}
 
 
 class ThumbnailCache:
@@ -106,31 +159,37 @@ class ThumbnailCache:
     def get(self, item: Item) -> bytes | None:
         """The item's thumbnail, or None when it has no picture (a text) or cannot be drawn."""
         asset = self.catalog.asset(item.asset_id)
-        if asset is None or asset.kind == "text" or indexed_file(asset) is None:
-            return None  # checked first: a thumbnail of a file changed since is not served
-        with self._lock:
-            if item.item_id in self._cache:
-                self._cache.move_to_end(item.item_id)
-                return self._cache[item.item_id] or None
-        with self._rendering:
-            try:
-                data = _jpeg(self._picture(item, asset))
-            except MediaError:
-                data = b""  # remembered: a file that fails is not decoded again and again
+        if asset is None or asset.kind == "text":
+            return None
+        # Checked first: a thumbnail of a file changed since is not served; rendered from the
+        # file that was checked.
+        opened = open_indexed(asset)
+        if opened is None:
+            return None
+        with opened:
+            with self._lock:
+                if item.item_id in self._cache:
+                    self._cache.move_to_end(item.item_id)
+                    return self._cache[item.item_id] or None
+            with self._rendering:
+                try:
+                    data = _jpeg(self._picture(item, asset, opened.path))
+                except MediaError:
+                    data = b""  # remembered: a file that fails is not decoded again and again
         with self._lock:
             self._cache[item.item_id] = data
             while len(self._cache) > self.entries:
                 self._cache.popitem(last=False)
         return data or None
 
-    def _picture(self, item: Item, asset: Asset) -> Image.Image:
+    def _picture(self, item: Item, asset: Asset, path: str) -> Image.Image:
         if asset.kind == "image":
-            return load_image(asset.path)
+            return load_image(path)
         if asset.kind == "video":
-            return video_frame(asset.path, self._frame_time(item, asset))
+            return video_frame(path, self._frame_time(item, asset))
         start = item.start or 0.0
         end = item.end if item.end is not None else (asset.duration or WAVE_MAX_SECONDS)
-        return waveform(asset.path, start, min(end, start + WAVE_MAX_SECONDS))
+        return waveform(path, start, min(end, start + WAVE_MAX_SECONDS))
 
     def _frame_time(self, item: Item, asset: Asset) -> float | None:
         """The time of the moment the item is: a frame's own time; the middle of a sound
