@@ -88,6 +88,14 @@ def query(
             "every window and text; for video and all, each file's best moment only).",
         ),
     ] = None,
+    by_file: Annotated[
+        bool,
+        typer.Option(
+            "--by-file",
+            help="Rank files by their best item of the target (as video and all do), each "
+            "with its next best up to --per-file.",
+        ),
+    ] = False,
     weights: Weights = None,
     device: Device = "auto",
     precision: Precision = "fp32",
@@ -124,6 +132,7 @@ def query(
         ef=ef,
         k_factor=k_factor,
         per_file=per_file,
+        by_file=by_file,
     )
     names = index or ["default"]
     if len(names) > 1:

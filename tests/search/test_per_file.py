@@ -121,3 +121,28 @@ def test_video_target_ranks_videos_by_their_best_moment(store):
 def test_per_file_must_be_positive(store):
     with pytest.raises(ParameterError, match="per_file"):
         search(store, np.ones(1024, np.float32) / 32, "image", options=SearchOptions(per_file=0))
+
+
+@pytest.mark.parametrize("modality", ["audio", "image"])
+def test_a_modality_by_file_ranks_files_by_their_best_item(store, modality):
+    """`by_file`: the `k` best files (not items) of a modality, each with its next best items
+    up to `per_file`, in score order, sharing the file's rank."""
+    ids, _ = store.embeddings(modality)
+    per_asset = WINDOWS if modality == "audio" else FRAMES
+    lead = [int(ids[per_asset]), int(ids[per_asset + 1])]  # two items of the second file
+    query = query_near(store, modality, lead)
+    every = SearchOptions(per_file=per_asset)
+    items = search(store, query, modality, k=VIDEOS * per_asset, options=every)
+    files = search(store, query, modality, k=3, options=SearchOptions(per_file=3, by_file=True))
+    assert set(counts(files).values()) == {3} and len(files) == 9
+    # files in the order of their best item; each file's items in score order
+    best_files = list(dict.fromkeys(h.asset_id for h in items))[:3]
+    assert [h.asset_id for h in files[::3]] == best_files
+    for place, asset in enumerate(best_files, 1):
+        mine = [h for h in files if h.asset_id == asset]
+        assert [h.item_id for h in mine] == [h.item_id for h in items if h.asset_id == asset][:3]
+        assert {h.rank for h in mine} == {place}
+    assert set(lead) <= {h.item_id for h in files[:3]}
+    one_each = search(store, query, modality, k=3, options=SearchOptions(by_file=True))
+    assert [h.item_id for h in one_each] == [h.item_id for h in files[::3]]
+    assert [h.rank for h in one_each] == [1, 2, 3]

@@ -4,6 +4,7 @@ thumbnails, hostile requests (path traversal, oversized uploads), errors and con
 from __future__ import annotations
 
 import builtins
+import datetime
 import io
 import json
 import os
@@ -700,3 +701,64 @@ def test_per_file_caps_the_hits_of_one_file(client):
     once = client.get("/api/search?text=rain&target=audio&k=50&per_file=1").json()["hits"]
     assets = [h["asset_id"] for h in once]
     assert len(set(assets)) == len(assets) and 0 < len(once) < len(every)
+
+
+def test_by_file_gives_each_file_once_with_its_moments(client):
+    """storm.wav's three windows are one result: the file's rank, its best window first."""
+    items = client.get("/api/search?text=rain&target=audio&k=50").json()["hits"]
+    files = client.get("/api/search?text=rain&target=audio&k=50&by_file=1&per_file=6").json()
+    hits = files["hits"]
+    assert len(hits) == len(items)  # every window, grouped
+    ranks = [h["rank"] for h in hits]
+    assert ranks == sorted(ranks) and max(ranks) == len({h["asset_id"] for h in hits})
+    storm = [h for h in hits if h["name"] == "storm.wav"]
+    assert len(storm) == 3 and len({h["rank"] for h in storm}) == 1
+    assert [h["score"] for h in storm] == sorted((h["score"] for h in storm), reverse=True)
+    first = client.get("/api/search?text=rain&target=audio&k=1&by_file=1&per_file=6").json()
+    assert {h["rank"] for h in first["hits"]} == {1}
+
+
+def names_found(client, query: str) -> set[str]:
+    response = client.get(f"/api/search?text=rain&target=all&k=50&{query}")
+    assert response.status_code == 200, response.text
+    return {h["name"] for h in response.json()["hits"]}
+
+
+def test_facets_filter_by_kind_duration_date_folder_and_label(client, index):
+    status = client.get("/api/status").json()["facets"]
+    assert status["kinds"] == {"audio": 3, "image": 1, "video": 1}
+    assert status["duration"][1] == pytest.approx(25.0, abs=0.1)
+    assert ["media/dogs", 2] in status["folders"] and ["media", 5] in status["folders"]
+    assert names_found(client, "kind=audio") == {"bark.wav", "drops.wav", "storm.wav"}
+    assert names_found(client, "kind=image&kind=video") == {"sky.png", "walk.mp4"}
+    assert names_found(client, "min_duration=5") == {"storm.wav"}
+    assert names_found(client, "folder=media/dogs") == {"bark.wav", "walk.mp4"}
+    assert names_found(client, "folder=media/dogs&kind=audio") == {"bark.wav"}
+    assert names_found(client, "label=dog") == {"walk.mp4"}  # from its sidecar
+    today = datetime.date.today()
+    assert len(names_found(client, f"after={today - datetime.timedelta(days=1)}")) == 5
+    assert names_found(client, f"before={today - datetime.timedelta(days=1)}") == set()
+    assert len(names_found(client, f"before={today}")) == 5  # the whole day
+    assert names_found(client, "kind=audio&where=duration > 5") == {"storm.wav"}
+
+
+@pytest.mark.parametrize(
+    ("query", "needle"),
+    [
+        ("kind=movie", "kind"),
+        ("min_duration=abc", "min_duration"),
+        ("max_duration=inf", "max_duration"),
+        ("after=2026-13-01", "YYYY-MM-DD"),
+        ("before=yesterday", "YYYY-MM-DD"),
+    ],
+)
+def test_bad_facets_are_one_line_400s(client, query, needle):
+    assert_json_error(client.get(f"/api/search?text=rain&{query}"), 400, needle)
+
+
+def test_an_empty_result_says_why(client):
+    cut = client.get("/api/search?text=rain&target=audio&min_score=1000").json()
+    assert cut["hits"] == [] and "min score 1000 left out all" in cut["empty_because"]
+    none = client.get("/api/search?text=rain&target=audio&label=nothing-like-this").json()
+    assert none["hits"] == [] and none["empty_because"] == "no item matches the filters"
+    assert "empty_because" not in client.get("/api/search?text=rain&target=audio").json()

@@ -474,6 +474,7 @@ class Index:
         k_factor: float | None = None,
         decoded: QueryFiles | None = None,
         per_file: int | None = None,
+        by_file: bool = False,
     ) -> Hits:
         """The `k` best hits of `target` (see `targets`) for the queries, fused into one
         vector. Each query is a value or a (value, weight) pair; `like` takes indexed item
@@ -481,7 +482,9 @@ class Index:
         xsearch/search/calibrate.py), so `min_score` means the same for every pairing.
         `per_file`: hits of one file at most (its frames, windows, texts); by default one
         frame of each video for `image`, every audio window and text, and for `video` and
-        `all` one hit per file, its best moment.
+        `all` one hit per file, its best moment. `by_file`: a modality's hits as files too:
+        the `k` best files by their best item, each followed by its next best up to
+        `per_file` (default one), sharing the file's rank.
         `decoded`: query files already decoded, shared with other searches (search_indexes).
         The result is a list that also says the `generation` it was found in."""
         from xsearch.search.engine import SearchOptions
@@ -510,7 +513,9 @@ class Index:
             )
         weights = [w for _, w in [*text, *image, *audio, *video, *liked]]
         request = (embedded, weights, files, [i for i, _ in liked])
-        options = SearchOptions(None, frozenset(), min_score, nprobe, ef, k_factor, per_file)
+        options = SearchOptions(
+            None, frozenset(), min_score, nprobe, ef, k_factor, per_file, bool(by_file)
+        )
         store = self.store  # one generation for the whole search, even if refreshed meanwhile
         try:
             hits = self._search_in(store, request, target, k, where, exclude_self, options)

@@ -65,6 +65,7 @@ def search_indexes(
     ef: int | None = None,
     k_factor: float | None = None,
     per_file: int | None = None,
+    by_file: bool = False,
     root: str | os.PathLike[str] | None = None,
     weights: Mapping[str, str] | None = None,
     device: str = "auto",
@@ -126,11 +127,13 @@ def search_indexes(
             ef=ef,
             k_factor=k_factor,
             per_file=per_file,
+            by_file=by_file,
             decoded=decoded,
         )
         generations[name] = hits.generation
         found += [(-hit.score, position, hit.rank, replace(hit, index=name)) for hit in hits]
-    merged = _files_merged(found, k) if target in FILE_TARGETS else _items_merged(found, k)
+    as_files = target in FILE_TARGETS or by_file
+    merged = _files_merged(found, k) if as_files else _items_merged(found, k)
     random = any(index.random_weights for index in usable.values())
     return MergedHits(merged, generations, skipped, random)
 

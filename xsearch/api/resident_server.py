@@ -234,6 +234,7 @@ _VALUES: dict[str, tuple[type, ...]] = {
     "ef": (int, type(None)),
     "k_factor": (int, float, type(None)),
     "per_file": (int, type(None)),
+    "by_file": (bool,),
 }
 
 

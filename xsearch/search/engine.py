@@ -40,6 +40,9 @@ class SearchOptions:
     k_factor: float | None = None  # refined indexes: candidates re-ranked exactly, per hit
     # hits of one file at most (its frames, windows or texts); None: DEFAULT_PER_FILE
     per_file: int | None = None
+    # a modality's hits as files: the `k` best files by their best item, each followed by its
+    # next best (up to `per_file`), sharing its rank; as `video` and `all` always are
+    by_file: bool = False
 
 
 # The hits one file may give by default, per target: one frame per video, so that one video's
@@ -56,25 +59,26 @@ def search(
     options: SearchOptions | None = None,
 ) -> list[Hit]:
     """The `k` best hits for the unit vector `query`: items of one modality, at most
-    `per_file` of each file; or for `video` and `all` the `k` best files by their best item
-    (their moment), each followed by its next best items up to `per_file`."""
+    `per_file` of each file; or for `video` and `all` (and a modality `by_file`) the `k` best
+    files by their best item (their moment), each followed by its next best items up to
+    `per_file`, with the file's rank."""
     options = options or SearchOptions()
     check_target(target, store.modalities)
     if k < 1:
         raise ParameterError("k", "must be at least 1")
     if options.per_file is not None and options.per_file < 1:
         raise ParameterError("per_file", "must be at least 1")
-    per_file = options.per_file or DEFAULT_PER_FILE.get(target)
     query = query.reshape(-1).astype(np.float32)
-    if target in MODALITIES:
-        if _count(store, target) == 0:
-            raise UsageError(f"index {store.dir.name} has no {target} items")
+    if target in MODALITIES and _count(store, target) == 0:
+        raise UsageError(f"index {store.dir.name} has no {target} items")
+    items = target in MODALITIES and not options.by_file
+    if items:
+        per_file = options.per_file or DEFAULT_PER_FILE.get(target)
         hits = _search_items_per_file(store, query, target, k, options, per_file)
     else:
-        hits = _search_assets(store, query, target, k, options, per_file or 1)
-    if options.min_score is not None:
-        hits = [h for h in hits if h.score >= options.min_score]
-    if target in MODALITIES:
+        hits = _search_assets(store, query, target, k, options, options.per_file or 1)
+    hits, _ = above_min_score(hits, options.min_score)
+    if items:
         return [replace(h, rank=rank) for rank, h in enumerate(hits, 1)]
     # a file's moments share its rank: the rank is the file's place
     places = {
@@ -83,17 +87,33 @@ def search(
     return [replace(h, rank=places[h.asset_id]) for h in hits]
 
 
+def above_min_score(hits: list[Hit], min_score: float | None) -> tuple[list[Hit], int]:
+    """The hits scoring at least `min_score` (None: all), and how many were left out."""
+    if min_score is None:
+        return hits, 0
+    kept = [h for h in hits if h.score >= min_score]
+    return kept, len(hits) - len(kept)
+
+
 def _count(store: Store, modality: str) -> int:
     return store.count(modality)
 
 
 def _search_items(
-    store: Store, query: np.ndarray, modality: str, k: int, options: SearchOptions, only=None
+    store: Store,
+    query: np.ndarray,
+    modality: str,
+    k: int,
+    options: SearchOptions,
+    only=None,
+    allowed: np.ndarray | None = None,
 ) -> list[Hit]:
-    """The `k` nearest items of `modality` (restricted by `only`, SQL), calibrated."""
+    """The `k` nearest items of `modality` (restricted by `only`, SQL, or to the ids
+    `allowed`, already filtered), calibrated."""
     if not store.count(modality):
         return []
-    allowed = _allowed_items(store, modality, options, only)
+    if allowed is None:
+        allowed = _allowed_items(store, modality, options, only)
     n = min(k, store.count(modality) if allowed is None else len(allowed))
     if n == 0:
         return []
@@ -173,9 +193,10 @@ def _search_assets(
     store: Store, query: np.ndarray, target: str, k: int, options: SearchOptions, per_file: int
 ) -> list[Hit]:
     """The `k` best assets by their best item: the frame or sound of videos for `video`,
-    every modality for `all`. Calibrated scores make the modalities comparable. Each asset's
-    best item comes with its next best, up to `per_file` items of that asset."""
-    searched = ("image", "audio") if target == "video" else MODALITIES
+    every modality for `all`, the target's items for a modality. Calibrated scores make the
+    modalities comparable. Each asset's best item comes with its next best, up to `per_file`
+    items of that asset."""
+    searched = {"video": ("image", "audio"), "all": MODALITIES}.get(target, (target,))
     modalities = [m for m in searched if m in store.modalities]
     only = "kind = 'video'" if target == "video" else None
     kinds = pc.unique(store.assets.column("kind")).to_pylist()
@@ -194,8 +215,33 @@ def _search_assets(
             moments.setdefault(hit.asset_id, []).append(hit)
         if len(moments) >= k or exhausted:
             best = list(moments.values())[:k]
+            if not exhausted and any(len(found) < per_file for found in best):
+                best = _next_moments(store, query, modalities, best, per_file, options, only)
             return [hit for asset in best for hit in asset[:per_file]]
         n *= 4
+
+
+def _next_moments(store, query, modalities, best, per_file, options, only) -> list[list[Hit]]:
+    """Each chosen file's best items up to `per_file`, searched among its own items: the
+    search that chose the files may have reached only some of a file's items."""
+    passed = {m: _allowed_items(store, m, options, only) for m in modalities}
+    items = store.items
+    out = []
+    for found in best:
+        if len(found) >= per_file:
+            out.append(found)
+            continue
+        mine = items.filter(pc.equal(items.column("asset_id"), found[0].asset_id))
+        hits: list[Hit] = []
+        for modality in modalities:
+            ids = mine.filter(pc.equal(mine.column("modality"), modality)).column("item_id")
+            ids = ids.to_numpy()
+            if (allowed := passed[modality]) is not None:
+                ids = np.intersect1d(ids, allowed)
+            if len(ids):
+                hits += _search_items(store, query, modality, per_file, options, allowed=ids)
+        out.append(sorted(hits, key=lambda h: (-h.score, h.item_id))[:per_file])
+    return out
 
 
 def _flat_view(index) -> tuple[np.ndarray, np.ndarray] | None:

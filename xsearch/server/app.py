@@ -8,6 +8,7 @@ client can fix, 500 "internal error" (logged, never a traceback) for the rest.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import logging
 import math
@@ -15,7 +16,7 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http import HTTPStatus
 from importlib import resources
 from pathlib import Path
@@ -32,6 +33,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from xsearch.errors import XSearchError
+from xsearch.search.facets import Facets, available
 from xsearch.search.targets import LABELS, check_target
 from xsearch.server import uploads
 from xsearch.server.catalog import Catalog
@@ -140,6 +142,7 @@ class SearchParams:
     nprobe: int | None
     ef: int | None
     per_file: int | None = None
+    by_file: bool = False
 
 
 class _Api:
@@ -197,6 +200,7 @@ class _Api:
                 "random_weights": self.index.random_weights,
             },
             "max_upload_bytes": self.max_upload_bytes,
+            "facets": {**available(store), "folders": self.catalog.folders()},
             "targets": [{"value": t, "label": LABELS[t]} for t in self.index.targets],
         }
 
@@ -259,6 +263,7 @@ class _Api:
         where = query.get("where") or None
         if where is not None and len(where) > MAX_WHERE:
             raise HTTPException(400, f"where is longer than {MAX_WHERE} characters")
+        where = self._facets(query).where(where)
         if where is not None:
             self.index.check_where(where)  # a bad filter: 400 before any upload is read
         like = [_integer_value("like", v) for v in query.getlist("like") if v.strip()]
@@ -285,16 +290,57 @@ class _Api:
             where=where,
             min_score=min_score,
             like=like,
-            exclude_self=query.get("exclude_self", "").lower() in ("1", "true", "yes", "on"),
+            exclude_self=_flag(query, "exclude_self"),
             nprobe=nprobe,
             ef=ef,
             per_file=per_file,
+            by_file=_flag(query, "by_file"),
+        )
+
+    def _facets(self, query: QueryParams) -> Facets:
+        """The page's filters: kind, duration (s), modification date (YYYY-MM-DD, the server's
+        time zone; `before` takes in the whole day), folder (as hits show paths) and labels."""
+        folder = query.get("folder") or None
+        if folder is not None:
+            if len(folder) > MAX_WHERE:
+                raise HTTPException(400, f"folder is longer than {MAX_WHERE} characters")
+            folder = self.catalog.full_path(folder) if not self.full_paths else folder
+        return Facets(
+            kinds=tuple(k for k in query.getlist("kind") if k),
+            min_duration=_number(query, "min_duration"),
+            max_duration=_number(query, "max_duration"),
+            modified_after=_day(query, "after"),
+            modified_before=_day(query, "before", end=True),
+            folder=folder,
+            labels=tuple(label for label in query.getlist("label") if label)[:50],
         )
 
     def _run(self, params: SearchParams, files: dict[str, list[Path]]) -> dict:
-        """Search (in a worker thread: `Index.search` is thread-safe) and describe the hits."""
+        """Search (in a worker thread: `Index.search` is thread-safe) and describe the hits;
+        an empty result says why when a filter or the score cutoff is the reason."""
         began = time.perf_counter()
-        hits = self.index.search(
+        hits = self._search(params, files)
+        took = time.perf_counter() - began
+        answer: dict = {"hits": [self._hit(h) for h in hits], "took_ms": round(took * 1000, 1)}
+        if not hits:
+            answer["empty_because"] = self._why_empty(params, files)
+        return answer
+
+    def _why_empty(self, params: SearchParams, files: dict[str, list[Path]]) -> str | None:
+        if params.min_score is not None:
+            unfiltered = self._search(replace(params, min_score=None), files)
+            if unfiltered:
+                best = max(h.score for h in unfiltered)
+                return (
+                    f"the min score {params.min_score:g} left out all {len(unfiltered)} hits "
+                    f"(the best scored {best:.2f})"
+                )
+        if params.where is not None:
+            return "no item matches the filters"
+        return None
+
+    def _search(self, params: SearchParams, files: dict[str, list[Path]]):
+        return self.index.search(
             text=params.text,
             like=params.like,
             target=params.target,
@@ -305,10 +351,9 @@ class _Api:
             nprobe=params.nprobe,
             ef=params.ef,
             per_file=params.per_file,
+            by_file=params.by_file,
             **files,
         )
-        took = time.perf_counter() - began
-        return {"hits": [self._hit(h) for h in hits], "took_ms": round(took * 1000, 1)}
 
     def _hit(self, hit) -> dict:
         out = hit.as_dict()
@@ -354,6 +399,36 @@ class _Api:
 
 
 _NO_CACHE = {"Cache-Control": "no-cache"}
+
+
+def _number(query: QueryParams, name: str) -> float | None:
+    value = query.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise HTTPException(400, f"{name} must be a finite number")
+    return number
+
+
+def _day(query: QueryParams, name: str, end: bool = False) -> float | None:
+    """A YYYY-MM-DD date as Unix seconds at its start (`end`: at the start of the next day)."""
+    value = query.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        day = datetime.date.fromisoformat(value)
+        start = datetime.datetime.combine(day, datetime.time())
+        return (start + datetime.timedelta(days=1 if end else 0)).timestamp()
+    except (ValueError, OverflowError):
+        raise HTTPException(400, f"{name} must be a date, YYYY-MM-DD") from None
+
+
+def _flag(query: QueryParams, name: str) -> bool:
+    return query.get(name, "").lower() in ("1", "true", "yes", "on")
 
 
 def _integer(query: QueryParams, name: str, default: int | None) -> int | None:

@@ -59,6 +59,21 @@ class Catalog:
         included), so that the server's own layout is not given away."""
         return os.path.relpath(path, self.shown_from) if self.shown_from else path
 
+    def full_path(self, shown: str) -> str:
+        """A folder or file as hits show it, back to the path it stands for."""
+        return os.path.normpath(os.path.join(self.shown_from, shown)) if self.shown_from else shown
+
+    def folders(self, at_most: int = 500) -> list[list]:
+        """[folder as shown, files under it] for each folder holding indexed files (with its
+        subfolders), in path order; the first `at_most`."""
+        counts: dict[str, int] = {}
+        for path in self.store.assets.column("path").to_pylist():
+            folder = os.path.dirname(self.shown_path(path))
+            while folder and folder not in ("/", "."):
+                counts[folder] = counts.get(folder, 0) + 1
+                folder = os.path.dirname(folder)
+        return [[folder, n] for folder, n in sorted(counts.items())[:at_most]]
+
     @staticmethod
     def _video_frames(store: Store) -> dict[int, list[float]]:
         """Asset id -> times of the video frames indexed as image items of that asset."""
