@@ -762,3 +762,20 @@ def test_an_empty_result_says_why(client):
     none = client.get("/api/search?text=rain&target=audio&label=nothing-like-this").json()
     assert none["hits"] == [] and none["empty_because"] == "no item matches the filters"
     assert "empty_because" not in client.get("/api/search?text=rain&target=audio").json()
+
+
+def test_wave_draws_a_span_of_a_files_sound(client, index):
+    storm = asset_of(index, "storm.wav")["asset_id"]
+    picture = jpeg(client.get(f"/wave/{storm}?start=0&end=25"))
+    assert picture.size == (960, 160)
+    sky = asset_of(index, "sky.png")["asset_id"]
+    assert_json_error(client.get(f"/wave/{sky}?start=0&end=1"), 404, "no sound")
+    for span in ("start=0", "start=5&end=5", "start=-1&end=2", "start=0&end=61"):
+        assert_json_error(client.get(f"/wave/{storm}?{span}"), 400, "start < end")
+    assert_json_error(client.get(f"/wave/{storm}?start=0&end=nan"), 400, "finite")
+
+
+def test_hits_carry_the_files_size_and_date(client, index):
+    hit = client.get("/api/search?text=rain&target=audio&k=1").json()["hits"][0]
+    asset = next(a for a in index.store.assets.to_pylist() if a["asset_id"] == hit["asset_id"])
+    assert hit["bytes"] == asset["bytes"] and hit["modified"] == asset["mtime"]

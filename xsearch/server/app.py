@@ -37,7 +37,13 @@ from xsearch.search.facets import Facets, available
 from xsearch.search.targets import LABELS, check_target
 from xsearch.server import uploads
 from xsearch.server.catalog import Catalog
-from xsearch.server.media import IndexedFileResponse, ThumbnailCache, media_type, open_indexed
+from xsearch.server.media import (
+    WAVE_MAX_SECONDS,
+    IndexedFileResponse,
+    ThumbnailCache,
+    media_type,
+    open_indexed,
+)
 
 if TYPE_CHECKING:
     from xsearch.api import Index
@@ -58,7 +64,7 @@ _SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (
         b"content-security-policy",
-        b"default-src 'self'; img-src 'self' data:; media-src 'self'; object-src 'none'; "
+        b"default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; object-src 'none'; "
         b"base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     ),
 ]
@@ -108,6 +114,7 @@ def create_app(
         Route("/api/search", api.search_file, methods=["POST"]),
         Route("/media/{asset_id}", api.media),
         Route("/thumb/{item_id}", api.thumb),
+        Route("/wave/{asset_id}", api.wave),
     ]
 
     @contextlib.asynccontextmanager
@@ -361,6 +368,8 @@ class _Api:
         kind = out.get("kind") or (asset.kind if asset else None)
         out["kind"] = kind
         out["duration"] = asset.duration if asset else None  # for a timeline of its moments
+        out["bytes"] = asset.bytes if asset else None
+        out["modified"] = asset.mtime if asset and asset.mtime and asset.mtime > 0 else None
         out["name"] = os.path.basename(hit.path)
         if not self.full_paths:
             out["path"] = self.catalog.shown_path(hit.path)
@@ -393,6 +402,28 @@ class _Api:
         data = self.thumbs.get(item)
         if data is None:
             raise HTTPException(404, f"item {item_id} has no thumbnail")
+        return Response(
+            data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
+        )
+
+
+    def wave(self, request: Request) -> Response:
+        """A wide waveform of `start` to `end` seconds of a file's sound (the detail view's),
+        at most WAVE_MAX_SECONDS long."""
+        self._follow()
+        asset_id = _path_id(request, "asset_id")
+        asset = self.catalog.asset(asset_id) if asset_id is not None else None
+        if asset is None:
+            raise HTTPException(404, "no such media in this index")
+        start = _number(request.query_params, "start") or 0.0
+        end = _number(request.query_params, "end")
+        if end is None or not 0 <= start < end or end - start > WAVE_MAX_SECONDS:
+            raise HTTPException(
+                400, f"give 0 <= start < end, at most {WAVE_MAX_SECONDS:g} s apart"
+            )
+        data = self.thumbs.wave(asset, round(start, 1), round(end, 1))
+        if data is None:
+            raise HTTPException(404, f"media {asset_id} has no sound to draw")
         return Response(
             data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
         )

@@ -11,6 +11,7 @@ import os
 import stat
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -26,6 +27,7 @@ from xsearch.server.catalog import Asset, Catalog, Item
 
 THUMB_SIZE = (320, 240)
 WAVE_SIZE = (320, 120)
+DETAIL_WAVE_SIZE = (960, 160)  # the detail view's picture of a file's sound
 # A waveform picture shows at most this much of a window (items are 10 s by default).
 WAVE_MAX_SECONDS = 60.0
 _WAVE_RATE = 8000
@@ -152,7 +154,7 @@ class ThumbnailCache:
     def __init__(self, catalog: Catalog, entries: int = 512, parallel: int = 4) -> None:
         self.catalog = catalog
         self.entries = entries
-        self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self._cache: OrderedDict[object, bytes] = OrderedDict()
         self._lock = threading.Lock()
         self._rendering = threading.BoundedSemaphore(parallel)
 
@@ -161,23 +163,39 @@ class ThumbnailCache:
         asset = self.catalog.asset(item.asset_id)
         if asset is None or asset.kind == "text":
             return None
-        # Checked first: a thumbnail of a file changed since is not served; rendered from the
-        # file that was checked.
+        return self._cached(
+            item.item_id, asset, lambda path: _jpeg(self._picture(item, asset, path))
+        )
+
+    def wave(self, asset: Asset, start: float, end: float) -> bytes | None:
+        """A wide picture of the asset's sound between `start` and `end` seconds (the caller
+        bounds the span), as JPEG bytes; None when it has no sound or cannot be drawn."""
+        if asset.kind not in ("audio", "video"):
+            return None
+        return self._cached(
+            ("wave", asset.asset_id, start, end),
+            asset,
+            lambda path: _jpeg(waveform(path, start, end, DETAIL_WAVE_SIZE), DETAIL_WAVE_SIZE),
+        )
+
+    def _cached(self, key, asset: Asset, render: Callable[[str], bytes]) -> bytes | None:
+        """`render(path)` of the asset's file, remembered by `key`. The file is checked first,
+        so nothing of a file changed since is served, and rendered from the file checked."""
         opened = open_indexed(asset)
         if opened is None:
             return None
         with opened:
             with self._lock:
-                if item.item_id in self._cache:
-                    self._cache.move_to_end(item.item_id)
-                    return self._cache[item.item_id] or None
+                if key in self._cache:
+                    self._cache.move_to_end(key)
+                    return self._cache[key] or None
             with self._rendering:
                 try:
-                    data = _jpeg(self._picture(item, asset, opened.path))
+                    data = render(opened.path)
                 except MediaError:
                     data = b""  # remembered: a file that fails is not decoded again and again
         with self._lock:
-            self._cache[item.item_id] = data
+            self._cache[key] = data
             while len(self._cache) > self.entries:
                 self._cache.popitem(last=False)
         return data or None
@@ -202,19 +220,21 @@ class ThumbnailCache:
         return self.catalog.frame_near(asset.asset_id, (asset.duration or 0.0) / 2)
 
 
-def _jpeg(picture: Image.Image) -> bytes:
+def _jpeg(picture: Image.Image, size: tuple[int, int] = THUMB_SIZE) -> bytes:
     picture = picture.convert("RGB")
-    picture.thumbnail(THUMB_SIZE)
+    picture.thumbnail(size)
     buffer = io.BytesIO()
     picture.save(buffer, "JPEG", quality=82)
     return buffer.getvalue()
 
 
-def waveform(path: str, start: float, end: float) -> Image.Image:
+def waveform(
+    path: str, start: float, end: float, size: tuple[int, int] = WAVE_SIZE
+) -> Image.Image:
     """A picture of the sound between `start` and `end` seconds: its min/max envelope."""
     wave = _decode_span(path, start, end)
-    width, height = WAVE_SIZE
-    picture = Image.new("RGB", WAVE_SIZE, _WAVE_BACKGROUND)
+    width, height = size
+    picture = Image.new("RGB", size, _WAVE_BACKGROUND)
     draw = ImageDraw.Draw(picture)
     middle = height / 2
     draw.line([(0, middle), (width, middle)], fill=(71, 85, 105))
