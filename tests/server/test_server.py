@@ -758,7 +758,10 @@ def test_bad_facets_are_one_line_400s(client, query, needle):
 
 def test_an_empty_result_says_why(client):
     cut = client.get("/api/search?text=rain&target=audio&min_score=1000").json()
-    assert cut["hits"] == [] and "min score 1000 left out all" in cut["empty_because"]
+    n = len(client.get("/api/search?text=rain&target=audio").json()["hits"])
+    assert cut["hits"] == [] and f"min score 1000 left out all {n} results" in cut["empty_because"]
+    files = client.get("/api/search?text=rain&target=all&kind=audio&min_score=1000").json()
+    assert "left out all 3 results" in files["empty_because"]  # three files, seven items
     none = client.get("/api/search?text=rain&target=audio&label=nothing-like-this").json()
     assert none["hits"] == [] and none["empty_because"] == "no item matches the filters"
     assert "empty_because" not in client.get("/api/search?text=rain&target=audio").json()

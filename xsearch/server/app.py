@@ -337,10 +337,13 @@ class _Api:
         if params.min_score is not None:
             unfiltered = self._search(replace(params, min_score=None), files)
             if unfiltered:
+                # a file's moments are one result where results are files
+                grouped = params.by_file or params.target not in self.index.modalities
+                n = len({h.asset_id for h in unfiltered}) if grouped else len(unfiltered)
                 best = max(h.score for h in unfiltered)
                 return (
-                    f"the min score {params.min_score:g} left out all {len(unfiltered)} hits "
-                    f"(the best scored {best:.2f})"
+                    f"the min score {params.min_score:g} left out {'all ' if n > 1 else ''}{n} "
+                    f"result{'s' if n != 1 else ''} (the best scored {best:.2f})"
                 )
         if params.where is not None:
             return "no item matches the filters"
@@ -406,7 +409,6 @@ class _Api:
             data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
         )
 
-
     def wave(self, request: Request) -> Response:
         """A wide waveform of `start` to `end` seconds of a file's sound (the detail view's),
         at most WAVE_MAX_SECONDS long."""
@@ -418,9 +420,7 @@ class _Api:
         start = _number(request.query_params, "start") or 0.0
         end = _number(request.query_params, "end")
         if end is None or not 0 <= start < end or end - start > WAVE_MAX_SECONDS:
-            raise HTTPException(
-                400, f"give 0 <= start < end, at most {WAVE_MAX_SECONDS:g} s apart"
-            )
+            raise HTTPException(400, f"give 0 <= start < end, at most {WAVE_MAX_SECONDS:g} s apart")
         data = self.thumbs.wave(asset, round(start, 1), round(end, 1))
         if data is None:
             raise HTTPException(404, f"media {asset_id} has no sound to draw")

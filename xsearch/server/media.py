@@ -228,9 +228,7 @@ def _jpeg(picture: Image.Image, size: tuple[int, int] = THUMB_SIZE) -> bytes:
     return buffer.getvalue()
 
 
-def waveform(
-    path: str, start: float, end: float, size: tuple[int, int] = WAVE_SIZE
-) -> Image.Image:
+def waveform(path: str, start: float, end: float, size: tuple[int, int] = WAVE_SIZE) -> Image.Image:
     """A picture of the sound between `start` and `end` seconds: its min/max envelope."""
     wave = _decode_span(path, start, end)
     width, height = size
