@@ -265,7 +265,8 @@ def test_the_page_searches_plays_and_uploads(server, browser, home):
     assert more.get_attribute("aria-label") == "More like the picture of sky.png"
     more.click()  # "more like this": like=ITEM_ID
     page.wait_for_function(
-        "() => document.querySelector('#summary').textContent.includes('like sky.png (the picture)')"
+        "() => document.querySelector('#summary').textContent"
+        ".includes('like sky.png (the picture)')"
     )
     assert "sky.png" not in page.inner_text("#results")  # more like it, not itself
     page.click("#clear-file")
