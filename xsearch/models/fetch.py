@@ -227,6 +227,11 @@ def verify_checkpoint(
         from xsearch.models.checkpoint import config_for, read_state_dict
 
         config_for(read_state_dict(path), None if model == DEFAULT_MODEL else model)
+    elif family_of(model) == "cav-mae":
+        from xsearch.models.cav_mae import cav_mae_config
+        from xsearch.models.cav_mae_checkpoint import load_cav_mae_state
+
+        load_cav_mae_state(path, cav_mae_config(model))
     else:
         from xsearch.models.clap_checkpoint import load_clap_state
         from xsearch.models.clap_config import clap_config

@@ -1,6 +1,6 @@
 """The models xsearch knows, as data: one JSON file per named model in `configs/`.
 
-Each file names its `family` (audioclip, laion-clap, msclap), says what the model embeds and
+Each file names its `family` (audioclip, laion-clap, msclap, cav-mae), says what the model embeds and
 what input each modality expects, and lists its official weights and tokenizer files. This
 module reads those facts without importing torch, so a command can check a model name, plan
 its decoding and refuse a query the model cannot embed before anything heavy loads. A model
@@ -20,8 +20,8 @@ from xsearch.models.spec import AudioInput, EncoderSpec, ImageInput, TextInput
 
 DEFAULT_MODEL = "audioclip"
 # family -> the input facts its JSON spells out; each family's architecture details are read
-# by its own module (config.py for AudioCLIP, clap_config.py for the CLAP families).
-FAMILIES = ("audioclip", "laion-clap", "msclap")
+# by its own module (config.py for AudioCLIP, clap_config.py for the CLAP families, cav_mae.py).
+FAMILIES = ("audioclip", "laion-clap", "msclap", "cav-mae")
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,13 @@ def spec_for(name: str) -> EncoderSpec:
     return model_card(name).spec
 
 
+def _image_input(vision: dict[str, Any]) -> ImageInput:
+    """The image size, and the normalisation when the model has its own (else CLIP's)."""
+    if "mean" in vision:
+        return ImageInput(vision["image_size"], tuple(vision["mean"]), tuple(vision["std"]))
+    return ImageInput(vision["image_size"])
+
+
 def _spec(name: str, raw: dict[str, Any]) -> EncoderSpec:
     audio = raw.get("audio")
     text = raw.get("text")
@@ -137,7 +144,7 @@ def _spec(name: str, raw: dict[str, Any]) -> EncoderSpec:
         family=raw["family"],
         config=name,
         dim=raw["embed_dim"],
-        image=ImageInput(vision["image_size"]) if vision else None,
+        image=_image_input(vision) if vision else None,
         audio=AudioInput(
             audio["sample_rate"], audio.get("clip_seconds"), audio.get("resampler", "swr")
         )
