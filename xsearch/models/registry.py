@@ -1,10 +1,10 @@
 """The models xsearch knows, as data: one JSON file per named model in `configs/`.
 
-Each file names its `family` (audioclip, laion-clap, msclap, cav-mae), says what the model embeds and
-what input each modality expects, and lists its official weights and tokenizer files. This
-module reads those facts without importing torch, so a command can check a model name, plan
-its decoding and refuse a query the model cannot embed before anything heavy loads. A model
-name is also the config name an index records.
+Each file names its `family` (audioclip, laion-clap, msclap, cav-mae), says what the model
+embeds and what input each modality expects, and lists its official weights and tokenizer
+files. This module reads those facts without importing torch, so a command can check a model
+name, plan its decoding and refuse a query the model cannot embed before anything heavy
+loads. A model name is also the config name an index records.
 """
 
 from __future__ import annotations
