@@ -25,10 +25,7 @@ from xsearch.models.clap_checkpoint import read_checkpoint
 
 PREFIX = "module."
 # The pretraining model's keys that retrieval does not use.
-_UNUSED = re.compile(
-    r"^(decoder_\w+|decoder_blocks\.\d+\.[\w.]+|decoder_(norm|pred_[av])\.\w+|mask_token|"
-    r"norm\.(weight|bias))$"
-)
+_UNUSED = re.compile(r"^(decoder_[\w.]+|mask_token|norm\.(weight|bias))$")
 
 
 @functools.lru_cache(maxsize=4)
