@@ -40,7 +40,7 @@ def test_sound_and_pictures_find_each_other(cav_index):
 
 
 def test_text_is_refused_in_one_line(cav_index):
-    index, report, root = cav_index
+    index, _, root = cav_index
     with pytest.raises(UsageError, match="not text") as caught:
         index.search(text="a dog", target="audio")
     assert "\n" not in str(caught.value)
