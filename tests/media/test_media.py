@@ -112,6 +112,22 @@ def test_stereo_is_downmixed_to_channel_mean(tmp_path):
     assert gain == pytest.approx(0.5, abs=1e-4)
 
 
+@pytest.mark.parametrize("resampler", ["swr", "soxr_hq"])
+def test_the_first_channel_when_the_model_takes_it(tmp_path, resampler):
+    """channels="first" (CAV-MAE's loader): the left channel as it is, at the file's rate
+    or resampled; a mono file is itself either way."""
+    rng = np.random.default_rng(2)
+    left = rng.integers(-16000, 16000, RATE, dtype=np.int16)
+    right = rng.integers(-16000, 16000, RATE, dtype=np.int16)
+    write_wav(tmp_path / "lr.wav", np.stack([left, right], axis=1), RATE)
+    write_wav(tmp_path / "left.wav", left, RATE)
+    first = load_audio(tmp_path / "lr.wav", RATE, resampler=resampler, channels="first")
+    np.testing.assert_allclose(first, left, atol=0.01)
+    half = load_audio(tmp_path / "lr.wav", RATE // 2, resampler=resampler, channels="first")
+    alone = load_audio(tmp_path / "left.wav", RATE // 2, resampler=resampler, channels="first")
+    np.testing.assert_allclose(half, alone, atol=0.5)
+
+
 @pytest.mark.parametrize("source_rate", [16000, 48000])
 def test_resampled_to_44k_keeps_frequency(tmp_path, source_rate):
     path = tmp_path / f"tone{source_rate}.wav"

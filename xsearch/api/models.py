@@ -270,8 +270,10 @@ def _decoder(modality: str, spec: EncoderSpec) -> Callable[[Path], Any]:
 
     if modality == "audio":
         assert spec.audio is not None  # spec.require checked it
-        rate, how = spec.audio.sample_rate, spec.audio.resampler
-        return lambda path: load_audio(path, rate, resampler=how)
+        audio = spec.audio
+        return lambda path: load_audio(
+            path, audio.sample_rate, resampler=audio.resampler, channels=audio.channels
+        )
     # The encoder resizes and crops to spec.image.size itself.
     return load_image
 

@@ -101,6 +101,7 @@ def decode_file(
     resampler: str = "swr",
     merge_tail: bool = True,
     frames: str = "central",
+    channels: str = "mean",
     on_duration: Callable[[float], None] | None = None,
     spill_to: str | None = None,
     on_sound: Callable[[Decoded], None] | None = None,
@@ -115,7 +116,8 @@ def decode_file(
     which is then not decoded (an image gives a `Decoded` without pixels, a video only its
     sound). `image_norm` (mean, std): the image is also normalised as the model wants it, so
     that the process running the model only runs the model. `resampler`: how audio reaches
-    `sample_rate` (see `load_audio`); `merge_tail`: see `cut_windows`. `on_duration(seconds)`
+    `sample_rate` and `channels` which sound of several it takes (see `load_audio`);
+    `merge_tail`: see `cut_windows`. `on_duration(seconds)`
     hears a video's length before its frames over time are decoded, so that a caller can allow
     the time that takes. `spill_to`: a stem for new files (see `spill_paths`) that a video's
     frames over time and any file's sound are written to as they are decoded, so that a long
@@ -138,7 +140,7 @@ def decode_file(
     if kind == "audio":
         if sample_rate is None:
             return Decoded(name, kind)
-        cut = (sample_rate, window_seconds, merge_tail)
+        cut = (sample_rate, window_seconds, merge_tail, channels)
         audio, duration = _sound(name, resampler, cut, sound_to)
         return Decoded(name, kind, duration=duration, audio=audio)
     decoded = Decoded(name, "video")
@@ -149,7 +151,7 @@ def decode_file(
         on_duration(video_seconds)
     decoded.duration = video_seconds
     if has_audio and sample_rate is not None:
-        cut = (sample_rate, window_seconds, merge_tail)
+        cut = (sample_rate, window_seconds, merge_tail, channels)
         sound = _video_sound(name, resampler, cut, sound_to)
         if sound is not None:
             decoded.audio, decoded.duration = sound
@@ -166,7 +168,8 @@ def decode_file(
     return decoded
 
 
-Cut = tuple[int, float, bool]  # (sample rate, window seconds, merge_tail): see cut_windows
+# (sample rate, window seconds, merge_tail, channels): see cut_windows and load_audio
+Cut = tuple[int, float, bool, str]
 
 
 def _sound(
@@ -174,16 +177,16 @@ def _sound(
 ) -> tuple[Sequence[AudioWindow], float]:
     """(the windows of `name`'s audio, its seconds): in memory, or written to the file
     `spill_to` as it is decoded and resampled."""
-    sample_rate, window_seconds, merge_tail = cut
+    sample_rate, window_seconds, merge_tail, channels = cut
     if spill_to is None:
-        wave = load_audio(name, sample_rate, resampler=resampler)
+        wave = load_audio(name, sample_rate, resampler=resampler, channels=channels)
         return cut_windows(wave, sample_rate, window_seconds, merge_tail), len(wave) / sample_rate
     with SoundWriter(spill_to) as writer:  # a decode that fails leaves no file behind
         if decoding_rate(name, sample_rate, resampler) == sample_rate:  # streamed through
-            for chunk in audio_chunks(name, sample_rate):
+            for chunk in audio_chunks(name, sample_rate, channels=channels):
                 writer.append(chunk * np.float32(INT16_SCALE))
         else:  # a resampler that takes the whole wave
-            writer.append(load_audio(name, sample_rate, resampler=resampler))
+            writer.append(load_audio(name, sample_rate, resampler=resampler, channels=channels))
         bounds = window_bounds(writer.samples, sample_rate, window_seconds, merge_tail)
         return writer.close(sample_rate, bounds), writer.samples / sample_rate
 

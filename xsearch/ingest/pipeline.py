@@ -354,6 +354,7 @@ def decode_settings(options: IngestOptions, encoder: Encoder) -> dict:
         # normalised in the workers: the process running the model only runs the model
         "image_norm": (spec.image.mean, spec.image.std) if spec.image else None,
         "resampler": spec.audio.resampler if spec.audio else "swr",
+        "channels": spec.audio.channels if spec.audio else "mean",
         # a model of fixed clips gets no window longer than its clip
         "merge_tail": not (spec.audio and spec.audio.clip_seconds),
         "frames": options.frames_for(),

@@ -96,6 +96,7 @@ class DecodePool:
         resampler: str = "swr",
         merge_tail: bool = True,
         frames: str = "central",
+        channels: str = "mean",
         *,
         max_pending: int | None = None,
         spill_dir: str | None = None,
@@ -119,6 +120,7 @@ class DecodePool:
             "resampler": resampler,
             "merge_tail": merge_tail,
             "frames": frames,
+            "channels": channels,
         }
         self.spill_dir = spill_dir
         self.early_sound = early_sound

@@ -34,6 +34,7 @@ def load_audio(
     *,
     max_seconds: float | None = DEFAULT_MAX_SECONDS,
     resampler: str = "swr",
+    channels: str = "mean",
 ) -> np.ndarray:
     """Decode the first audio track of `path` to a float32 1-D mono waveform in int16 scale.
 
@@ -48,6 +49,7 @@ def load_audio(
     resampled by the filter of torchaudio's `Resample` with its defaults (a Hann-windowed
     sinc, 6 zero crossings, rolloff 0.99) to ceil(n * sample_rate / rate) samples: how
     Microsoft CLAP's loader resamples (it leaves 44.1 kHz files as they are).
+    `channels="first"` takes the first channel instead of the mean (CAV-MAE's loader).
 
     Raises MediaError (one line, naming the file) when the file cannot be opened, has no audio
     track, decodes to nothing, or would decode to more than `max_seconds` of audio (None: no
@@ -59,7 +61,7 @@ def load_audio(
         raise ValueError(f"resampler must be one of {', '.join(RESAMPLERS)}, got {resampler!r}")
     name = os.fspath(path)
     rate = decoding_rate(name, sample_rate, resampler)
-    chunks = list(audio_chunks(name, rate, max_seconds=max_seconds))
+    chunks = list(audio_chunks(name, rate, max_seconds=max_seconds, channels=channels))
     wave = np.concatenate(chunks) if len(chunks) > 1 else chunks[0].copy()
     if rate != sample_rate and resampler == "soxr_hq":
         wave = _soxr_like_librosa(wave, rate, sample_rate)
@@ -82,7 +84,11 @@ def decoding_rate(name: str, sample_rate: int, resampler: str) -> int:
 
 
 def audio_chunks(
-    path: str | os.PathLike[str], rate: int, *, max_seconds: float | None = DEFAULT_MAX_SECONDS
+    path: str | os.PathLike[str],
+    rate: int,
+    *,
+    max_seconds: float | None = DEFAULT_MAX_SECONDS,
+    channels: str = "mean",
 ) -> Iterator[np.ndarray]:
     """The first audio track of `path` as float32 mono chunks in [-1, 1) at `rate` (by
     libswresample), one at a time as they are decoded, so that a long track can be written
@@ -95,7 +101,7 @@ def audio_chunks(
     first_error: Exception | None = None
     with open_with_track(name, "audio") as container:
         stream = container.streams.audio[0]
-        mono = _MonoResampler(rate)
+        mono = _MonoResampler(rate, first=channels == "first")
         try:
             for packet in container.demux(stream):
                 try:
@@ -197,8 +203,9 @@ class _MonoResampler:
     layout or rate, which some streams (chained Ogg, HE-AAC switching) do produce mid-track.
     """
 
-    def __init__(self, rate: int) -> None:
+    def __init__(self, rate: int, first: bool = False) -> None:
         self.rate = rate
+        self.first = first  # the first channel rather than the mean of them all
         self._resampler: av.AudioResampler | None = None
         self._source: tuple[str, str, int] | None = None
 
@@ -207,8 +214,9 @@ class _MonoResampler:
         out: list[np.ndarray] = []
         if source != self._source:
             out.extend(self.flush())
+            layout = frame.layout.name if self.first else "mono"
             self._resampler = av.AudioResampler(
-                format="fltp", layout="mono", rate=self.rate, options=_SWR_OPTIONS
+                format="fltp", layout=layout, rate=self.rate, options=_SWR_OPTIONS
             )
             self._source = source
         assert self._resampler is not None

@@ -48,7 +48,9 @@ class QueryFiles:
         from xsearch.media import load_audio
 
         def decode() -> np.ndarray:
-            return load_audio(path, spec.sample_rate, resampler=spec.resampler)
+            return load_audio(
+                path, spec.sample_rate, resampler=spec.resampler, channels=spec.channels
+            )
 
         return self._once(("audio", os.fspath(path), spec), decode)
 

@@ -146,7 +146,10 @@ def _spec(name: str, raw: dict[str, Any]) -> EncoderSpec:
         dim=raw["embed_dim"],
         image=_image_input(vision) if vision else None,
         audio=AudioInput(
-            audio["sample_rate"], audio.get("clip_seconds"), audio.get("resampler", "swr")
+            audio["sample_rate"],
+            audio.get("clip_seconds"),
+            audio.get("resampler", "swr"),
+            audio.get("channels", "mean"),
         )
         if audio
         else None,

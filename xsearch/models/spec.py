@@ -40,6 +40,9 @@ class AudioInput:
     # (librosa's default, LAION-CLAP's loader) or "torchaudio_sinc" (Microsoft CLAP's
     # loader): each model's own, kept for its exact vectors (see xsearch.media.load_audio)
     resampler: str = "swr"
+    # Which sound a multi-channel file gives: "mean" (the channels averaged) or "first" (the
+    # first channel, as CAV-MAE's loader takes it), each model's own
+    channels: str = "mean"
 
 
 # CLIP's image normalisation (OpenAI's dataset statistics), per RGB channel
