@@ -48,7 +48,8 @@ def ingest(
         str | None,
         typer.Option(
             help="Frames of a video to embed: central, every:SECONDS (e.g. every:2) or "
-            "scenes[:MAX] (the first frame of each shot, at most MAX per video, default 32). "
+            "scenes[:MAX] (the first frame of each shot, at most MAX per video, default 32) or "
+            "mean[:N] (N frames spread over the video, averaged into one item, default 10). "
             "Default: the index's, else central.",
             show_default=False,
         ),

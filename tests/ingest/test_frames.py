@@ -9,6 +9,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from tests.helpers.media_factory import frame_index, write_video
@@ -40,6 +41,8 @@ def approx_spans(frames) -> list[tuple[float, float]]:
         ("every:0.5", "every:0.5"),
         ("scenes", "scenes:32"),
         ("scenes:5", "scenes:5"),
+        ("mean", "mean:10"),
+        ("mean:4", "mean:4"),
     ],
 )
 def test_policy_text_round_trips_to_one_spelling(text, canonical):
@@ -51,7 +54,7 @@ def test_policy_text_round_trips_to_one_spelling(text, canonical):
 @pytest.mark.parametrize(
     "text",
     ["every:0", "every:-1", "every:x", "every:", "every:nan", "every:inf", "scenes:0",
-     "scenes:x", "scenes:1.5", "sometimes", "central:3", ""],
+     "scenes:x", "scenes:1.5", "sometimes", "central:3", "", "mean:0", "mean:x"],
 )  # fmt: skip
 def test_bad_policy_text_is_a_parameter_error(text):
     with pytest.raises(ParameterError) as caught:
@@ -126,6 +129,36 @@ def test_every_second_of_a_video(tmp_path):
     assert all(f.pixels.shape == (224, 224, 3) for f in decoded.frames)
     halves = decode_file(path, frames="every:0.5", image_norm=None)
     assert [frame_index(f.pixels) for f in halves.frames] == [0, 5, 10, 15, 20, 25, 30]
+
+
+def test_mean_stacks_frames_spread_over_the_video_into_one_item(tmp_path):
+    path = tmp_path / "clip.mp4"
+    write_video(path, 40, fps=10)  # 4 s; frame i has colour i
+    decoded = decode_file(path, frames="mean:4", image_norm=None, spill_to=str(tmp_path / "s"))
+    [item] = decoded.frames  # held, not spilled: one item
+    assert item.pixels.shape == (4, 224, 224, 3)
+    assert [frame_index(p) for p in item.pixels] == [0, 10, 20, 30]
+    assert (item.start, item.end) == (0.0, pytest.approx(4.0, abs=0.1))
+    norm = ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    prepared = decode_file(path, frames="mean:4", image_norm=norm).frames[0].pixels
+    assert prepared.shape == (4, 3, 224, 224) and prepared.dtype == np.float32
+    short = decode_file(path, frames="mean:100", image_norm=None).frames[0].pixels
+    assert len(short) == 40  # no more frames than the video has
+
+
+def test_a_stack_of_frames_is_embedded_as_the_mean_of_its_frames(tiny_audioclip):
+    from xsearch.ingest.pipeline import embed_batch
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (3, 224, 224, 3), dtype=np.uint8)
+    single = rng.integers(0, 255, (224, 224, 3), dtype=np.uint8)
+    rows = embed_batch(tiny_audioclip, "image", [frames, Image.fromarray(single)])
+    each = tiny_audioclip.embed("image", [Image.fromarray(f) for f in frames])
+    mean = each.sum(axis=0) / np.linalg.norm(each.sum(axis=0))
+    np.testing.assert_allclose(rows[0], mean, atol=1e-5)
+    np.testing.assert_allclose(
+        rows[1], tiny_audioclip.embed("image", [Image.fromarray(single)])[0], atol=1e-6
+    )
 
 
 def test_frames_over_time_stay_uint8_when_the_model_normalises(tmp_path):
@@ -256,6 +289,15 @@ def test_ingest_every_second_stores_each_frame_with_its_span(tmp_path, videos, t
     assert store.faiss_index("image").ntotal == 5
 
 
+def test_ingest_mean_gives_one_image_item_per_video(tmp_path, videos, tiny_audioclip):
+    index = tmp_path / "idx"
+    options = IngestOptions(workers=1, frames="mean:4")
+    report = ingest(find_files([videos]), index, tiny_audioclip, options)
+    assert report.failed == [] and report.items["image"] == 2
+    assert frame_items(index) == {"long.mp4": [(0, 2.5)], "short.mp4": [(0, 1.2)]}
+    assert Store.open(index).recipe["frames"] == "mean:4"
+
+
 def test_another_policy_is_refused_and_the_index_is_unchanged(tmp_path, videos, tiny_audioclip):
     index = tmp_path / "idx"
     first = ingest(find_files([videos]), index, tiny_audioclip, IngestOptions(workers=0))
@@ -294,3 +336,12 @@ def test_ray_ingest_gives_the_frames_of_a_local_ingest(tmp_path, videos, tiny_au
             ingest(find_files([videos]), on_ray, tiny_audioclip, options, backend=backend)
     assert frame_items(on_ray) == frame_items(local)
     assert Store.open(on_ray).recipe == Store.open(local).recipe
+
+
+def test_a_query_video_gives_the_frames_an_index_of_mean_averages(tmp_path):
+    from xsearch.media.video import query_frames
+
+    path = tmp_path / "clip.mp4"
+    write_video(path, 40, fps=10)
+    pictures = query_frames(path, FramePolicy.parse("mean:4"))
+    assert [frame_index(np.asarray(p.resize((224, 224)))) for p in pictures] == [0, 10, 20, 30]

@@ -12,6 +12,7 @@ embed is not decoded at all.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -128,6 +129,8 @@ def decode_file(
     MediaError (one line, naming the file) when the file cannot be used.
     """
     frames_to, sound_to = spill_paths(spill_to) if spill_to is not None else (None, None)
+    if frames == "mean" or frames.startswith("mean:"):
+        frames_to = None  # one stacked item, held: nothing to spill
     name = os.fspath(path)
     kind = kind_of(name)
     if kind not in MEDIA_KINDS:
@@ -207,6 +210,15 @@ def _video_frames(
 
     def prepare(frame) -> np.ndarray:
         return crop_square(frame_picture(frame), size)  # uint8: see Decoded
+
+    if policy.kind == "mean":  # one item: its frames stacked, averaged when embedded
+        assert policy.max_frames is not None
+        chosen = policy.spread(video_seconds).stream(video_frames(name), prepare, grey_thumbnails())
+        held = list(itertools.islice(chosen, policy.max_frames))
+        if not held:
+            raise MediaError(f"{name}: video track is empty")
+        stack = np.stack([_prepared(p.pixels, norm) for p in held])
+        return [Frame(held[0].seconds, max(video_seconds or 0.0, held[-1].seconds), stack)]
 
     picked = policy.stream(video_frames(name), prepare, grey_thumbnails())
     if spill_to is not None:

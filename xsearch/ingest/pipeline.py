@@ -78,7 +78,7 @@ class IngestOptions:
     # Only files that are (re)embedded read it: a new annotation on an unchanged file is not
     # applied (xsearch.eval builds a fresh index instead).
     annotations: Mapping[str, Annotation] | None = None
-    # which frames of a video are embedded: central, every:SECONDS or scenes[:MAX] (see
+    # which frames of a video are embedded: central, every:SECONDS, scenes[:MAX], mean[:N] (see
     # FramePolicy); None: the index's, else central. Kept as the policy's canonical text.
     frames: str | None = None
 
@@ -362,8 +362,29 @@ def decode_settings(options: IngestOptions, encoder: Encoder) -> dict:
 
 
 def embed_batch(encoder: Encoder, modality: str, payloads: list) -> np.ndarray:
-    """One batch of `modality` items -> their [n, dim] rows."""
-    return encoder.embed(modality, payloads)
+    """One batch of `modality` items -> their [n, dim] rows. An image item may be a stack of
+    frames (the `mean:N` frame policy: [n, 3, h, w] prepared, or [n, h, w, 3] uint8): its
+    row is the normalised mean of its frames' unit vectors."""
+    stacks = [modality == "image" and _is_stack(p) for p in payloads]
+    if not any(stacks):
+        return encoder.embed(modality, payloads)
+    flat, owners = [], []
+    for owner, (payload, stack) in enumerate(zip(payloads, stacks)):
+        frames = [_frame_payload(f) for f in payload] if stack else [payload]
+        flat += frames
+        owners += [owner] * len(frames)
+    rows = encoder.embed(modality, flat)
+    sums = np.zeros((len(payloads), rows.shape[1]), dtype=np.float32)
+    np.add.at(sums, owners, rows)
+    return sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), np.float32(1e-12))
+
+
+def _is_stack(payload: object) -> bool:
+    return isinstance(payload, np.ndarray) and payload.ndim == 4
+
+
+def _frame_payload(frame: np.ndarray):
+    return frame if frame.dtype == np.float32 else Image.fromarray(frame)
 
 
 class _Batcher:
@@ -691,7 +712,8 @@ def _add_items(asset_id: int, decoded: Decoded, batcher: _Batcher, sound: bool =
     """The frames of a decoded file, and its sound unless `sound` is False, to embed."""
     for start, end, pixels in decoded.frames:  # spilled frames: read one at a time
         # normalised by the worker, or uint8 pixels (see Decoded)
-        payload = pixels if pixels.dtype == np.float32 else Image.fromarray(pixels)
+        prepared = pixels.dtype == np.float32 or pixels.ndim == 4  # (a stack: embed_batch)
+        payload = pixels if prepared else Image.fromarray(pixels)
         batcher.add("image", _item(asset_id, "image", start, end), payload)
     if sound:
         for start, end, wave in decoded.audio:  # spilled sound: one window at a time

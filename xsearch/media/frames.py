@@ -5,6 +5,9 @@ frames as they stream out of the decoder.
 - `every:SECONDS`: the first frame at or after 0, S, 2S, ... seconds.
 - `scenes[:MAX]`: the first frame, and the first frame of each shot, found where consecutive
   frames differ a lot (see SCENE_THRESHOLD); at most MAX frames per video, the strongest cuts.
+- `mean[:N]`: N frames spread evenly over the video (at 0, D/N, 2D/N, ... seconds), embedded
+  and averaged into one image item that stands for the whole video: CAV-MAE's classification
+  protocol averages 10 frames so (`spread` turns it into the `every` choice that picks them).
 
 The choosers take frames one at a time and turn a chosen frame into the model's input at once
 (`prepare`), so they never hold a decoded full-size frame; `stream` hands each chosen frame on
@@ -31,7 +34,8 @@ from xsearch.errors import ParameterError
 SCENE_THRESHOLD = 30.0
 SCENE_THUMB = (64, 36)  # width, height: enough to see a shot change, cheap to compare
 DEFAULT_SCENES_MAX = 32  # frames per video when `scenes` names no cap
-POLICY_FORMS = "central, every:SECONDS or scenes[:MAX]"
+DEFAULT_MEAN_FRAMES = 10  # frames averaged when `mean` names no count
+POLICY_FORMS = "central, every:SECONDS, scenes[:MAX] or mean[:N]"
 
 
 class Picked(NamedTuple):
@@ -45,14 +49,15 @@ class Picked(NamedTuple):
 class FramePolicy:
     """Which frames of a video are embedded; `str()` gives the text an index records."""
 
-    kind: str  # "central", "every" or "scenes"
+    kind: str  # "central", "every", "scenes" or "mean"
     seconds: float | None = None  # every: the step between frames
-    max_frames: int | None = None  # scenes: the cap on frames per video
+    max_frames: int | None = None  # scenes: the cap on frames per video; mean: the count
 
     @classmethod
     def parse(cls, text: str) -> FramePolicy:
-        """`central`, `every:SECONDS` (> 0) or `scenes[:MAX]` (MAX >= 1, default
-        DEFAULT_SCENES_MAX). Raises ParameterError('frames', ...) for anything else."""
+        """`central`, `every:SECONDS` (> 0), `scenes[:MAX]` (MAX >= 1, default
+        DEFAULT_SCENES_MAX) or `mean[:N]` (N >= 1, default DEFAULT_MEAN_FRAMES). Raises
+        ParameterError('frames', ...) for anything else."""
         kind, _, value = text.strip().partition(":")
         if kind == "central" and not value:
             return cls("central")
@@ -61,15 +66,26 @@ class FramePolicy:
         if kind == "scenes":
             cap = _positive_count(text, value) if value else DEFAULT_SCENES_MAX
             return cls("scenes", max_frames=cap)
+        if kind == "mean":
+            count = _positive_count(text, value, "mean:N") if value else DEFAULT_MEAN_FRAMES
+            return cls("mean", max_frames=count)
         raise ParameterError("frames", f"{text!r} is not one of {POLICY_FORMS}")
 
     def __str__(self) -> str:
         if self.kind == "every":
             assert self.seconds is not None
             return f"every:{_number(self.seconds)}"
-        if self.kind == "scenes":
-            return f"scenes:{self.max_frames}"
+        if self.kind in ("scenes", "mean"):
+            return f"{self.kind}:{self.max_frames}"
         return self.kind
+
+    def spread(self, duration: float | None) -> FramePolicy:
+        """`mean:N` over a video of `duration` seconds: the `every` choice of its N frames
+        (one a second when the length is unknown; take the first N it gives)."""
+        assert self.kind == "mean" and self.max_frames is not None
+        if not duration or duration <= 0:
+            return FramePolicy("every", seconds=1.0)
+        return FramePolicy("every", seconds=duration / self.max_frames)
 
     def pick(
         self,
@@ -168,9 +184,9 @@ def _positive_seconds(text: str, value: str) -> float:
     return seconds
 
 
-def _positive_count(text: str, value: str) -> int:
+def _positive_count(text: str, value: str, form: str = "scenes:MAX") -> int:
     if not value.isdigit() or int(value) < 1:
-        raise ParameterError("frames", f"{text!r}: scenes:MAX needs a whole number >= 1")
+        raise ParameterError("frames", f"{text!r}: {form} needs a whole number >= 1")
     return int(value)
 
 

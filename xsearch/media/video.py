@@ -81,6 +81,11 @@ def query_frames(
     side, so that a 4K clip holds little; a model's own resize takes them from there."""
     if policy.kind == "central":
         return [video_central_frame(path)[0]]
+    if policy.kind == "mean":  # its frames, fused by the caller as the index averaged them
+        assert policy.max_frames is not None
+        spread = policy.spread(video_seconds(path))
+        picked = spread.pick(video_frames(path), _query_picture, grey_thumbnails())
+        return [p.pixels for p in picked[: min(policy.max_frames, most)]]
     if policy.kind == "every":
         assert policy.seconds is not None
         length = video_seconds(path) or 0.0
