@@ -44,7 +44,7 @@ from xsearch.models import load_encoder, preprocess  # noqa: E402
 NOMINAL_GFLOP = {"text": 6.0, "image": 12.2, "audio 5s": 28.7, "audio 10s": 57.3}
 AUDIO_SECONDS = {"audio 5s": 5.0, "audio 10s": 10.0}
 MODALITIES = ("text", "image", "audio 5s", "audio 10s")
-DEFAULT_MODELS = ("audioclip", "laion-clap", "msclap-2023")
+DEFAULT_MODELS = ("audioclip", "laion-clap", "msclap-2023", "cav-mae")
 
 QUERIES = [
     "a dog barking in the rain",
@@ -287,7 +287,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--config",
         dest="models",
         action="append",
-        help="model name, repeatable (default: audioclip, laion-clap, msclap-2023)",
+        help="model name, repeatable (default: audioclip, laion-clap, msclap-2023, cav-mae)",
     )
     p.add_argument("--repeats", type=int, default=3, help="timed calls per cell (default 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls per cell (default 1)")

@@ -146,3 +146,36 @@ def test_cli_latency_small_run_times_every_command(tmp_path):
         assert row["median_s"] > 0, command
         failing = command.startswith(("usage error", "bad --where"))
         assert all(code != 0 for code in row["exit_codes"]) == failing, command
+
+
+def _run_script(name: str, *args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / name), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return proc
+
+
+def test_av_retrieval_quick_run_prints_ours_beside_the_published(tmp_path):
+    out = tmp_path / "av.json"
+    proc = _run_script("av_retrieval.py", "--quick", "--out", str(out))
+    assert "RANDOM WEIGHTS" in proc.stdout and "CAV-MAE Scale+" in proc.stdout
+    result = json.loads(out.read_text())
+    assert [r["direction"] for r in result["rows"]] == ["A->V", "V->A"]
+    for row in result["rows"]:
+        assert row["clips"] == 6 and row["ours"][2] == 100.0  # 6 candidates: all in the top 10
+        assert row["CAV-MAE Scale+"] and row["CAV-MAE"]
+
+
+def test_upload_speed_quick_run_times_uploads_and_embedding(tmp_path):
+    out = tmp_path / "upload.json"
+    _run_script("upload_speed.py", "--quick", "--out", str(out))
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["kind"] for r in rows] == ["audio", "image", "video"]
+    assert all(
+        r["embed_s"] > 0 and r["upload_s"] > 0 and r["fresh_worker_decode_s"] > 0 for r in rows
+    )

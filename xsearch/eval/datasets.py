@@ -11,6 +11,8 @@ Layouts (`kind`: where the metadata and the media are):
   optionally `class_labels_indices.csv`, with whatever media was downloaded.
 - `folders`: `ROOT/<class>/<files>`.
 - `manifest`: a CSV or JSONL file of `path, labels[, caption][, fold]`.
+- `av-pairs`: the CAV-MAE retrieval lists (AudioSet, VGGSound): a JSON file of clips, each a
+  sound file and a folder of extracted frames; a clip's sound and frame are each other's match.
 
 Caption collections (`clotho`, `audiocaps`: clips with several captions each, no labels) are
 read by `xsearch.eval.caption_datasets`; `load_dataset` reads them too.
@@ -278,12 +280,64 @@ def manifest(root: PathLike, *, allow_outside: bool = False) -> Dataset:
     return Dataset("manifest", base, _nonempty(records, file))
 
 
+def av_pairs(root: PathLike, *, frame: int = 5, allow_outside: bool = False) -> Dataset:
+    """Audio-visual pairs in the format of CAV-MAE's data lists: `ROOT` is a JSON file
+    `{"data": [{"video_id", "wav", "video_path", ...}, ...]}` (its AudioSet and VGGSound
+    evaluation lists), or a folder holding one `*.json`. Each clip gives two records labelled
+    with its video id alone, so that each is the other's only relevant match: its sound
+    (`wav`) and its frame `video_path/frame_<frame>/<video_id>.jpg` (frame 5 of the ten the
+    official extraction writes, the one its retrieval script uses). Evaluate `audio:image`
+    and `image:audio`: HR@1, HR@5 and HR@10 are the paper's R@1, R@5 and R@10.
+
+    Relative paths are resolved against the file's folder; one outside it is refused unless
+    `allow_outside` (the official lists hold absolute paths). Clips whose sound or frame is
+    missing are skipped and counted in `Dataset.skipped`, as downloads are incomplete."""
+    file = Path(root)
+    if file.is_dir():
+        found = sorted(file.glob("*.json"))
+        if len(found) != 1:
+            raise UsageError(f"{file}: expected one data list (*.json) there, found {len(found)}")
+        file = found[0]
+    base = file.parent.resolve()
+    with _open_text(file, "the data list") as f:
+        try:
+            entries = json.load(f).get("data")
+        except (json.JSONDecodeError, AttributeError):
+            entries = None
+    if not isinstance(entries, list):
+        raise UsageError(f'{file}: not a data list (expected {{"data": [...]}})')
+    records: list[Record] = []
+    skipped: list[tuple[str, str]] = []
+    hint = " (allow_outside allows it)"
+    for number, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict) or not all(
+            isinstance(entry.get(k), str) for k in ("video_id", "wav", "video_path")
+        ):
+            raise UsageError(f"{file}: entry {number} lacks video_id, wav or video_path")
+        clip = entry["video_id"]
+        sound = _inside(base, entry["wav"], file, number, allow_outside=allow_outside, hint=hint)
+        folder = entry["video_path"].rstrip("/")
+        picture_path = f"{folder}/frame_{frame}/{clip}.jpg"
+        picture = _inside(base, picture_path, file, number, allow_outside=allow_outside, hint=hint)
+        missing = [p.name for p in (sound, picture) if not p.is_file()]
+        if missing:
+            skipped.append((clip, f"no {' or '.join(missing)}"))
+            continue
+        records.append(Record(sound, (clip,)))
+        records.append(Record(picture, (clip,)))
+    if not records:
+        found = f"none of its {len(skipped)} clips has" if skipped else "it lists no clips"
+        raise UsageError(f"{file}: {found} both a sound and a frame")
+    return Dataset("av-pairs", base, records, skipped)
+
+
 ADAPTERS: dict[str, Callable[..., Dataset]] = {
     "esc50": esc50,
     "urbansound8k": urbansound8k,
     "audioset": audioset,
     "folders": folders,
     "manifest": manifest,
+    "av-pairs": av_pairs,
 }
 
 
