@@ -42,8 +42,8 @@ def evaluate(
         tuple[str, Path] | None,
         typer.Option(
             help="KIND ROOT: ingest a labelled dataset (esc50, urbansound8k, audioset, folders, "
-            "manifest, av-pairs) or a caption dataset (clotho, audiocaps: text<->audio R@1/5/10, mAP@10) "
-            "into the index eval-KIND, then evaluate it.",
+            "manifest, av-pairs) or a caption dataset (clotho, audiocaps: text<->audio "
+            "R@1/5/10, mAP@10) into the index eval-KIND, then evaluate it.",
             show_default=False,
         ),
     ] = None,
