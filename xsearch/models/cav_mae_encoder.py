@@ -14,7 +14,7 @@ official loader; decode workers prepare them so, and PIL images are prepared her
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -23,8 +23,8 @@ import numpy as np
 
 from xsearch.errors import ParameterError, WeightsNotFound
 from xsearch.media.audio import INT16_SCALE
+from xsearch.models.batching import batches, embed_in_windows
 from xsearch.models.cav_mae import TOWER_PREFIXES, cav_mae_config
-from xsearch.models.clap_audio import clip_windows
 from xsearch.models.encoder import normalize_rows
 from xsearch.models.lazy_towers import LazyTowers
 from xsearch.models.registry import spec_for
@@ -140,16 +140,6 @@ class CavMaeEncoder(LazyTowers, Encoder):
 
     # --- embedding -------------------------------------------------------------------------
 
-    def _batches(self, items: Iterator[Any]) -> Iterator[list]:
-        batch: list = []
-        for item in items:
-            batch.append(item)
-            if len(batch) == self.batch_size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
-
     def embed_text(self, texts: Sequence[str | Sequence[str]]) -> np.ndarray:
         self.spec.require("text")
         raise AssertionError("unreachable: CAV-MAE embeds no text")  # pragma: no cover
@@ -160,7 +150,7 @@ class CavMaeEncoder(LazyTowers, Encoder):
             return out
         step = self._tower("image")
         start = 0
-        for batch in self._batches(iter(images)):
+        for batch in batches(images, self.batch_size):
             out[start : start + len(batch)] = normalize_rows(step([self.pixels(i) for i in batch]))
             start += len(batch)
         return out
@@ -168,18 +158,15 @@ class CavMaeEncoder(LazyTowers, Encoder):
     def embed_audio(self, waves: Sequence[np.ndarray]) -> np.ndarray:
         """Mono waveforms at 16 kHz, int16 scale, any lengths -> [n, dim]: the normalised
         mean of the unit vectors of each wave's clip-length windows."""
-        sums = np.zeros((len(waves), self.dim), dtype=np.float32)
         if not len(waves):
-            return sums
+            return np.zeros((0, self.dim), dtype=np.float32)
         step = self._tower("audio")
-
-        def windows() -> Iterator[tuple[int, np.ndarray]]:
-            for owner, wave in enumerate(waves):
-                for window in clip_windows(wave, self.clip_samples):
-                    yield owner, window
-
-        for batch in self._batches(windows()):
-            owners = [owner for owner, _ in batch]
-            inputs = [self.fbank(np.asarray(w, dtype=np.float32) / INT16_SCALE) for _, w in batch]
-            np.add.at(sums, owners, normalize_rows(step(inputs)))
-        return normalize_rows(sums)
+        return embed_in_windows(
+            waves,
+            self.clip_samples,
+            self.batch_size,
+            self.dim,
+            lambda windows: step(
+                [self.fbank(np.asarray(w, np.float32) / INT16_SCALE) for w in windows]
+            ),
+        )

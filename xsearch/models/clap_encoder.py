@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from xsearch.errors import ParameterError, WeightsNotFound
+from xsearch.models.batching import batches, embed_in_windows
 from xsearch.models.bpe import FILES, has_vocabulary
-from xsearch.models.clap_audio import clip_windows, prepare_clip
+from xsearch.models.clap_audio import prepare_clip
 from xsearch.models.clap_config import clap_config
 from xsearch.models.encoder import normalize_rows
 from xsearch.models.lazy_towers import LazyTowers
@@ -192,16 +193,6 @@ class ClapEncoder(LazyTowers, Encoder):
 
     # --- embedding -------------------------------------------------------------------------
 
-    def _batches(self, items: Iterator[Any]) -> Iterator[list]:
-        batch: list = []
-        for item in items:
-            batch.append(item)
-            if len(batch) == self.batch_size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
-
     def embed_text(self, texts: Sequence[str | Sequence[str]]) -> np.ndarray:
         joined = [t if isinstance(t, str) else ", ".join(t) for t in texts]
         out = np.empty((len(joined), self.dim), dtype=np.float32)
@@ -209,7 +200,7 @@ class ClapEncoder(LazyTowers, Encoder):
             return out
         step = self._tower("text")
         start = 0
-        for batch in self._batches(iter(joined)):
+        for batch in batches(joined, self.batch_size):
             out[start : start + len(batch)] = normalize_rows(step(batch))
             start += len(batch)
         return out
@@ -221,22 +212,17 @@ class ClapEncoder(LazyTowers, Encoder):
     def embed_audio(self, waves: Sequence[np.ndarray]) -> np.ndarray:
         """Mono waveforms at the model's rate, int16 scale, any lengths -> [n, dim]: the
         normalised mean of the unit vectors of each wave's clip-length windows."""
-        sums = np.zeros((len(waves), self.dim), dtype=np.float32)
         if not len(waves):
-            return sums
+            return np.zeros((0, self.dim), dtype=np.float32)
         step = self._tower("audio")
-        clip = self.config.audio.clip_samples
-
-        def windows() -> Iterator[tuple[int, np.ndarray]]:
-            for owner, wave in enumerate(waves):
-                for window in clip_windows(wave, clip):
-                    yield owner, window
-
-        for batch in self._batches(windows()):
-            owners = [owner for owner, _ in batch]
-            clips = [prepare_clip(window, self.config) for _, window in batch]
-            np.add.at(sums, owners, normalize_rows(step(clips)))
-        return normalize_rows(sums)
+        config = self.config
+        return embed_in_windows(
+            waves,
+            config.audio.clip_samples,
+            self.batch_size,
+            self.dim,
+            lambda windows: step([prepare_clip(w, config) for w in windows]),
+        )
 
 
 @contextmanager
