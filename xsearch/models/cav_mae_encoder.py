@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from xsearch.errors import ParameterError, WeightsNotFound
+from xsearch.errors import ParameterError
 from xsearch.media.audio import INT16_SCALE
 from xsearch.models.batching import batches, embed_in_windows
 from xsearch.models.cav_mae import TOWER_PREFIXES, cav_mae_config
@@ -48,10 +48,8 @@ class CavMaeEncoder(LazyTowers, Encoder):
         autocast on CUDA, as the official retrieval script runs); bf16 a bfloat16 autocast."""
         self.config = cav_mae_config(config_name)
         self.spec = spec_for(config_name)
-        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
-        if self.checkpoint is not None and not self.checkpoint.is_file():
-            raise WeightsNotFound(f"{self.checkpoint}: no such checkpoint file")
-        self.weights = WeightsChoice(self.checkpoint, "weights" if checkpoint else "random")
+        self.weights = WeightsChoice.given(checkpoint)
+        self.checkpoint = self.weights.path
         self.device = str(device)
         if precision not in ("fp32", "bf16"):
             raise ParameterError(

@@ -70,10 +70,8 @@ class ClapEncoder(LazyTowers, Encoder):
         bf16 is a bfloat16 autocast on either; fp16 asks for CUDA's fp16 autocast."""
         self.config = clap_config(config_name)
         self.spec = spec_for(config_name)
-        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
-        if self.checkpoint is not None and not self.checkpoint.is_file():
-            raise WeightsNotFound(f"{self.checkpoint}: no such checkpoint file")
-        self.weights = WeightsChoice(self.checkpoint, "weights" if checkpoint else "random")
+        self.weights = WeightsChoice.given(checkpoint)
+        self.checkpoint = self.weights.path
         self.device = str(device)
         self.precision = check_clap_precision(precision, self.device)
         on_gpu = self.device.startswith("cuda")

@@ -49,6 +49,17 @@ class WeightsChoice:
     def is_random(self) -> bool:
         return self.path is None
 
+    @classmethod
+    def given(cls, checkpoint: str | os.PathLike[str] | None) -> WeightsChoice:
+        """The caller's checkpoint (None: random weights); WeightsNotFound, in one line, for a
+        path that is no file."""
+        if checkpoint is None:
+            return cls(None, "random")
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise WeightsNotFound(f"{path}: no such checkpoint file")
+        return cls(path, "weights")
+
 
 def install_hint(model: str = DEFAULT_MODEL) -> str:
     """How to get the official weights, in words every caller can use (the one place it is
