@@ -1,56 +1,36 @@
 """The `av-pairs` adapter: CAV-MAE's retrieval lists (a clip's sound and its extracted frame,
-each the other's only match), read safely and evaluated as audio <-> image retrieval."""
+each the other's only match), read safely and evaluated as audio <-> image retrieval. The
+layout itself is checked with every adapter's (tests/eval/test_eval_datasets.py)."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-from PIL import Image
 
+from tests.helpers.eval_layouts import write_layout
 from xsearch.api import evaluate_dataset
 from xsearch.errors import UsageError
 from xsearch.eval.datasets import load_dataset
-from xsearch.samples import audio_samples, write_wav
-
-
-def write_clips(root, clips, frame=5, missing=()):
-    """The official layout: sounds in `audio/`, frames in `frames/frame_<k>/<id>.jpg`, and
-    the data list, relative paths (`wav`, `video_path`) as given."""
-    (root / "audio").mkdir(parents=True, exist_ok=True)
-    waves = list(audio_samples(seconds=1.0).values())
-    rng = np.random.default_rng(0)
-    entries = []
-    for number, clip in enumerate(clips):
-        if clip not in missing:
-            write_wav(root / "audio" / f"{clip}.wav", waves[number % len(waves)])
-            folder = root / "frames" / f"frame_{frame}"
-            folder.mkdir(parents=True, exist_ok=True)
-            pixels = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(folder / f"{clip}.jpg")
-        entries.append({"video_id": clip, "wav": f"audio/{clip}.wav", "video_path": "frames",
-                        "labels": "/m/09x0r"})  # fmt: skip
-    (root / "eval.json").write_text(json.dumps({"data": entries}))
-    return root / "eval.json"
 
 
 def test_each_clip_gives_its_sound_and_frame_labelled_by_its_id(tmp_path):
-    listed = write_clips(tmp_path, ["a1", "b2", "c3"], missing=("b2",))
+    layout = write_layout("av-pairs", tmp_path, clips=3, missing=(1,))
     dataset = load_dataset("av-pairs", tmp_path)  # the folder holding the list
     assert [(r.path.name, r.labels) for r in dataset] == [
-        ("a1.wav", ("a1",)), ("a1.jpg", ("a1",)), ("c3.wav", ("c3",)), ("c3.jpg", ("c3",))
+        ("vid0.wav", ("vid0",)), ("vid0.jpg", ("vid0",)), ("vid2.wav", ("vid2",)),
+        ("vid2.jpg", ("vid2",)),
     ]  # fmt: skip
-    assert dataset.skipped == [("b2", "no b2.wav or b2.jpg")]
-    assert len(load_dataset("av-pairs", listed)) == 4
+    assert dataset.skipped == [("vid1", "no vid1.wav or vid1.jpg")]
+    assert load_dataset("av-pairs", tmp_path / "eval.json").records == layout.records
 
 
 def test_paths_outside_the_lists_folder_are_refused_unless_allowed(tmp_path):
+    write_layout("av-pairs", tmp_path, clips=1, missing=())
     inside = tmp_path / "list"
-    write_clips(tmp_path, ["a1"])
     inside.mkdir()
     data = json.loads((tmp_path / "eval.json").read_text())
-    data["data"][0]["wav"] = str(tmp_path / "audio" / "a1.wav")  # absolute, outside `list/`
+    data["data"][0]["wav"] = str(tmp_path / "audio" / "vid0.wav")  # absolute, outside `list/`
     data["data"][0]["video_path"] = str(tmp_path / "frames")
     (inside / "eval.json").write_text(json.dumps(data))
     with pytest.raises(UsageError, match="is outside"):
@@ -70,7 +50,7 @@ def test_a_bad_list_is_one_line(tmp_path, content, needle):
 
 
 def test_evaluated_as_audio_and_image_retrieval_with_a_cav_mae_model(tmp_path):
-    write_clips(tmp_path / "data", ["a1", "b2", "c3", "d4"])
+    write_layout("av-pairs", tmp_path / "data", clips=4, missing=())
     result = evaluate_dataset(
         "av-pairs", tmp_path / "data", home=tmp_path / "home", model="cav-mae-tiny",
         weights="random", workers=0, pairs="audio:image,image:audio",

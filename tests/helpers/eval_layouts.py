@@ -247,12 +247,33 @@ def write_manifest(
     return Layout("manifest", file, records)
 
 
+def write_av_pairs(root: Path, clips: int = 4, missing: tuple[int, ...] = (1,)) -> Layout:
+    """CAV-MAE's retrieval layout: `root/eval.json` listing clips whose sound is
+    `audio/<id>.wav` and whose frames are `frames/frame_<k>/<id>.jpg` (frame 5 written); the
+    clips numbered in `missing` have no files (skipped)."""
+    records, skipped, entries = [], [], []
+    for number in range(clips):
+        clip_id = f"vid{number}"
+        entries.append({"video_id": clip_id, "wav": f"audio/{clip_id}.wav", "video_path": "frames",
+                        "labels": "/m/09x0r"})  # fmt: skip
+        if number in missing:
+            skipped.append((clip_id, f"no {clip_id}.wav or {clip_id}.jpg"))
+            continue
+        sound = write_clip(root / "audio" / f"{clip_id}.wav", number, 0)
+        picture = write_picture(root / "frames" / "frame_5" / f"{clip_id}.jpg", number, 0)
+        records += [Record(sound, (clip_id,)), Record(picture, (clip_id,))]
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "eval.json").write_text(json.dumps({"data": entries}))
+    return Layout("av-pairs", root, records, skipped)
+
+
 WRITERS = {
     "esc50": write_esc50,
     "urbansound8k": write_urbansound8k,
     "audioset": write_audioset,
     "folders": write_folders,
     "manifest": write_manifest,
+    "av-pairs": write_av_pairs,
 }
 
 
