@@ -129,7 +129,7 @@ def decode_file(
     MediaError (one line, naming the file) when the file cannot be used.
     """
     frames_to, sound_to = spill_paths(spill_to) if spill_to is not None else (None, None)
-    if frames == "mean" or frames.startswith("mean:"):
+    if FramePolicy.parse(frames).kind == "mean":
         frames_to = None  # one stacked item, held: nothing to spill
     name = os.fspath(path)
     kind = kind_of(name)
