@@ -77,7 +77,8 @@ def search(
         hits = _search_items_per_file(store, query, target, k, options, per_file)
     else:
         hits = _search_assets(store, query, target, k, options, options.per_file or 1)
-    hits, _ = above_min_score(hits, options.min_score)
+    if options.min_score is not None:
+        hits = [h for h in hits if h.score >= options.min_score]
     if items:
         return [replace(h, rank=rank) for rank, h in enumerate(hits, 1)]
     # a file's moments share its rank: the rank is the file's place
@@ -85,14 +86,6 @@ def search(
         asset: place for place, asset in enumerate(dict.fromkeys(h.asset_id for h in hits), 1)
     }
     return [replace(h, rank=places[h.asset_id]) for h in hits]
-
-
-def above_min_score(hits: list[Hit], min_score: float | None) -> tuple[list[Hit], int]:
-    """The hits scoring at least `min_score` (None: all), and how many were left out."""
-    if min_score is None:
-        return hits, 0
-    kept = [h for h in hits if h.score >= min_score]
-    return kept, len(hits) - len(kept)
 
 
 def _count(store: Store, modality: str) -> int:

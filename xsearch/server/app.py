@@ -36,7 +36,7 @@ from xsearch.errors import XSearchError
 from xsearch.search.facets import Facets, available
 from xsearch.search.targets import LABELS, check_target
 from xsearch.server import uploads
-from xsearch.server.catalog import Catalog
+from xsearch.server.catalog import Asset, Catalog
 from xsearch.server.media import (
     WAVE_MAX_SECONDS,
     IndexedFileResponse,
@@ -278,13 +278,7 @@ class _Api:
         for item_id in like:
             if self.catalog.item(item_id) is None:
                 raise HTTPException(400, f"like: no item {item_id} in this index")
-        min_score = query.get("min_score") or None
-        try:
-            min_score = float(min_score) if min_score is not None else None
-        except ValueError:
-            raise HTTPException(400, "min_score must be a number") from None
-        if min_score is not None and not math.isfinite(min_score):
-            raise HTTPException(400, "min_score must be a finite number")
+        min_score = _number(query, "min_score")
         nprobe, ef = _integer(query, "nprobe", None), _integer(query, "ef", None)
         if (nprobe is not None and nprobe < 1) or (ef is not None and ef < 1):
             raise HTTPException(400, "nprobe and ef must be at least 1")
@@ -386,15 +380,21 @@ class _Api:
 
     # --- files by id -----------------------------------------------------------------------
 
-    def media(self, request: Request) -> Response:
+    def _asset(self, request: Request) -> Asset:
+        """The asset the request's path names by id (after following the newest generation)."""
         self._follow()
         asset_id = _path_id(request, "asset_id")
         asset = self.catalog.asset(asset_id) if asset_id is not None else None
         if asset is None:
             raise HTTPException(404, "no such media in this index")
+        return asset
+
+    def media(self, request: Request) -> Response:
+        asset = self._asset(request)
         opened = open_indexed(asset)
         if opened is None:
-            raise HTTPException(404, f"media {asset_id} is gone or changed since it was indexed")
+            gone = f"media {asset.asset_id} is gone or changed since it was indexed"
+            raise HTTPException(404, gone)
         return IndexedFileResponse(opened, media_type(asset.path))
 
     def thumb(self, request: Request) -> Response:
@@ -413,18 +413,14 @@ class _Api:
     def wave(self, request: Request) -> Response:
         """A wide waveform of `start` to `end` seconds of a file's sound (the detail view's),
         at most WAVE_MAX_SECONDS long."""
-        self._follow()
-        asset_id = _path_id(request, "asset_id")
-        asset = self.catalog.asset(asset_id) if asset_id is not None else None
-        if asset is None:
-            raise HTTPException(404, "no such media in this index")
+        asset = self._asset(request)
         start = _number(request.query_params, "start") or 0.0
         end = _number(request.query_params, "end")
         if end is None or not 0 <= start < end or end - start > WAVE_MAX_SECONDS:
             raise HTTPException(400, f"give 0 <= start < end, at most {WAVE_MAX_SECONDS:g} s apart")
         data = self.thumbs.wave(asset, round(start, 1), round(end, 1))
         if data is None:
-            raise HTTPException(404, f"media {asset_id} has no sound to draw")
+            raise HTTPException(404, f"media {asset.asset_id} has no sound to draw")
         return Response(
             data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
         )
