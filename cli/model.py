@@ -35,6 +35,9 @@ def list_models(as_json: Json = False) -> None:
             weights, card["licence"],
         )  # fmt: skip
     out.print(table)
+    for card in cards:
+        for gap in card["gaps"]:
+            out.print(f"[yellow]{card['name']}:[/] {gap}", highlight=False)
 
 
 @app.command("info")
@@ -113,6 +116,27 @@ def fetch(
             f"[yellow]warning:[/] the file is a valid {model} checkpoint, but its sha256 "
             "differs from the official release's recorded digest"
         )
+
+
+@app.command("convert")
+@handle_errors
+def convert(
+    model: Annotated[str, typer.Argument(help="Model name, e.g. mmv-s3d.")],
+    source: Annotated[Path, typer.Argument(help="The official parameter file (MMV's .pkl).")],
+    dest: Annotated[
+        Path | None,
+        typer.Option("--out", help="Where to write it (default: the model's cache file)."),
+    ] = None,
+    vocabulary: Annotated[
+        Path | None,
+        typer.Option("--vocab", help="The text tower's word list, one word per line."),
+    ] = None,
+) -> None:
+    """Convert an official parameter file that is a pickle (MMV) into the checkpoint commands
+    load, once; nothing in the file runs: only arrays are read."""
+    with err.status(f"converting {source.name}"):
+        path = api.convert_weights(model, source, dest, vocabulary)
+    out.print(f"converted: {path}", highlight=False)
 
 
 # `xsearch model fetch full` predates model names: AudioCLIP's checkpoint names.

@@ -28,6 +28,7 @@ _EXPORTS = {
     "model_info": "models",
     "ModelInfo": "models",
     "fetch_weights": "models",
+    "convert_weights": "models",
     "prepare_weights": "models",
     "FetchResult": "models",
     "list_configs": "models",

@@ -407,11 +407,16 @@ class Index:
         import numpy as np
 
         from xsearch.media.query_files import QueryFiles
+        from xsearch.models.encoder import normalize_parts
         from xsearch.models.spec import EncoderSpec
-        from xsearch.search.engine import fuse
 
         files = decoded if decoded is not None else QueryFiles()
-        spec: EncoderSpec = self._query_spec()
+        spec: EncoderSpec = self.spec
+
+        def mean_row(rows: np.ndarray) -> np.ndarray:
+            """The rows' mean direction (per space, for a model of several)."""
+            return normalize_parts(rows.sum(axis=0, keepdims=True), spec.spaces)[0]
+
         for modality, given in (("text", text), ("image", image), ("audio", audio)):
             if given:
                 spec.require(modality)
@@ -419,7 +424,11 @@ class Index:
             spec.require("image")
         images = [files.image(p) for p in image] if spec.image else []
         policy = self._frame_policy()
-        per_video = [files.frames(v, policy) for v in video] if spec.image else []
+        per_video = []
+        if spec.image and spec.image.clip_seconds:  # a model of video clips
+            per_video = [files.clips(v, policy, spec.image) for v in video]
+        elif spec.image:
+            per_video = [files.frames(v, policy) for v in video]
         frames = [picture for pictures in per_video for picture in pictures]
         sounded = [bool(spec.audio) and files.has_audio(v) for v in video]
         sounds, tracks_in = [], []
@@ -441,15 +450,17 @@ class Index:
             both = []
             if per_video:
                 count = len(per_video[number])
-                both.append(fuse(pictures[start : start + count]))
+                both.append(mean_row(pictures[start : start + count]))
                 start += count
             both += [next(video_tracks)] if has_sound else []
             if not both:
                 raise UsageError(f"{', '.join(map(str, video))}: nothing this model can embed")
-            parts.append(fuse(np.stack(both))[None])
+            parts.append(mean_row(np.stack(both))[None])
         return np.concatenate([p for p in parts if len(p)])
 
-    def _query_spec(self):
+    @property
+    def spec(self):
+        """What the index's model embeds and expects (`EncoderSpec`), without loading it."""
         if self._encoder is not None:
             return self._encoder.spec
         from xsearch.models.config import spec_for
@@ -537,7 +548,8 @@ class Index:
     def _search_in(self, store, request, target, k, where, exclude_self, options) -> list[Hit]:
         import numpy as np
 
-        from xsearch.search.engine import fuse, search
+        from xsearch.search.engine import search, searched_modalities
+        from xsearch.search.spaces import queries_for
 
         embedded, weights, files, liked = request
         vectors = [v for v in (embedded, store.vectors(liked) if liked else None) if v is not None]
@@ -545,7 +557,9 @@ class Index:
         if exclude_self:
             excluded = _assets_of(store, files) | _assets_of_items(store, liked)
         options = replace(options, where=where, exclude_assets=excluded)
-        return search(store, fuse(np.concatenate(vectors), weights), target, k, options)
+        searched = searched_modalities(target)
+        query = queries_for(self.spec, np.concatenate(vectors), weights, searched)
+        return search(store, query, target, k, options)
 
     def evaluate(self, **options: Any):
         """Retrieval quality (P@1, R@1, mAP, ...) of every pairing of the index's modalities

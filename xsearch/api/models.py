@@ -134,7 +134,7 @@ def model_info(
 
     config = model_option(model, config)
     if config is not None and family_of(config) != "audioclip":
-        return _clap_info(weights, config, resolve_device(device))
+        return _family_info(weights, config, resolve_device(device))
     choice = weights_info(weights, config)
     if choice.path is None:
         cfg = get_config(config or DEFAULT_CONFIG)
@@ -156,25 +156,15 @@ def model_info(
     )
 
 
-def _clap_info(weights: str | None, model: str, device: str) -> ModelInfo:
-    """model_info for a CLAP-family model: its checkpoint checked against the architecture
-    (or the architecture built on the meta device for random weights)."""
-    from xsearch.models.clap_config import clap_config
+def _family_info(weights: str | None, model: str, device: str) -> ModelInfo:
+    """model_info for a model of another family than AudioCLIP: its checkpoint checked
+    against the architecture (or the architecture's shapes, for random weights)."""
+    import math
+
     from xsearch.models.registry import model_card
 
     choice = weights_info(weights, model)
-    config = clap_config(model)
-    if choice.path is None:
-        import torch
-
-        from xsearch.models.clap import build_clap
-
-        with torch.device("meta"):
-            state = build_clap(config).state_dict()
-    else:
-        from xsearch.models.clap_checkpoint import load_clap_state
-
-        state = load_clap_state(choice.path, config)
+    shapes = _family_shapes(model, choice.path)
     spec = model_card(model).spec
     return ModelInfo(
         weights="random" if choice.path is None else str(choice.path),
@@ -182,11 +172,47 @@ def _clap_info(weights: str | None, model: str, device: str) -> ModelInfo:
         sha256=choice.sha256,
         config=model,
         family=spec.family,
-        parameters=sum(t.numel() for t in state.values()),
+        parameters=sum(math.prod(s) for s in shapes),
         embed_dim=spec.dim,
         modalities=spec.modalities,
         device=device,
     )
+
+
+def _family_shapes(model: str, checkpoint: Path | None) -> list[tuple[int, ...]]:
+    """The shapes of model `model`'s tensors: read from its checkpoint, checked, or those of
+    its architecture (built on the meta device) for random weights."""
+    from xsearch.models.registry import family_of
+
+    family = family_of(model)
+    if family == "mmv":
+        from xsearch.models.mmv_checkpoint import expected_state, load_mmv_state
+
+        if checkpoint is None:
+            return list(expected_state(model).values())
+        return [tuple(t.shape) for t in load_mmv_state(checkpoint, model)[0].values()]
+    if family == "cav-mae":
+        from xsearch.models.cav_mae import cav_mae_config
+        from xsearch.models.cav_mae_checkpoint import expected_state as cav_state
+        from xsearch.models.cav_mae_checkpoint import load_cav_mae_state
+
+        config = cav_mae_config(model)
+        if checkpoint is None:
+            return [shape for shape, _ in cav_state(config).values()]
+        return [tuple(t.shape) for t in load_cav_mae_state(checkpoint, config).values()]
+    from xsearch.models.clap_config import clap_config
+
+    clap = clap_config(model)
+    if checkpoint is None:
+        import torch
+
+        from xsearch.models.clap import build_clap
+
+        with torch.device("meta"):
+            return [tuple(t.shape) for t in build_clap(clap).state_dict().values()]
+    from xsearch.models.clap_checkpoint import load_clap_state
+
+    return [tuple(t.shape) for t in load_clap_state(checkpoint, clap).values()]
 
 
 def embed(
@@ -310,6 +336,32 @@ def fetch_weights(
 
     folder = Path(dest_dir).expanduser() if dest_dir is not None else None
     return fetch(variant, folder, model=model, url=url, files_url=files_url, progress=progress)
+
+
+def convert_weights(
+    model: str,
+    source: str | Path,
+    dest: str | Path | None = None,
+    vocabulary: str | Path | None = None,
+) -> Path:
+    """Convert an official parameter file that is not a PyTorch checkpoint (MMV's `.pkl`,
+    read without running any of its code) into the checkpoint commands load: `dest`, by
+    default the model's file in the weights cache, where commands find it. `vocabulary`: the
+    text tower's word list (one word per line), kept in the checkpoint. Returns `dest`."""
+    from xsearch.models.mmv_checkpoint import convert_mmv
+    from xsearch.models.registry import family_of, model_card
+    from xsearch.models.weights import weights_dir
+
+    if family_of(model) != "mmv":
+        raise UsageError(f"model {model}'s official weights load as they are: nothing to convert")
+    card = model_card(model)
+    source = Path(source).expanduser()
+    if not source.is_file():
+        raise UsageError(f"{source}: no such file")
+    if dest is None:
+        named = [r for r in card.releases if r.filename == source.name] or list(card.releases)
+        dest = weights_dir(model) / named[0].installed
+    return convert_mmv(source, model, Path(dest).expanduser(), vocabulary)
 
 
 def prepare_weights(weights: str | Path, model: str = "audioclip") -> str | None:

@@ -38,6 +38,7 @@ from xsearch.errors import ParameterError, UsageError
 from xsearch.eval.metrics import interpolated_precision, retrieval_metrics, zero_shot_accuracy
 from xsearch.indexes import placement
 from xsearch.search.engine import SearchOptions, search_parameters
+from xsearch.search.spaces import rows_for
 from xsearch.store.tables import MODALITIES
 
 RELEVANCE = ("same", "any")
@@ -190,6 +191,7 @@ class Evaluation:
         self.exact = exact
         self.aggregate = aggregate  # None: every item is a query and a candidate of its own
         self.knobs = search_knobs  # nprobe / ef for approximate indexes
+        self.spec = index.spec
         assets = self.store.assets.to_pylist()
         self.asset_labels = {a["asset_id"]: frozenset(a["labels"] or ()) for a in assets}
         self.asset_duration = {a["asset_id"]: a["duration"] for a in assets}
@@ -388,17 +390,22 @@ class Evaluation:
 
     def _scores(self, modality, queries, cand_ids, cand_vectors) -> np.ndarray:
         return served_scores(
-            self.store, modality, queries, cand_ids, cand_vectors, self.exact, self.knobs
+            self.store, modality, queries, cand_ids, cand_vectors, self.exact, self.knobs,
+            self.spec,
         )
 
 
 def served_scores(
-    store, modality: str, queries, cand_ids, cand_vectors, exact: bool = False, knobs=None
+    store, modality: str, queries, cand_ids, cand_vectors, exact: bool = False, knobs=None,
+    spec=None,
 ) -> np.ndarray:
     """Scores of the queries against every candidate of `modality` (ids sorted, as
     `Store.embeddings` gives them): exact, or through the served index (candidates it does
-    not return get -inf). `knobs`: nprobe / ef / k_factor for approximate indexes."""
+    not return get -inf). `knobs`: nprobe / ef / k_factor for approximate indexes. `spec`:
+    the model's, whose spaces say where the queries meet `modality` (search/spaces.py)."""
     knobs = knobs or {}
+    if spec is not None:
+        queries = rows_for(spec, queries, modality)
     if exact:
         return queries @ cand_vectors.T
     queries = np.ascontiguousarray(queries, dtype=np.float32)

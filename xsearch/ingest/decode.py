@@ -29,7 +29,13 @@ from xsearch.media.audio import INT16_SCALE, audio_chunks, decoding_rate, media_
 from xsearch.media.frames import FramePolicy, Picked, time_spans
 from xsearch.media.image import crop_square, model_input
 from xsearch.media.kinds import UNSUPPORTED_HINTS, MediaKind, extension
-from xsearch.media.video import frame_picture, grey_thumbnails, video_frames
+from xsearch.media.video import (
+    clip_moments,
+    frame_picture,
+    grey_thumbnails,
+    video_clips,
+    video_frames,
+)
 
 # A tail shorter than this is merged into the window before it rather than embedded on its own.
 MIN_TAIL_SECONDS = 1.0
@@ -106,6 +112,7 @@ def decode_file(
     on_duration: Callable[[float], None] | None = None,
     spill_to: str | None = None,
     on_sound: Callable[[Decoded], None] | None = None,
+    clip: tuple[int, float] | None = None,
 ) -> Decoded:
     """Decode `path` by its kind: image -> one image; audio -> windows; video -> the frames of
     the `frames` policy (see `FramePolicy`; by default the central frame) plus the windows of
@@ -125,8 +132,11 @@ def decode_file(
     file is never held in memory (`frames` and `audio` are then `SpilledFrames` and
     `SpilledSound`; the files are the caller's to remove, unless decoding fails). A video's
     sound is decoded before its frames: `on_sound(partial)` hears it then, when frames over
-    time are still to come, so that a caller can embed the sound while they decode. Raises
-    MediaError (one line, naming the file) when the file cannot be used.
+    time are still to come, so that a caller can embed the sound while they decode.
+    `clip` (frames, fps): the model sees video clips (MMV): each moment the policy picks
+    becomes a clip of that many frames around it (see `clip_moments`), uint8, and a picture
+    stays one picture. Raises MediaError (one line, naming the file) when the file cannot be
+    used.
     """
     frames_to, sound_to = spill_paths(spill_to) if spill_to is not None else (None, None)
     if FramePolicy.parse(frames).kind == "mean":
@@ -162,9 +172,12 @@ def decode_file(
                 on_sound(Decoded(name, "video", decoded.duration, audio=sound[0], partial=True))
     if policy is not None:
         try:
-            decoded.frames = _video_frames(
-                name, policy, image_size or 0, image_norm, video_seconds, frames_to
-            )
+            if clip is not None:
+                decoded.frames = _video_clips(name, policy, image_size or 0, clip, frames_to)
+            else:
+                decoded.frames = _video_frames(
+                    name, policy, image_size or 0, image_norm, video_seconds, frames_to
+                )
         except BaseException:  # the sound spilled already is of no use
             remove_quietly(sound_to)
             raise
@@ -229,6 +242,25 @@ def _video_frames(
         Frame(start, end, chosen.pixels)
         for chosen, (start, end) in zip(held, time_spans(starts, video_seconds))
     ]
+
+
+def _video_clips(
+    name: str, policy: FramePolicy, size: int, clip: tuple[int, float], spill_to: str | None
+) -> Sequence[Frame]:
+    """The clips of a model of clips, one per moment of `policy` (uint8 [frames, size, size,
+    3], spanning their window); `mean:N`: one item of N clips [N, frames, size, size, 3],
+    averaged when embedded. Clips go to the file `spill_to` when given."""
+    count, fps = clip
+    windows = clip_moments(name, policy, count / fps)
+    clips = video_clips(name, windows, size, count, fps)
+    if policy.kind == "mean":
+        return [Frame(windows[0][0], windows[-1][1], np.stack(list(clips)))]
+    if spill_to is None:
+        return [Frame(first, last, pixels) for (first, last), pixels in zip(windows, clips)]
+    with FrameWriter(spill_to) as writer:  # a decode that fails leaves no file behind
+        for (first, _), pixels in zip(windows, clips):
+            writer.append(first, pixels)
+        return writer.close(windows)
 
 
 def _spilled(picked: Iterator[Picked], path: str, video_seconds: float | None) -> Sequence[Frame]:

@@ -358,14 +358,24 @@ def decode_settings(options: IngestOptions, encoder: Encoder) -> dict:
         # a model of fixed clips gets no window longer than its clip
         "merge_tail": not (spec.audio and spec.audio.clip_seconds),
         "frames": options.frames_for(),
+        # a model of video clips (MMV): each moment becomes a clip of (frames, fps)
+        "clip": clip_of(spec),
     }
+
+
+def clip_of(spec) -> tuple[int, float] | None:
+    """(frames, fps) of the clips a model of video clips sees; None for a model of pictures."""
+    image = spec.image
+    return (image.frames, float(image.fps)) if image and image.frames > 1 and image.fps else None
 
 
 def embed_batch(encoder: Encoder, modality: str, payloads: list) -> np.ndarray:
     """One batch of `modality` items -> their [n, dim] rows. An image item may be a stack of
-    frames (the `mean:N` frame policy: [n, 3, h, w] prepared, or [n, h, w, 3] uint8): its
-    row is the normalised mean of its frames' unit vectors."""
-    stacks = [modality == "image" and _is_stack(p) for p in payloads]
+    frames (the `mean:N` frame policy: [n, 3, h, w] prepared, or [n, h, w, 3] uint8; for a
+    model of clips, [n, frames, h, w, 3] clips): its row is the normalised mean of its
+    frames' unit vectors."""
+    item_ndim = 4 if clip_of(encoder.spec) else 3  # a clip, or a picture
+    stacks = [modality == "image" and _is_stack(p, item_ndim) for p in payloads]
     if not any(stacks):
         return encoder.embed(modality, payloads)
     flat, owners = [], []
@@ -376,15 +386,17 @@ def embed_batch(encoder: Encoder, modality: str, payloads: list) -> np.ndarray:
     rows = encoder.embed(modality, flat)
     sums = np.zeros((len(payloads), rows.shape[1]), dtype=np.float32)
     np.add.at(sums, owners, rows)
-    return sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), np.float32(1e-12))
+    from xsearch.models.encoder import normalize_parts
+
+    return normalize_parts(sums, encoder.spec.spaces)  # each space's part its own mean
 
 
-def _is_stack(payload: object) -> bool:
-    return isinstance(payload, np.ndarray) and payload.ndim == 4
+def _is_stack(payload: object, item_ndim: int) -> bool:
+    return isinstance(payload, np.ndarray) and payload.ndim == item_ndim + 1
 
 
 def _frame_payload(frame: np.ndarray):
-    return frame if frame.dtype == np.float32 else Image.fromarray(frame)
+    return frame if frame.dtype == np.float32 or frame.ndim == 4 else Image.fromarray(frame)
 
 
 class _Batcher:
@@ -712,7 +724,7 @@ def _add_items(asset_id: int, decoded: Decoded, batcher: _Batcher, sound: bool =
     """The frames of a decoded file, and its sound unless `sound` is False, to embed."""
     for start, end, pixels in decoded.frames:  # spilled frames: read one at a time
         # normalised by the worker, or uint8 pixels (see Decoded)
-        prepared = pixels.dtype == np.float32 or pixels.ndim == 4  # (a stack: embed_batch)
+        prepared = pixels.dtype == np.float32 or pixels.ndim >= 4  # (a stack or clip)
         payload = pixels if prepared else Image.fromarray(pixels)
         batcher.add("image", _item(asset_id, "image", start, end), payload)
     if sound:

@@ -97,6 +97,7 @@ class DecodePool:
         merge_tail: bool = True,
         frames: str = "central",
         channels: str = "mean",
+        clip: tuple[int, float] | None = None,
         *,
         max_pending: int | None = None,
         spill_dir: str | None = None,
@@ -121,6 +122,7 @@ class DecodePool:
             "merge_tail": merge_tail,
             "frames": frames,
             "channels": channels,
+            "clip": clip,
         }
         self.spill_dir = spill_dir
         self.early_sound = early_sound

@@ -192,3 +192,62 @@ def _positive_count(text: str, value: str, form: str = "scenes:MAX") -> int:
 
 def _number(value: float) -> str:
     return str(int(value)) if value.is_integer() else repr(value)
+
+
+def clip_window(
+    start: float, end: float, duration: float | None, seconds: float
+) -> tuple[float, float]:
+    """Where the clip of `seconds` that stands for the moment (start, end) lies, for a model
+    of clips (MMV): centred on a moment shorter than a clip (the central frame's is a point),
+    else over the moment's first `seconds`; moved to lie within the video's `duration`."""
+    middle = (start + end) / 2 if end - start <= seconds else start + seconds / 2
+    first = middle - seconds / 2
+    if duration is not None:
+        first = min(first, duration - seconds)
+    first = max(first, 0.0)
+    last = first + seconds
+    return first, min(last, duration) if duration is not None and duration > first else last
+
+
+def stream_clips(
+    frames: Iterable[tuple[float, Any]],
+    firsts: Sequence[float],
+    count: int,
+    fps: float,
+    prepare: Callable[[Any], np.ndarray],
+) -> Iterator[np.ndarray]:
+    """For each clip start in `firsts` (in time order), the clip of `count` frames at first,
+    first + 1/fps, ... seconds, each the latest frame shown at that time (the first frame
+    before it begins, the last after it ends), stacked: [count, *prepared shape]. Clips come
+    in order as each is complete; each frame is prepared once, however many clips share it."""
+    samples = sorted(
+        (first + i / fps, c, i) for c, first in enumerate(firsts) for i in range(count)
+    )
+    slots: dict[int, list[np.ndarray | None]] = {}
+    done = 0  # clips handed on
+    at = 0  # samples filled
+    shown: Any = None  # the latest frame, prepared when a sample first needs it
+    prepared: np.ndarray | None = None
+
+    def fill(upto: float | None) -> Iterator[np.ndarray]:
+        nonlocal at, done, prepared
+        while at < len(samples) and (upto is None or samples[at][0] < upto - 1e-9):
+            if prepared is None:
+                prepared = prepare(shown)
+            _, c, i = samples[at]
+            slots.setdefault(c, [None] * count)[i] = prepared
+            at += 1
+            while done in slots and all(p is not None for p in slots[done]):
+                yield np.stack(slots.pop(done))  # type: ignore[arg-type]
+                done += 1
+
+    for seconds, frame in frames:
+        if shown is None:
+            shown = frame  # times before the first frame show the first
+        yield from fill(seconds)  # the samples before this frame show the one shown
+        if at == len(samples):
+            return
+        if shown is not frame:
+            shown, prepared = frame, None
+    if shown is not None:
+        yield from fill(None)

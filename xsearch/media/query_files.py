@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
-    from xsearch.models.spec import AudioInput
+    from xsearch.models.spec import AudioInput, ImageInput
 
 
 class QueryFiles:
@@ -42,6 +42,23 @@ class QueryFiles:
         return self._once(
             ("frames", os.fspath(path), str(chosen)), lambda: query_frames(path, chosen)
         )
+
+    def clips(
+        self, path: str | os.PathLike[str], policy: str, spec: ImageInput
+    ) -> list[np.ndarray]:
+        """The clips a query video stands for under a frame `policy`, for a model of video
+        clips with input `spec` (see `clip_moments`; at most QUERY_FRAMES)."""
+        from xsearch.media.frames import FramePolicy
+        from xsearch.media.video import QUERY_FRAMES, clip_moments, video_clips
+
+        chosen = FramePolicy.parse(policy)
+        assert spec.clip_seconds is not None and spec.fps is not None
+
+        def decode() -> list[np.ndarray]:
+            windows = clip_moments(path, chosen, spec.clip_seconds, QUERY_FRAMES)
+            return list(video_clips(path, windows, spec.size, spec.frames, spec.fps))
+
+        return self._once(("clips", os.fspath(path), str(chosen), spec), decode)
 
     def audio(self, path: str | os.PathLike[str], spec: AudioInput) -> np.ndarray:
         """The waveform (of a video: its sound track) as a model with input `spec` takes it."""

@@ -15,7 +15,13 @@ from av.video.reformatter import VideoReformatter
 from PIL import Image
 
 from xsearch.media.audio import media_error, open_with_track
-from xsearch.media.frames import SCENE_THUMB, FramePolicy
+from xsearch.media.frames import (
+    SCENE_THUMB,
+    FramePolicy,
+    clip_window,
+    stream_clips,
+    time_spans,
+)
 
 # A video given as a query stands for at most this many frames, shrunk to this many pixels on
 # their shorter side (every model here takes 224 or less).
@@ -95,6 +101,51 @@ def query_frames(
         policy = FramePolicy("scenes", max_frames=min(policy.max_frames, most))
     picked = policy.pick(video_frames(path), _query_picture, grey_thumbnails())
     return [p.pixels for p in picked[:most]]
+
+
+def clip_moments(
+    path: str | os.PathLike[str], policy: FramePolicy, seconds: float, most: int | None = None
+) -> list[tuple[float, float]]:
+    """The clips of `seconds` a model of clips (MMV) embeds for a video under `policy`: one
+    per moment the policy picks, placed by `clip_window`; `mean:N` gives N spread over the
+    video. At most `most` (a query), an `every` step widened so that they cover the video."""
+    duration = video_seconds(path)
+    if policy.kind == "central":
+        moment = video_central_frame(path)[1]
+        return [clip_window(moment, moment, duration, seconds)]
+    chosen = policy
+    if policy.kind == "mean":
+        assert policy.max_frames is not None
+        chosen, most = policy.spread(duration), min(policy.max_frames, most or policy.max_frames)
+    elif policy.kind == "every" and most is not None and duration:
+        assert policy.seconds is not None
+        chosen = FramePolicy("every", seconds=max(policy.seconds, duration / most))
+    elif policy.kind == "scenes" and most is not None:
+        assert policy.max_frames is not None
+        chosen = FramePolicy("scenes", max_frames=min(policy.max_frames, most))
+    picked = chosen.pick(video_frames(path), lambda frame: None, grey_thumbnails())
+    starts = [p.seconds for p in picked[:most]]
+    spans = [(t, t) for t in starts] if policy.kind == "mean" else time_spans(starts, duration)
+    return [clip_window(start, end, duration, seconds) for start, end in spans]
+
+
+def video_clips(
+    path: str | os.PathLike[str],
+    windows: list[tuple[float, float]],
+    size: int,
+    frames: int,
+    fps: float,
+) -> Iterator[np.ndarray]:
+    """The clip of each of `windows` (from `clip_moments`), in order: `frames` frames `fps` a
+    second from the window's start, each cropped to `size` (`crop_square`), uint8
+    [frames, size, size, 3]; decoded in one pass, each frame turned into pixels once."""
+    from xsearch.media.image import crop_square
+
+    def prepare(frame: av.VideoFrame) -> np.ndarray:
+        return crop_square(frame_picture(frame), size)
+
+    firsts = [first for first, _ in windows]
+    return stream_clips(video_frames(path), firsts, frames, fps, prepare)
 
 
 def _query_picture(frame: av.VideoFrame) -> Image.Image:

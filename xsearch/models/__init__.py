@@ -59,7 +59,13 @@ def load_encoder(
     choice = resolve_weights(weights, config)
     dev = resolve_device(device)
     encoder: Encoder
-    if config is not None and family_of(config) == "cav-mae":
+    if config is not None and family_of(config) == "mmv":
+        from xsearch.models.mmv_encoder import MmvEncoder
+
+        encoder = MmvEncoder(
+            config, choice.path, dev, batch_size=batch_size, seed=seed, precision=precision
+        )
+    elif config is not None and family_of(config) == "cav-mae":
         from xsearch.models.cav_mae_encoder import CavMaeEncoder
 
         encoder = CavMaeEncoder(

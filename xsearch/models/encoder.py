@@ -17,7 +17,7 @@ import numpy as np
 from xsearch.errors import CheckpointError
 from xsearch.models.config import get_config, spec_of
 from xsearch.models.lazy_towers import LazyTowers
-from xsearch.models.spec import Encoder
+from xsearch.models.spec import Encoder, Space
 from xsearch.models.tower_cache import Tower, TowerSource
 
 if TYPE_CHECKING:
@@ -37,6 +37,17 @@ def normalize_rows(rows: np.ndarray) -> np.ndarray:
     rows = np.asarray(rows, dtype=np.float32)
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
     return rows / np.maximum(norms, np.float32(1e-12))
+
+
+def normalize_parts(rows: np.ndarray, spaces: Sequence[Space] = ()) -> np.ndarray:
+    """`rows` with each space's part L2-normalised (a zero part stays zero): the rows of a
+    model of several spaces (see EncoderSpec.spaces); the whole rows for a model of one."""
+    if not spaces:
+        return normalize_rows(rows)
+    out = np.zeros_like(rows, dtype=np.float32)
+    for space in spaces:
+        out[:, space.start : space.stop] = normalize_rows(rows[:, space.start : space.stop])
+    return out
 
 
 class AudioCLIPEncoder(LazyTowers, Encoder):

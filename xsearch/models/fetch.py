@@ -18,7 +18,7 @@ import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from xsearch import __version__
@@ -227,6 +227,10 @@ def verify_checkpoint(
         from xsearch.models.checkpoint import config_for, read_state_dict
 
         config_for(read_state_dict(path), None if model == DEFAULT_MODEL else model)
+    elif family_of(model) == "mmv":
+        from xsearch.models.mmv_checkpoint import load_mmv_state
+
+        load_mmv_state(path, model)
     elif family_of(model) == "cav-mae":
         from xsearch.models.cav_mae import cav_mae_config
         from xsearch.models.cav_mae_checkpoint import load_cav_mae_state
@@ -318,7 +322,7 @@ def fetch_weights(
     card = model_card(model)
     release = card.release(variant)
     folder = Path(dest_dir).expanduser() if dest_dir is not None else weights_dir(model)
-    dest = folder / release.filename
+    dest = folder / release.installed  # a pickled release is kept converted (MMV)
     if url is None and expected_size is None:
         expected_size = release.size
     source = url or release.url
@@ -333,8 +337,13 @@ def fetch_weights(
             return _installed(dest, release, files, downloaded=False)
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = download(source, dest, expected_size=expected_size, progress=progress, timeout=timeout)
+    published = folder / release.filename
+    part = download(
+        source, published, expected_size=expected_size, progress=progress, timeout=timeout
+    )
     try:
+        if published != dest:
+            return _converted(part, dest, release, model, files)
         verify_checkpoint(part, expected_size, model=model)
     except CheckpointError as err:
         part.unlink(missing_ok=True)
@@ -344,6 +353,25 @@ def fetch_weights(
         ) from None
     os.replace(part, dest)
     return _installed(dest, release, files, downloaded=True)
+
+
+def _converted(
+    part: Path, dest: Path, release: Release, model: str, files: list[Path]
+) -> FetchResult:
+    """Install the downloaded pickled release `part` converted into `dest` (see
+    `mmv_checkpoint.convert_mmv`); the download is removed once converted."""
+    from xsearch.models.mmv_checkpoint import convert_mmv
+
+    published_digest = sha256_file(part)
+    convert_mmv(part, model, dest)
+    part.unlink()
+    try:
+        verify_checkpoint(dest, model=model)
+    except CheckpointError:
+        dest.unlink(missing_ok=True)
+        raise
+    result = _installed(dest, release, files, downloaded=True)
+    return replace(result, matches_release=published_digest == release.sha256)
 
 
 def _fetch_file(release: Release, folder: Path, files_url: str | None, timeout: float) -> Path:

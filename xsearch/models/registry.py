@@ -1,6 +1,6 @@
 """The models xsearch knows, as data: one JSON file per named model in `configs/`.
 
-Each file names its `family` (audioclip, laion-clap, msclap, cav-mae), says what the model
+Each file names its `family` (audioclip, laion-clap, msclap, cav-mae, mmv), says what the model
 embeds and what input each modality expects, and lists its official weights and tokenizer
 files. This module reads those facts without importing torch, so a command can check a model
 name, plan its decoding and refuse a query the model cannot embed before anything heavy
@@ -16,12 +16,12 @@ from importlib import resources
 from typing import Any
 
 from xsearch.errors import UsageError
-from xsearch.models.spec import AudioInput, EncoderSpec, ImageInput, TextInput
+from xsearch.models.spec import AudioInput, EncoderSpec, ImageInput, Space, TextInput
 
 DEFAULT_MODEL = "audioclip"
 # family -> the input facts its JSON spells out; each family's architecture details are read
 # by its own module (config.py for AudioCLIP, clap_config.py for the CLAP families, cav_mae.py).
-FAMILIES = ("audioclip", "laion-clap", "msclap", "cav-mae")
+FAMILIES = ("audioclip", "laion-clap", "msclap", "cav-mae", "mmv")
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,14 @@ class Release:
     url: str
     size: int | None = None  # bytes, when recorded
     sha256: str | None = None  # of the published file, when recorded
+
+    @property
+    def installed(self) -> str:
+        """The name the weights have in the cache: the published file's, or for a pickled
+        release (MMV's .pkl) that of its copy converted by `xsearch model convert`."""
+        if self.filename.endswith(".pkl"):
+            return self.filename[: -len(".pkl")] + ".pt"
+        return self.filename
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,8 @@ class ModelCard:
     spec: EncoderSpec
     releases: tuple[Release, ...]  # official checkpoints, the default first
     tokenizer: tuple[Release, ...]  # files its tokenizer needs, fetched beside the weights
+    # what is not reproduced from the official model (said by `xsearch model list`)
+    gaps: tuple[str, ...] = ()
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -76,6 +86,7 @@ class ModelCard:
             "weights": [r.name for r in self.releases],
             "licence": self.licence,
             "description": self.description,
+            "gaps": list(self.gaps),
         }
 
 
@@ -121,6 +132,7 @@ def model_card(name: str) -> ModelCard:
         spec=_spec(name, raw),
         releases=tuple(Release(**r) for r in raw.get("weights", ())),
         tokenizer=tuple(Release(name=r["filename"], **r) for r in raw.get("tokenizer", ())),
+        gaps=tuple(raw.get("gaps", ())),
     )
 
 
@@ -130,10 +142,22 @@ def spec_for(name: str) -> EncoderSpec:
 
 
 def _image_input(vision: dict[str, Any]) -> ImageInput:
-    """The image size, and the normalisation when the model has its own (else CLIP's)."""
+    """The image size, the normalisation when the model has its own (else CLIP's), and the
+    frames of a clip for a model of video clips."""
+    clip = {"frames": vision["frames"], "fps": float(vision["fps"])} if "frames" in vision else {}
     if "mean" in vision:
-        return ImageInput(vision["image_size"], tuple(vision["mean"]), tuple(vision["std"]))
-    return ImageInput(vision["image_size"])
+        mean, std = tuple(vision["mean"]), tuple(vision["std"])
+        return ImageInput(vision["image_size"], mean, std, **clip)
+    return ImageInput(vision["image_size"], **clip)
+
+
+def _spaces(raw: list[dict[str, Any]]) -> tuple[Space, ...]:
+    """The spaces of a model of several, laid side by side in the order the JSON lists them."""
+    spaces, start = [], 0
+    for space in raw:
+        spaces.append(Space(space["name"], start, space["width"], tuple(space["modalities"])))
+        start += space["width"]
+    return tuple(spaces)
 
 
 def _spec(name: str, raw: dict[str, Any]) -> EncoderSpec:
@@ -154,4 +178,5 @@ def _spec(name: str, raw: dict[str, Any]) -> EncoderSpec:
         if audio
         else None,
         text=TextInput(text["context_length"]) if text else None,
+        spaces=_spaces(raw.get("spaces", ())),
     )

@@ -55,11 +55,35 @@ class ImageInput:
     size: int  # side of the square the model sees, pixels (decoders crop to it)
     mean: tuple[float, float, float] = CLIP_MEAN  # subtracted from pixels scaled to [0, 1]
     std: tuple[float, float, float] = CLIP_STD  # then divided by, per channel
+    # A model of video clips (MMV) sees `frames` frames `fps` a second; 1: single pictures
+    frames: int = 1
+    fps: float | None = None
+
+    @property
+    def clip_seconds(self) -> float | None:
+        """How long a clip lasts, for a model of clips; None for a model of pictures."""
+        return self.frames / self.fps if self.frames > 1 and self.fps else None
 
 
 @dataclass(frozen=True)
 class TextInput:
     context_length: int  # tokens, special tokens included; longer texts are cut
+
+
+@dataclass(frozen=True)
+class Space:
+    """One embedding space of a model that has several (MMV: video and audio in one, text
+    with both in another): a row holds each space's part side by side, `width` values from
+    `start`, and the modalities compared in it."""
+
+    name: str
+    start: int
+    width: int
+    modalities: tuple[str, ...]
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.width
 
 
 @dataclass(frozen=True)
@@ -72,6 +96,9 @@ class EncoderSpec:
     image: ImageInput | None = None
     audio: AudioInput | None = None
     text: TextInput | None = None
+    # A model of several spaces: each row is their parts side by side, each part unit length
+    # or zero (a modality outside the space); empty: one space of every modality
+    spaces: tuple[Space, ...] = ()
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -92,8 +119,12 @@ class EncoderSpec:
             )
 
     def as_dict(self) -> dict[str, Any]:
-        return {"family": self.family, "config": self.config, "dim": self.dim,
-                "modalities": list(self.modalities)}  # fmt: skip
+        facts = {"family": self.family, "config": self.config, "dim": self.dim,
+                 "modalities": list(self.modalities)}  # fmt: skip
+        if self.spaces:
+            facts["spaces"] = {s.name: {"width": s.width, "modalities": list(s.modalities)}
+                               for s in self.spaces}  # fmt: skip
+        return facts
 
     @property
     def window_seconds(self) -> float:

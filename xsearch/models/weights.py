@@ -69,6 +69,11 @@ def install_hint(model: str = DEFAULT_MODEL) -> str:
         return f"model {model} has no published weights: pick another model"
     files = [card.releases[0].filename, *(t.filename for t in card.tokenizer)]
     fetch = "xsearch model fetch" + ("" if model == DEFAULT_MODEL else f" {model}")
+    if card.releases[0].installed != card.releases[0].filename:  # a pickled release
+        return (
+            f"run `{fetch}`, or `xsearch model convert {model} {files[0]}` on the file from "
+            f"{card.releases[0].url}, or pass weights (a converted checkpoint path)"
+        )
     return (
         f"run `{fetch}`, or put {' and '.join(files)} in {weights_dir(model)}, "
         f"or set {ENV_WEIGHTS} or pass weights (a checkpoint path)"
@@ -136,7 +141,7 @@ def resolve_weights(option: str | None = None, model: str | None = None) -> Weig
             return WeightsChoice(path, source)
     model = model or DEFAULT_MODEL
     for release in model_card(model).releases:
-        path = weights_dir(model) / release.filename
+        path = weights_dir(model) / release.installed
         if path.is_file():
             return WeightsChoice(path, "cache")
     raise WeightsNotFound(missing_weights_message(model))

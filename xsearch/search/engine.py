@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -51,24 +52,41 @@ class SearchOptions:
 DEFAULT_PER_FILE = {"image": 1, "video": 1, "all": 1}
 
 
+# One unit vector for every modality searched, or one per modality (a model of several
+# spaces compares each modality in its own: xsearch/search/spaces.py)
+Query = np.ndarray | Mapping[str, np.ndarray]
+
+
+def searched_modalities(target: str) -> tuple[str, ...]:
+    """The modalities whose items a search of `target` ranks."""
+    return {"video": ("image", "audio"), "all": MODALITIES}.get(target, (target,))
+
+
+def _vector(query: Query, modality: str) -> np.ndarray:
+    return query[modality] if isinstance(query, Mapping) else query
+
+
 def search(
     store: Store,
-    query: np.ndarray,
+    query: Query,
     target: str,
     k: int = 10,
     options: SearchOptions | None = None,
 ) -> list[Hit]:
-    """The `k` best hits for the unit vector `query`: items of one modality, at most
-    `per_file` of each file; or for `video` and `all` (and a modality `by_file`) the `k` best
-    files by their best item (their moment), each followed by its next best items up to
-    `per_file`, with the file's rank."""
+    """The `k` best hits for the unit vector `query` (or one per modality: see `Query`):
+    items of one modality, at most `per_file` of each file; or for `video` and `all` (and a
+    modality `by_file`) the `k` best files by their best item (their moment), each followed
+    by its next best items up to `per_file`, with the file's rank."""
     options = options or SearchOptions()
     check_target(target, store.modalities)
     if k < 1:
         raise ParameterError("k", "must be at least 1")
     if options.per_file is not None and options.per_file < 1:
         raise ParameterError("per_file", "must be at least 1")
-    query = query.reshape(-1).astype(np.float32)
+    if isinstance(query, Mapping):
+        query = {m: np.asarray(v, np.float32).reshape(-1) for m, v in query.items()}
+    else:
+        query = np.asarray(query, np.float32).reshape(-1)
     if target in MODALITIES and _count(store, target) == 0:
         raise UsageError(f"index {store.dir.name} has no {target} items")
     items = target in MODALITIES and not options.by_file
@@ -94,7 +112,7 @@ def _count(store: Store, modality: str) -> int:
 
 def _search_items(
     store: Store,
-    query: np.ndarray,
+    query: Query,
     modality: str,
     k: int,
     options: SearchOptions,
@@ -103,6 +121,7 @@ def _search_items(
 ) -> list[Hit]:
     """The `k` nearest items of `modality` (restricted by `only`, SQL, or to the ids
     `allowed`, already filtered), calibrated."""
+    query = _vector(query, modality)
     if not store.count(modality):
         return []
     if allowed is None:
@@ -156,7 +175,7 @@ def _segment_top(store, reader, index, query, modality, n, allowed, options):
 
 
 def _search_items_per_file(
-    store: Store, query: np.ndarray, modality: str, k: int, options: SearchOptions, per_file
+    store: Store, query: Query, modality: str, k: int, options: SearchOptions, per_file
 ) -> list[Hit]:
     """`_search_items`, at most `per_file` hits of one file (None: no limit): the search
     widens until `k` hits pass or the modality is exhausted."""
@@ -183,14 +202,13 @@ def _per_file(hits: list[Hit], per_file: int) -> list[Hit]:
 
 
 def _search_assets(
-    store: Store, query: np.ndarray, target: str, k: int, options: SearchOptions, per_file: int
+    store: Store, query: Query, target: str, k: int, options: SearchOptions, per_file: int
 ) -> list[Hit]:
     """The `k` best assets by their best item: the frame or sound of videos for `video`,
     every modality for `all`, the target's items for a modality. Calibrated scores make the
     modalities comparable. Each asset's best item comes with its next best, up to `per_file`
     items of that asset."""
-    searched = {"video": ("image", "audio"), "all": MODALITIES}.get(target, (target,))
-    modalities = [m for m in searched if m in store.modalities]
+    modalities = [m for m in searched_modalities(target) if m in store.modalities]
     only = "kind = 'video'" if target == "video" else None
     kinds = pc.unique(store.assets.column("kind")).to_pylist()
     no_videos = target == "video" and "video" not in kinds
