@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_embed_speed_quick_run_writes_positive_rates(tmp_path):
     out = tmp_path / "tmp.json"
     script = ROOT / "benchmarks" / "embed_speed.py"
-    models = ["audioclip-tiny", "laion-clap-tiny", "msclap-2023-tiny"]
+    models = ["audioclip-tiny", "laion-clap-tiny", "msclap-2023-tiny", "mmv-tiny"]
     args = ["--quick", *(a for m in models for a in ("--model", m)), "--out", str(out)]
     proc = subprocess.run(
         [sys.executable, str(script), *args],
@@ -37,6 +37,7 @@ def test_embed_speed_quick_run_writes_positive_rates(tmp_path):
         "audioclip-tiny": {"text", "image", "audio 5s", "audio 10s"},
         "laion-clap-tiny": {"text", "audio 5s", "audio 10s"},  # no image tower
         "msclap-2023-tiny": {"text", "audio 5s", "audio 10s"},
+        "mmv-tiny": {"text", "image", "audio 5s", "audio 10s"},  # its pictures run as clips
     }
     for model in result["models"]:
         rows = model["rows"]
@@ -47,6 +48,8 @@ def test_embed_speed_quick_run_writes_positive_rates(tmp_path):
             assert row["ms_per_item"] > 0, row
             assert row["gflop_per_item"] > 0, row
             assert row["efficiency"] > 0, row
+    clips = [r for r in result["models"][3]["rows"] if r["modality"] == "image"]
+    assert {r["label"] for r in clips} == {"clip (8 frames)"} and "clip (8 frames)" in proc.stdout
     text = [r for r in result["models"][0]["rows"] if r["modality"] == "text"]
     assert all(r["effective"] and 2 <= r["positions"] < 77 for r in text)
     # a tiny CLAP model's 10 s audio is five 2 s clips, its 5 s audio three
@@ -169,6 +172,15 @@ def test_av_retrieval_quick_run_prints_ours_beside_the_published(tmp_path):
     for row in result["rows"]:
         assert row["clips"] == 6 and row["ours"][2] == 100.0  # 6 candidates: all in the top 10
         assert row["CAV-MAE Scale+"] and row["CAV-MAE"]
+
+
+def test_av_retrieval_runs_mmv_and_says_it_publishes_no_such_number(tmp_path):
+    out = tmp_path / "av.json"
+    proc = _run_script("av_retrieval.py", "--quick", "--model", "mmv-s3d", "--out", str(out))
+    assert "MMV publishes no audio <-> video retrieval" in proc.stdout
+    result = json.loads(out.read_text())
+    assert result["model"] == "mmv-tiny"  # the quick run's tiny model of the family
+    assert [set(r) for r in result["rows"]] == [{"direction", "clips", "ours"}] * 2
 
 
 def test_upload_speed_quick_run_times_uploads_and_embedding(tmp_path):

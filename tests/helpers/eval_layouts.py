@@ -21,6 +21,7 @@ from PIL import Image
 from tests.helpers.media_factory import sine, write_video, write_wav
 from tests.helpers.store import MODEL
 from xsearch.eval.datasets import Record
+from xsearch.models.fake import fake_spec
 from xsearch.store.store import Changes, Store, Writer
 
 RATE = 44100
@@ -318,6 +319,8 @@ class Planted:
     def __init__(self, store: Store, name: str = "planted") -> None:
         self.store = store
         self.name = name
+        # a model of one space, as wide as the planted directions
+        self.spec = fake_spec(int(next(iter(DIRECTIONS.values())).shape[0]))
 
     def embed_queries(self, text=()):
         out = []

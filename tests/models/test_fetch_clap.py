@@ -3,11 +3,9 @@ servers, with the same guarantees as AudioCLIP's (verified, atomic, offline mess
 
 from __future__ import annotations
 
-import http.server
 import io
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers.file_server import serve_files
 from xsearch.errors import DownloadError
 from xsearch.models import fetch
 from xsearch.models.registry import Release, model_card
@@ -42,33 +41,11 @@ def checkpoint() -> bytes:
     return buffer.getvalue()
 
 
-class _Files(http.server.BaseHTTPRequestHandler):
-    files: dict[str, bytes]
-    asked: list[str]
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self.asked.append(self.path)
-        body = self.files.get(self.path)
-        self.send_response(200 if body is not None else 404)
-        self.send_header("Content-Length", str(len(body or b"")))
-        self.end_headers()
-        self.wfile.write(body or b"")
-
-
 @pytest.fixture
 def served(checkpoint: bytes) -> Iterator[tuple[str, dict[str, bytes], list[str]]]:
     files = {"/ckpt.pt": checkpoint, "/tok/vocab.json": VOCAB, "/tok/merges.txt": MERGES}
-    asked: list[str] = []
-    handler = type("Bound", (_Files,), {"files": files, "asked": asked})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", files, asked
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_files(files) as (base, asked):
+        yield base, files, asked
 
 
 def _publish(monkeypatch: pytest.MonkeyPatch, base: str) -> None:

@@ -359,6 +359,8 @@ def convert_weights(
     if not source.is_file():
         raise UsageError(f"{source}: no such file")
     if dest is None:
+        if not card.releases:
+            raise UsageError(f"model {model} has no published weights: say where to write (--out)")
         named = [r for r in card.releases if r.filename == source.name] or list(card.releases)
         dest = weights_dir(model) / named[0].installed
     return convert_mmv(source, model, Path(dest).expanduser(), vocabulary)
