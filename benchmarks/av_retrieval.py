@@ -98,7 +98,6 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="synthetic clips, random weights")
     args = parser.parse_args()
     from xsearch.api import evaluate_dataset
-
     from xsearch.models.registry import family_of
 
     family = family_of(args.model)
@@ -126,7 +125,9 @@ def main() -> None:
     for row in result.rows:
         direction = DIRECTIONS[f"{row.query}:{row.result}"]
         ours = tuple(round(100 * row.metrics[f"HR@{k}"], 1) for k in (1, 5, 10))
-        published = {name: PUBLISHED[name][(direction, args.dataset)] for name in PUBLISHED_FOR[family]}
+        published = {
+            name: PUBLISHED[name][(direction, args.dataset)] for name in PUBLISHED_FOR[family]
+        }
         rows.append({"direction": direction, "clips": row.candidates, "ours": ours, **published})
     names = list(PUBLISHED_FOR[family])
     print(f"{args.dataset}: R@1 / R@5 / R@10 (%), {rows[0]['clips']} clips" if rows else "no rows")

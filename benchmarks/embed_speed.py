@@ -290,7 +290,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--config",
         dest="models",
         action="append",
-        help="model name, repeatable (default: audioclip, laion-clap, msclap-2023, cav-mae, mmv-s3d)",
+        help="model name, repeatable (default: " + ", ".join(DEFAULT_MODELS) + ")",
     )
     p.add_argument("--repeats", type=int, default=3, help="timed calls per cell (default 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls per cell (default 1)")

@@ -31,10 +31,12 @@ def official(tmp_path_factory):
 def test_the_command_converts_and_the_encoder_loads_it(official):
     folder, pkl, vocab = official
     out = folder / "mmv-tiny.pt"
-    done = run_cli("model", "convert", "mmv-tiny", str(pkl), "--out", str(out), "--vocab", str(vocab))
+    done = run_cli(
+        "model", "convert", "mmv-tiny", str(pkl), "--out", str(out), "--vocab", str(vocab)
+    )
     assert done.returncode == 0, done.stderr
     assert out.is_file() and not list(folder.glob("*.part"))
-    state, words = load_mmv_state(out, "mmv-tiny")
+    _, words = load_mmv_state(out, "mmv-tiny")
     assert words[: len(SPECIAL_WORDS)] == list(SPECIAL_WORDS) and words[-1] == "bark"
     encoder = load_encoder(str(out), "mmv-tiny", device="cpu")
     rows = encoder.embed("text", ["Dog!", "bark", "dog"])
@@ -65,7 +67,7 @@ def test_a_file_of_another_model_is_refused_and_nothing_written(tmp_path, offici
 
 
 def test_a_converted_file_of_another_config_is_refused(tmp_path, official):
-    folder, pkl, _ = official
+    _, pkl, _ = official
     out = convert_mmv(pkl, "mmv-tiny", tmp_path / "tiny.pt")
     with pytest.raises(CheckpointError, match="converted for mmv-tiny"):
         load_mmv_state(out, "mmv-s3d")
