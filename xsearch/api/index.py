@@ -424,8 +424,8 @@ class Index:
             spec.require("image")
         images = [files.image(p) for p in image] if spec.image else []
         policy = self._frame_policy()
-        per_video = []
-        if spec.image and spec.image.clip_seconds:  # a model of video clips
+        per_video: list[list[Any]] = []  # pictures, or clips for a model of video clips
+        if spec.image and spec.image.clip_seconds:
             per_video = [files.clips(v, policy, spec.image) for v in video]
         elif spec.image:
             per_video = [files.frames(v, policy) for v in video]

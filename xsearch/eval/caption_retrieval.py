@@ -99,7 +99,13 @@ class CaptionEvaluation:
 
     def _scores(self, modality, queries, cand_ids, cand_vectors) -> np.ndarray:
         return served_scores(
-            self.store, modality, queries, cand_ids, cand_vectors, self.exact, self.knobs,
+            self.store,
+            modality,
+            queries,
+            cand_ids,
+            cand_vectors,
+            self.exact,
+            self.knobs,
             self.index.spec,
         )
 

@@ -390,13 +390,25 @@ class Evaluation:
 
     def _scores(self, modality, queries, cand_ids, cand_vectors) -> np.ndarray:
         return served_scores(
-            self.store, modality, queries, cand_ids, cand_vectors, self.exact, self.knobs,
+            self.store,
+            modality,
+            queries,
+            cand_ids,
+            cand_vectors,
+            self.exact,
+            self.knobs,
             self.spec,
         )
 
 
 def served_scores(
-    store, modality: str, queries, cand_ids, cand_vectors, exact: bool = False, knobs=None,
+    store,
+    modality: str,
+    queries,
+    cand_ids,
+    cand_vectors,
+    exact: bool = False,
+    knobs=None,
     spec=None,
 ) -> np.ndarray:
     """Scores of the queries against every candidate of `modality` (ids sorted, as
