@@ -1,8 +1,11 @@
-"""MMV (xsearch/models/mmv.py, mmv_params.py): the config, TF 'SAME' padding, the towers' shapes
-on the tiny config, and the official parameter tree converted strictly (a written .pkl read back
-safely, one-line errors for a missing, misshapen or unexpected entry)."""
+"""MMV (xsearch/models/mmv.py, mmv_params.py): the configs, TF 'SAME' padding, space-to-depth,
+TSM's temporal shift, the towers' shapes on tiny configs (S3D-G and TSM-ResNet), and the
+official parameter tree converted strictly (a written .pkl read back safely, one-line errors
+for a missing, misshapen or unexpected entry)."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -16,9 +19,11 @@ from xsearch.models.mmv import (
     mmv_config,
     same_pads,
     space_to_depth,
+    temporal_shift,
 )
 from xsearch.models.mmv_params import (
     HEADS,
+    TSM,
     VIDEO,
     expected_haiku_keys,
     state_dict_from_haiku,
@@ -27,6 +32,16 @@ from xsearch.models.pickled_params import read_pickled_params
 
 TINY = mmv_config("mmv-tiny")
 FULL = mmv_config("mmv-s3d")
+TINY_TSM = dataclasses.replace(
+    TINY,
+    name="mmv-tiny-tsm",
+    video_backbone="tsm-resnet50",
+    video_stem_width=8,
+    video_widths=(16, 32, 64, 128),
+    video_blocks=(1, 2, 1, 1),
+    video_shift_fraction=0.125,
+    video_dim=128,
+)
 
 
 @pytest.fixture(scope="module")
@@ -54,23 +69,37 @@ def test_the_configs():
     assert mmv_config("mmv-s3d") is FULL  # cached
 
 
-def test_the_full_key_list_has_the_official_size():
-    """The official S3D model's init (listed by running it) holds 1243 arrays: 57,509,968
-    parameters and 138,432 state elements."""
-    keys = expected_haiku_keys(FULL)
-    assert len(keys) == 1243
+@pytest.mark.parametrize(
+    "name, arrays, params, state",
+    [
+        ("mmv-s3d", 1243, 57_509_968, 138_432),
+        ("mmv-tsm-resnet50", 930, 72_388_608, 187_082),
+        ("mmv-tsm-resnet50x2", 930, 143_828_544, 277_962),
+    ],
+)
+def test_the_full_key_lists_have_the_official_sizes(name, arrays, params, state):
+    """The official models' inits (listed by running them) hold these many arrays,
+    parameters and state elements."""
+    keys = expected_haiku_keys(mmv_config(name))
+    assert len(keys) == arrays
     count = {"params": 0, "state": 0}
     for (collection, _, _), (shape, _) in keys.items():
         count[collection] += int(np.prod(shape))
-    assert count == {"params": 57_509_968, "state": 138_432}
+    assert count == {"params": params, "state": state}
+
+
+def test_the_official_key_names():
+    keys = expected_haiku_keys(FULL)
     assert keys[("params", f"{VIDEO}/Conv2d_1a_7x7/~/conv3_d", "w")] == (
         (2, 4, 4, 24, 64),
         "float32",
     )
-    assert keys[("state", f"{HEADS}/vis_embd/__cross_replica_batch_norm/~/var_ema", "counter")] == (
-        (),
-        "int32",
-    )
+    bn = f"{HEADS}/vis_embd/__cross_replica_batch_norm"
+    assert keys[("state", f"{bn}/~/var_ema", "counter")] == ((), "int32")
+    tsm = expected_haiku_keys(mmv_config("mmv-tsm-resnet50x2"))
+    assert tsm[("params", f"{TSM}/tsm_resnet_stem", "w")] == ((7, 7, 3, 128), "float32")
+    inner = ("params", f"{HEADS}/vid2audio_embd/final_projection_inner", "w")
+    assert tsm[inner] == ((4096, 512), "float32")
 
 
 @pytest.mark.parametrize(
@@ -95,6 +124,34 @@ def test_same_max_pool_pads_with_minus_infinity():
     assert y.shape == (1, 2, 2, 2)
     assert (y < -0.5).all()  # zeros padded in would win here
     assert y[0, 0, 1, 1] == x[0, 0, 2:, 2:].max()
+
+
+def test_temporal_shift_moves_channels_as_the_official_code():
+    """Frame t of a 4-frame clip holds channels 100 t + c (16 channels: 2 shift each way).
+    Channels [0, 2) come from frame t + 1's last two, the last two from frame t - 1's first
+    two (positions change, unlike the usual PyTorch TSM), zeros past the ends."""
+    x = (100 * torch.arange(4)[:, None] + torch.arange(16)[None, :]).float()
+    y = temporal_shift(x[:, :, None, None].repeat(2, 1, 1, 1), 4, 0.125)[:4, :, 0, 0]
+    assert y[1].tolist() == [214, 215, *range(102, 114), 0, 1]
+    assert y[0].tolist() == [114, 115, *range(2, 14), 0, 0]
+    assert y[3].tolist() == [0, 0, *range(302, 314), 200, 201]
+
+
+def test_tiny_tsm_runs_and_converts(tmp_path):
+    tree = make_tree(TINY_TSM)
+    assert f"{TSM}/tsm_resnet_unit_1/block_1/conv_2" in tree["params"]
+    assert f"{TSM}/tsm_resnet_unit_0/block_0/shortcut_conv" in tree["params"]
+    model = build_mmv(TINY_TSM)
+    path = write_official_pkl(tree, tmp_path / "tsm.pkl")
+    model.load_state_dict(state_dict_from_haiku(read_pickled_params(path), TINY_TSM), strict=True)
+    clips = torch.rand(2, 5, 33, 29, 3, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        va, vat = model.video_embeddings(clips)  # any T, H, W: no space-to-depth
+        assert va.shape == (2, 32) and vat.shape == (2, 16)
+        torch.testing.assert_close(model.video_embeddings(clips[1:])[0][0], va[1])
+        still = clips[:, :1].repeat(1, 5, 1, 1, 1)  # the shift brings in zeros at the ends
+        frame = model.video.clips(still[:, :1])
+        assert not torch.allclose(model.video.clips(still), frame, atol=1e-4)
 
 
 def test_space_to_depth_channel_order():

@@ -1,4 +1,4 @@
-"""MMV reproduces the official code (google-deepmind/deepmind-research `mmv/`) on a seeded tree.
+"""MMV reproduces the official code (google-deepmind/deepmind-research `mmv/`) on seeded trees.
 
 `tests/data/golden_mmv_s3d.npz` was computed by the official, unmodified JAX/Haiku code
 (`AudioTextVideoEmbedding(**config.get_model_config('mmv_s3d.pkl'))`, applied with
@@ -11,10 +11,17 @@ spectrograms 150 x 80 and 97 x 80, text vat (and the text-to-audio output) of wo
 pads, the 1024-d and 2048-d representations, and corners of five S3D endpoints (where SAME's
 extra padding sits).
 
-Measured (torch 2.14 CPU): 1 - cosine <= 6e-13 for every output and endpoint, max abs diff
-<= 2.2e-5 on outputs of magnitude up to 19 (audio va; 1e-6 relative), <= 1e-6 on the video ones.
+The TSM-ResNet-50 models (x1, x2) are checked the same way against
+`golden_mmv_tsm_resnet50{,x2}.npz` (`get_model_config('mmv_tsm_resnet_x1.pkl' / '..._x2.pkl')`,
+no space-to-depth): their video outputs for the 32 x 64 x 64 clips and an odd 9 x 57 x 61
+one, and corners of four endpoints of the latter's last frames. Their audio and text towers are
+the S3D model's (the same keys, so the same seeded values), checked above.
+
+Measured (torch 2.14 CPU): 1 - cosine <= 9e-13 for every output and endpoint, max abs diff
+<= 2.2e-5 on outputs of magnitude up to 19 (audio va; 1e-6 relative), <= 5e-6 on the video ones.
 To see the tests fail, change a fact they check: e.g. BN eps 1e-5 -> 1e-3 in
-configs/mmv-s3d.json, or put SAME's extra padding first in `same_pads`.
+configs/mmv-s3d.json, put SAME's extra padding first in `same_pads`, or keep TSM's shifted
+channels in place (the usual PyTorch TSM) in `temporal_shift`.
 """
 
 from __future__ import annotations
@@ -113,6 +120,35 @@ def test_audio_matches(golden, inputs, model, suffix):
     compare(representation, golden[f"audio_repr_{suffix}"], f"audio repr {suffix}")
     compare(va, golden[f"audio_va_{suffix}"], f"audio va {suffix}")
     compare(vat, golden[f"audio_vat_{suffix}"], f"audio vat {suffix}")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["mmv-tsm-resnet50", pytest.param("mmv-tsm-resnet50x2", marks=pytest.mark.slow)],
+)
+def test_tsm_video_matches(name, inputs):
+    config = mmv_config(name)
+    golden = dict(np.load(mmv_recipe.GOLDENS[name], allow_pickle=False))
+    tree = mmv_recipe.make_tree(config)
+    np.testing.assert_allclose(mmv_recipe.fingerprint(tree), golden["recipe_stats"], rtol=1e-6)
+    model = build_mmv(config, device="meta")
+    model.load_state_dict(state_dict_from_haiku(tree, config), strict=True, assign=True)
+    del tree
+    with torch.inference_mode():
+        for suffix, clips in (("even", "clips_even"), ("odd", "clips_tsm")):
+            representation = model.eval().video_representation(inputs[clips])
+            va, vat = model.heads.video(representation)
+            compare(representation, golden[f"video_repr_{suffix}"], f"{name} repr {suffix}")
+            compare(va, golden[f"video_va_{suffix}"], f"{name} va {suffix}")
+            compare(vat, golden[f"video_vat_{suffix}"], f"{name} vat {suffix}")
+        clip = inputs["clips_tsm"]
+        frames = clip.reshape(-1, *clip.shape[2:]).permute(0, 3, 1, 2)
+        for endpoint in ("stem", "unit_0", "unit_2", "last_conv"):
+            y = model.video(frames, clip.shape[1], final_endpoint=endpoint)
+            y = y.permute(0, 2, 3, 1)[-2:, -3:, -3:, :16]
+            official = "last_conv" if endpoint == "last_conv" else f"tsm_resnet_{endpoint}"
+            want = golden[f"endpoint_{official}"]
+            compare(y.reshape(1, -1), want.reshape(1, -1), f"{name} {endpoint}")
 
 
 def test_text_matches(golden, inputs, model):

@@ -1,12 +1,17 @@
-"""MMV (Alayrac et al., NeurIPS 2020, "Self-Supervised MultiModal Versatile Networks"), the S3D-G
-checkpoint's model, as its official JAX/Haiku release computes it at inference.
+"""MMV (Alayrac et al., NeurIPS 2020, "Self-Supervised MultiModal Versatile Networks"): the models
+of its three checkpoints (S3D-G, TSM-ResNet-50 and TSM-ResNet-50 x2), as the official JAX/Haiku
+release computes them at inference.
 
 Three towers and the "fac_relu" heads:
-- video: S3D-G on space-to-depth clips. A clip [T, H, W, 3] in [0, 1] (no other
+- video, S3D-G: on space-to-depth clips. A clip [T, H, W, 3] in [0, 1] (no other
   normalisation) becomes [T/2, H/2, W/2, 24] (channel dt*12 + dh*6 + dw*3 + c), then a (2, 4, 4)
   convolution, max-pools, separable (1, k, k) + (k, 1, 1) convolutions, self-gating (a sigmoid
   of a linear map of the mean over T, H, W scales each channel) and Inception blocks; the mean
   over T, H, W is the 1024-d representation;
+- video, TSM-ResNet-50 (x1, x2: twice as wide): the clip's frames, in [0, 1], through a
+  pre-activation ResNet-50 whose blocks shift an eighth of their channels one frame forward
+  and an eighth one frame back (moving them to the other end of the channel axis, as the
+  official code does); the mean over H, W, then over T: 2048-d (4096-d for x2);
 - audio: a pre-activation ResNet-50 over the log-mel spectrogram seen as a one-channel picture
   (height: frames, width: mel bins), the mean over both after a last BN and ReLU: 2048-d;
 - text: an embedding table, a per-token linear map and ReLU, the maximum over every token
@@ -35,12 +40,12 @@ from torch import nn
 from xsearch.models.mmv_params import (  # noqa: F401  (MmvConfig, mmv_config: public here too)
     FAMILY,
     INCEPTION_BRANCHES,
+    RESNET_STRIDES,
     S3D_CONV2C,
     S3D_ORDER,
     S3D_POOLS,
     S3D_STEM,
     SPACE_TO_DEPTH,
-    RESNET_STRIDES,
     MmvConfig,
     inception_output,
     inception_widths,
@@ -297,12 +302,21 @@ class ResNetV2(nn.Module):
         self.groups = nn.ModuleList(groups)
         self.final_bn = BatchNorm(cin, eps)
 
-    def forward(self, x: torch.Tensor, frames: int = 1) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, frames: int = 1, final_endpoint: str | None = None
+    ) -> torch.Tensor:
+        """`final_endpoint` (TSM's names): "stem" (after the pool), "unit_0" ... "unit_3",
+        "last_conv" (after the last BN and ReLU); None: the pooled output."""
         x = self.pool(self.stem(x))
-        for group in self.groups:
+        if final_endpoint == "stem":
+            return x
+        for number, group in enumerate(self.groups):
             for block in group:
                 x = block(x, frames)
-        return F.relu(self.final_bn(x)).mean(dim=(2, 3))
+            if final_endpoint == f"unit_{number}":
+                return x
+        x = F.relu(self.final_bn(x))
+        return x if final_endpoint == "last_conv" else x.mean(dim=(2, 3))
 
 
 def audio_resnet(config: MmvConfig) -> ResNetV2:

@@ -3,10 +3,11 @@ tables) and its official parameter trees (Haiku, `{'params': ..., 'state': ...}`
 `MmvModel` state dicts. Nothing here needs torch until a tree is converted, so the test recipe
 and tools outside the repository's venv can list the official keys.
 
-The official checkpoint (`mmv_s3d.pkl`) is a pickle of two Haiku trees, each
-`{module_path: {name: array}}`, read here by `xsearch.models.pickled_params` without running
-anything. The key set, with shapes, follows from the config (`expected_haiku_keys`); the
-conversion checks all of it and drops nothing silently:
+An official checkpoint (`mmv_s3d.pkl`, `mmv_tsm_resnet_x1.pkl`, `..._x2.pkl`) is a pickle of
+two Haiku trees, each `{module_path: {name: array}}`, read here by
+`xsearch.models.pickled_params` without running anything. The key set, with shapes, follows
+from the config (`expected_haiku_keys`); the conversion checks all of it and drops nothing
+silently:
 - every expected key must be there with its shape, and no other key (nor other top-level entry)
   may be: otherwise a CheckpointError in one line naming the first offending key;
 - keys the inference does not read are checked, then left out on purpose: each batch norm's
@@ -173,7 +174,7 @@ def mmv_config(name: str) -> MmvConfig:
         context_length=raw["text"]["context_length"],
         sentence_dim=text["sentence_dim"],
         video_va_inner=heads["video_va_inner"],
-        bn_eps=float(heads["bn_eps"]),
+        bn_eps=float(towers["bn_eps"]),  # every batch norm's
         **tsm,
     )
     if config.is_s3d:
@@ -182,7 +183,9 @@ def mmv_config(name: str) -> MmvConfig:
     else:
         computed = config.video_widths[-1]
     if computed != config.video_dim:
-        raise ValueError(f"model {name}: the video tower gives {computed} channels, not {config.video_dim}")
+        raise ValueError(
+            f"model {name}: the video tower gives {computed} channels, not {config.video_dim}"
+        )
     return config
 
 
@@ -281,7 +284,9 @@ class _Plan:
                 for i, (kernel, a, b) in enumerate(shapes):
                     self.conv(f"{path}{convs}conv_{i}", kernel, a, b, f"{key}.convs.{i}")
                 if j == 0 and (tsm or channels != cin):
-                    self.conv(f"{path}{convs}shortcut_conv", (1, 1), cin, channels, f"{key}.shortcut")
+                    self.conv(
+                        f"{path}{convs}shortcut_conv", (1, 1), cin, channels, f"{key}.shortcut"
+                    )
                 cin = channels
         return cin
 
@@ -289,8 +294,12 @@ class _Plan:
         c = self.config
         self.conv(f"{TSM}/tsm_resnet_stem", (7, 7), 3, c.video_stem_width, "video.stem")
         cin = self.resnet_blocks(
-            f"{TSM}/tsm_resnet_unit_", "video.groups", c.video_stem_width, c.video_widths,
-            c.video_blocks, tsm=True,
+            f"{TSM}/tsm_resnet_unit_",
+            "video.groups",
+            c.video_stem_width,
+            c.video_widths,
+            c.video_blocks,
+            tsm=True,
         )
         self.batch_norm(f"{TSM}/{BN}", cin, 4, "video.final_bn")
 
@@ -332,8 +341,12 @@ class _Plan:
         c = self.config
         self.conv(f"{AUDIO}/~/initial_conv", (7, 7), 1, c.audio_stem_width, "audio.stem")
         cin = self.resnet_blocks(
-            f"{AUDIO}/~/block_group_", "audio.groups", c.audio_stem_width, c.audio_widths,
-            c.audio_blocks, tsm=False,
+            f"{AUDIO}/~/block_group_",
+            "audio.groups",
+            c.audio_stem_width,
+            c.audio_widths,
+            c.audio_blocks,
+            tsm=False,
         )
         self.batch_norm(f"{AUDIO}/{BN}", cin, 4, "audio.final_bn")
 
