@@ -33,7 +33,7 @@ import pytest
 import torch
 
 from tests.helpers import mmv_recipe
-from xsearch.models.mmv import build_mmv, mmv_config, space_to_depth
+from xsearch.models.mmv import build_mmv, mmv_config, prepare_for_inference, space_to_depth
 from xsearch.models.mmv_params import state_dict_from_haiku
 
 CONFIG = mmv_config("mmv-s3d")
@@ -57,11 +57,13 @@ def inputs():
     return {k: torch.from_numpy(v) for k, v in mmv_recipe.make_inputs().items()}
 
 
-@pytest.fixture(scope="module")
-def model(tree):
+@pytest.fixture(scope="module", params=["as loaded", "prepared"])
+def model(tree, request):
+    """The port as the checkpoint loads it, and as the encoder runs it (BatchNorms folded
+    into the convolutions, channels-last weights: `prepare_for_inference`)."""
     model = build_mmv(CONFIG, device="meta")
     model.load_state_dict(state_dict_from_haiku(tree, CONFIG), strict=True, assign=True)
-    return model.eval()
+    return prepare_for_inference(model.eval()) if request.param == "prepared" else model.eval()
 
 
 def compare(got: torch.Tensor | np.ndarray, want: np.ndarray, what: str) -> tuple[float, float]:
@@ -134,6 +136,11 @@ def test_tsm_video_matches(name, inputs):
     model = build_mmv(config, device="meta")
     model.load_state_dict(state_dict_from_haiku(tree, config), strict=True, assign=True)
     del tree
+    _tsm_matches(name, model.eval(), golden, inputs)
+    _tsm_matches(name, prepare_for_inference(model), golden, inputs)  # as the encoder runs it
+
+
+def _tsm_matches(name, model, golden, inputs) -> None:
     with torch.inference_mode():
         for suffix, clips in (("even", "clips_even"), ("odd", "clips_tsm")):
             representation = model.eval().video_representation(inputs[clips])

@@ -74,7 +74,7 @@ class MmvEncoder(LazyTowers, Encoder):
         if self._model is None:
             import torch
 
-            from xsearch.models.mmv import build_mmv
+            from xsearch.models.mmv import build_mmv, prepare_for_inference
 
             if self.checkpoint is None:
                 with torch.random.fork_rng(devices=[]):  # the caller's RNG is left as it was
@@ -86,7 +86,7 @@ class MmvEncoder(LazyTowers, Encoder):
                 state, self._words = load_mmv_state(self.checkpoint, self.spec.config)
                 model = build_mmv(self.config, device="meta")
                 model.load_state_dict(state, strict=True, assign=True)
-            self._model = model.to(self.device).eval()
+            self._model = prepare_for_inference(model.to(self.device).eval())
         return self._model
 
     def _autocast(self, device) -> AbstractContextManager:
