@@ -23,7 +23,7 @@ import numpy as np
 
 from xsearch.errors import ParameterError, UsageError
 from xsearch.eval.metrics import caption_metrics, interpolated_precision
-from xsearch.eval.retrieval import QUERY_CHUNK, PairResult, combine, served_scores
+from xsearch.eval.retrieval import QUERY_CHUNK, PairResult, ServedScores, combine
 
 CAPTION_PAIRS: tuple[tuple[str, str], ...] = (("text", "audio"), ("audio", "text"))
 
@@ -41,7 +41,7 @@ def caption_pairs(pairs: list[tuple[str, str]] | None) -> list[tuple[str, str]]:
     return list(pairs)
 
 
-class CaptionEvaluation:
+class CaptionEvaluation(ServedScores):
     """The captioned clips of one index generation, ready to score the caption pairings."""
 
     def __init__(self, index, exact: bool = False, **search_knobs) -> None:
@@ -96,18 +96,6 @@ class CaptionEvaluation:
 
     def _assets(self, item_ids: np.ndarray) -> np.ndarray:
         return np.array([self.item_asset[int(i)] for i in item_ids], dtype=np.int64)
-
-    def _scores(self, modality, queries, cand_ids, cand_vectors) -> np.ndarray:
-        return served_scores(
-            self.store,
-            modality,
-            queries,
-            cand_ids,
-            cand_vectors,
-            self.exact,
-            self.knobs,
-            self.index.spec,
-        )
 
     @staticmethod
     def _measure(scores, relevant, curve: bool, curves: list) -> dict[str, float | int]:

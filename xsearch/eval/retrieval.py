@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -169,7 +170,22 @@ def parse_pairs(
     return pairs
 
 
-class Evaluation:
+class ServedScores:
+    """Scoring as the index serves: what both evaluations (labels, captions) share."""
+
+    index: Any
+    store: Any
+    exact: bool
+    knobs: dict
+
+    def _scores(self, modality, queries, cand_ids, cand_vectors) -> np.ndarray:
+        spec = self.index.spec
+        return served_scores(
+            self.store, modality, queries, cand_ids, cand_vectors, self.exact, self.knobs, spec
+        )
+
+
+class Evaluation(ServedScores):
     """The labelled items of one index generation, ready to score pairings."""
 
     def __init__(
@@ -191,7 +207,6 @@ class Evaluation:
         self.exact = exact
         self.aggregate = aggregate  # None: every item is a query and a candidate of its own
         self.knobs = search_knobs  # nprobe / ef for approximate indexes
-        self.spec = index.spec
         assets = self.store.assets.to_pylist()
         self.asset_labels = {a["asset_id"]: frozenset(a["labels"] or ()) for a in assets}
         self.asset_duration = {a["asset_id"]: a["duration"] for a in assets}
@@ -387,18 +402,6 @@ class Evaluation:
             return q[:, None] == c[None, :]
         vocab = {label: n for n, label in enumerate(sorted(set().union(*queries, *candidates)))}
         return (_multi_hot(queries, vocab) @ _multi_hot(candidates, vocab).T) > 0
-
-    def _scores(self, modality, queries, cand_ids, cand_vectors) -> np.ndarray:
-        return served_scores(
-            self.store,
-            modality,
-            queries,
-            cand_ids,
-            cand_vectors,
-            self.exact,
-            self.knobs,
-            self.spec,
-        )
 
 
 def served_scores(
