@@ -94,3 +94,18 @@ def test_a_query_video_gives_the_clips_of_the_index_policy(tmp_path):
     clips = QueryFiles().clips(path, "every:2", ImageInput(32, frames=4, fps=10.0))
     assert [c.shape for c in clips] == [(4, 32, 32, 3)] * 3
     assert [frame_index(c[0]) for c in clips] == [0, 20, 40]  # each moment's start
+
+
+def test_every_places_its_clips_without_a_decoding_pass(tmp_path, monkeypatch):
+    from xsearch.media import video
+    from xsearch.media.frames import FramePolicy
+
+    path = tmp_path / "v.mp4"
+    write_video(path, 60, fps=10)
+    decoded = []
+    real = video.video_frames
+    monkeypatch.setattr(video, "video_frames", lambda p: decoded.append(p) or real(p))
+    windows = video.clip_moments(path, FramePolicy.parse("every:2"), 0.8)
+    assert [w[0] for w in windows] == pytest.approx([0, 2, 4]) and decoded == []
+    video.clip_moments(path, FramePolicy.parse("scenes"), 0.8)  # shots need the frames
+    assert len(decoded) == 1

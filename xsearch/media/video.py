@@ -5,6 +5,7 @@ instead, for the frame policies that embed frames over time (`xsearch.media.fram
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator
 from fractions import Fraction
@@ -123,8 +124,13 @@ def clip_moments(
     elif policy.kind == "scenes" and most is not None:
         assert policy.max_frames is not None
         chosen = FramePolicy("scenes", max_frames=min(policy.max_frames, most))
-    picked = chosen.pick(video_frames(path), lambda frame: None, grey_thumbnails())
-    starts = [p.seconds for p in picked[:most]]
+    if chosen.kind == "every" and duration:  # the times are known: no decoding pass
+        assert chosen.seconds is not None
+        starts = [k * chosen.seconds for k in range(math.ceil(duration / chosen.seconds - 1e-9))]
+        starts = starts[:most] or [0.0]
+    else:
+        picked = chosen.pick(video_frames(path), lambda frame: None, grey_thumbnails())
+        starts = [p.seconds for p in picked[:most]]
     spans = [(t, t) for t in starts] if policy.kind == "mean" else time_spans(starts, duration)
     return [clip_window(start, end, duration, seconds) for start, end in spans]
 
