@@ -152,3 +152,11 @@ def test_a_model_without_a_vocabulary_refuses_text_in_one_line(tmp_path):
     with pytest.raises(UsageError, match="no vocabulary") as caught:
         encoder._tokenizer()
     assert "\n" not in str(caught.value)
+
+
+def test_any_length_of_sound_embeds(mmv_index):
+    index, _, _ = mmv_index
+    encoder = index.encoder
+    for samples in (0, 1, 2047, 5 * 48_000):
+        row = encoder.embed("audio", [np.full(samples, 1000.0, np.float32)])[0]
+        assert np.isfinite(row).all() and np.linalg.norm(row) == pytest.approx(np.sqrt(2), abs=1e-5)

@@ -168,8 +168,10 @@ class MmvEncoder(LazyTowers, Encoder):
         return np.broadcast_to(picture, (image.frames, *picture.shape)).copy()
 
     def log_mel(self, wave: np.ndarray) -> np.ndarray:
-        """The audio tower's input for one window (a waveform at int16 scale)."""
-        return self.frontend.log_mel(np.asarray(wave, np.float32) / np.float32(INT16_SCALE))
+        """The audio tower's input for one window (a waveform at int16 scale); an empty one
+        is a sample of silence (TensorFlow's frontend would give no frame at all)."""
+        samples = np.asarray(wave, np.float32).reshape(-1) / np.float32(INT16_SCALE)
+        return self.frontend.log_mel(samples if len(samples) else np.zeros(1, np.float32))
 
     # --- embedding -------------------------------------------------------------------------
 
