@@ -136,8 +136,9 @@ class EncoderSpec:
 
 class Encoder(ABC):
     """Embeds batches of the modalities in `spec` into one space of `spec.dim` dimensions.
-    Rows are float32 and L2-normalised. Methods for modalities the spec lacks raise
-    UsageError (see `embed`)."""
+    Rows are float32 and L2-normalised (for a model of several `spec.spaces`, each space's
+    part is, or is zero). Methods for modalities the spec lacks raise UsageError (see
+    `embed`)."""
 
     spec: EncoderSpec
     weights: WeightsChoice  # the checkpoint it was loaded from, or random weights
