@@ -359,14 +359,8 @@ def decode_settings(options: IngestOptions, encoder: Encoder) -> dict:
         "merge_tail": not (spec.audio and spec.audio.clip_seconds),
         "frames": options.frames_for(),
         # a model of video clips (MMV): each moment becomes a clip of (frames, fps)
-        "clip": clip_of(spec),
+        "clip": spec.image.clip if spec.image else None,
     }
-
-
-def clip_of(spec) -> tuple[int, float] | None:
-    """(frames, fps) of the clips a model of video clips sees; None for a model of pictures."""
-    image = spec.image
-    return (image.frames, float(image.fps)) if image and image.frames > 1 and image.fps else None
 
 
 def embed_batch(encoder: Encoder, modality: str, payloads: list) -> np.ndarray:
@@ -374,7 +368,8 @@ def embed_batch(encoder: Encoder, modality: str, payloads: list) -> np.ndarray:
     frames (the `mean:N` frame policy: [n, 3, h, w] prepared, or [n, h, w, 3] uint8; for a
     model of clips, [n, frames, h, w, 3] clips): its row is the normalised mean of its
     frames' unit vectors."""
-    item_ndim = 4 if clip_of(encoder.spec) else 3  # a clip, or a picture
+    image = encoder.spec.image
+    item_ndim = 4 if image and image.clip else 3  # a clip, or a picture
     stacks = [modality == "image" and _is_stack(p, item_ndim) for p in payloads]
     if not any(stacks):
         return encoder.embed(modality, payloads)

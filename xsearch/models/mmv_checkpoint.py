@@ -24,13 +24,7 @@ from xsearch.errors import CheckpointError
 from xsearch.models.checkpoint_files import describe_mismatch
 from xsearch.models.clap_checkpoint import read_checkpoint
 
-FORMAT = "xsearch-mmv-1"
-CONVERTED_SUFFIX = ".pt"
-
-
-def converted_name(filename: str) -> str:
-    """The name a converted copy of the official file `filename` has in the cache."""
-    return str(Path(filename).with_suffix(CONVERTED_SUFFIX))
+FORMAT = "xsearch-mmv-1"  # (its name in the cache: `Release.installed`)
 
 
 def is_official_pickle(path: Path) -> bool:

@@ -24,7 +24,7 @@ import numpy as np
 
 from xsearch.errors import ParameterError, UsageError
 from xsearch.media.audio import INT16_SCALE
-from xsearch.models.batching import batches, embed_in_windows
+from xsearch.models.batching import embed_in_windows
 from xsearch.models.encoder import normalize_parts, normalize_rows
 from xsearch.models.lazy_towers import LazyTowers
 from xsearch.models.registry import raw_config, spec_for
@@ -120,7 +120,8 @@ class MmvEncoder(LazyTowers, Encoder):
             if modality == "text":
                 ids = torch.from_numpy(tokenizer.ids(batch, self.config.text_tokens))
                 with torch.inference_mode(), self._autocast(device):
-                    rows[:, self._vat] = normalize_rows(forward(ids.to(device)).float().cpu())
+                    out = forward(ids.to(device)).float().cpu().numpy()
+                rows[:, self._vat] = normalize_rows(out)
                 return rows
             chunk = CPU_CLIP_CHUNK if modality == "image" and device.type == "cpu" else len(batch)
             for start in range(0, len(batch), chunk):
@@ -128,10 +129,8 @@ class MmvEncoder(LazyTowers, Encoder):
                 with torch.inference_mode(), self._autocast(device):
                     va, vat = (o.float().cpu().numpy() for o in forward(inputs))
                 part = slice(start, start + len(va))
-                rows[part, self._va], rows[part, self._vat] = (
-                    normalize_rows(va),
-                    normalize_rows(vat),
-                )
+                rows[part, self._va] = normalize_rows(va)
+                rows[part, self._vat] = normalize_rows(vat)
             return rows
 
         return step
@@ -177,22 +176,19 @@ class MmvEncoder(LazyTowers, Encoder):
 
     def embed_text(self, texts: Sequence[str | Sequence[str]]) -> np.ndarray:
         joined = [t if isinstance(t, str) else ", ".join(t) for t in texts]
-        out = np.empty((len(joined), self.dim), dtype=np.float32)
-        step = self._tower("text") if joined else None
-        start = 0
-        for batch in batches(joined, self.batch_size):
-            out[start : start + len(batch)] = step(batch)  # type: ignore[misc]
-            start += len(batch)
-        return out
+        return self._in_batches("text", joined, lambda text: text)
 
     def embed_images(self, images: Sequence[Any]) -> np.ndarray:
         """Clips or still pictures -> [n, dim]."""
-        out = np.empty((len(images), self.dim), dtype=np.float32)
-        step = self._tower("image") if len(images) else None
-        start = 0
-        for batch in batches(images, self.batch_size):
-            out[start : start + len(batch)] = step([self.clip(i) for i in batch])  # type: ignore[misc]
-            start += len(batch)
+        return self._in_batches("image", images, self.clip)
+
+    def _in_batches(self, modality: str, items: Sequence, prepare: Callable) -> np.ndarray:
+        out = np.empty((len(items), self.dim), dtype=np.float32)
+        if len(items):
+            step = self._tower(modality)
+            for start in range(0, len(items), self.batch_size):
+                batch = items[start : start + self.batch_size]
+                out[start : start + len(batch)] = step([prepare(item) for item in batch])
         return out
 
     def embed_audio(self, waves: Sequence[np.ndarray]) -> np.ndarray:

@@ -60,9 +60,14 @@ class ImageInput:
     fps: float | None = None
 
     @property
+    def clip(self) -> tuple[int, float] | None:
+        """(frames, fps) of a model of clips; None for a model of pictures."""
+        return (self.frames, float(self.fps)) if self.frames > 1 and self.fps else None
+
+    @property
     def clip_seconds(self) -> float | None:
         """How long a clip lasts, for a model of clips; None for a model of pictures."""
-        return self.frames / self.fps if self.frames > 1 and self.fps else None
+        return self.frames / self.fps if self.clip and self.fps else None
 
 
 @dataclass(frozen=True)
